@@ -1,0 +1,100 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+
+namespace NativeMi.IO;
+
+/// <summary>One tensor to write: name, element type, shape and its little-endian bytes.</summary>
+/// <param name="Name">Tensor name.</param>
+/// <param name="DType">Element type.</param>
+/// <param name="Shape">Dimensions, outermost first.</param>
+/// <param name="Data">Raw bytes; length must equal the element count times the element size.</param>
+public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, long[] Shape, ReadOnlyMemory<byte> Data)
+{
+    /// <summary>An F32 tensor.</summary>
+    public static SafetensorsEntry FromFloat32(string name, long[] shape, float[] values) =>
+        new(name, SafetensorsDType.F32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+
+    /// <summary>An I64 tensor.</summary>
+    public static SafetensorsEntry FromInt64(string name, long[] shape, long[] values) =>
+        new(name, SafetensorsDType.I64, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+}
+
+/// <summary>Writes safetensors files (header padded to 8 bytes, tensors in the order given), atomically.</summary>
+public static class SafetensorsWriter
+{
+    /// <summary>Writes <paramref name="entries"/> to <paramref name="path"/> via a temporary file and rename.</summary>
+    public static void Write(string path, IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        byte[] header = BuildHeader(entries, metadata);
+        AtomicFile.Write(path, stream =>
+        {
+            Span<byte> length = stackalloc byte[8];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+            stream.Write(length);
+            stream.Write(header);
+            foreach (SafetensorsEntry entry in entries) stream.Write(entry.Data.Span);
+        });
+    }
+
+    /// <summary>The bytes of a whole safetensors file, in memory.</summary>
+    public static byte[] ToBytes(IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        byte[] header = BuildHeader(entries, metadata);
+        using var stream = new MemoryStream();
+        Span<byte> length = stackalloc byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+        stream.Write(length);
+        stream.Write(header);
+        foreach (SafetensorsEntry entry in entries) stream.Write(entry.Data.Span);
+        return stream.ToArray();
+    }
+
+    private static byte[] BuildHeader(IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                json.WriteStartObject("__metadata__");
+                foreach (var (key, value) in metadata.OrderBy(p => p.Key, StringComparer.Ordinal)) json.WriteString(key, value);
+                json.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (SafetensorsEntry entry in entries)
+            {
+                if (entry.Name == "__metadata__" || !names.Add(entry.Name))
+                    throw new ArgumentException($"tensor name '{entry.Name}' is reserved or repeated", nameof(entries));
+                long elements = 1;
+                foreach (long d in entry.Shape)
+                {
+                    if (d < 0) throw new ArgumentException($"tensor '{entry.Name}' has a negative dimension", nameof(entries));
+                    elements = checked(elements * d);
+                }
+                long bytes = checked(elements * SafetensorsDTypes.SizeOf(entry.DType));
+                if (bytes != entry.Data.Length)
+                    throw new ArgumentException($"tensor '{entry.Name}': shape [{string.Join(", ", entry.Shape)}] x {SafetensorsDTypes.ToName(entry.DType)} needs {bytes} bytes, got {entry.Data.Length}", nameof(entries));
+                json.WriteStartObject(entry.Name);
+                json.WriteString("dtype", SafetensorsDTypes.ToName(entry.DType));
+                json.WriteStartArray("shape");
+                foreach (long d in entry.Shape) json.WriteNumberValue(d);
+                json.WriteEndArray();
+                json.WriteStartArray("data_offsets");
+                json.WriteNumberValue(offset);
+                json.WriteNumberValue(offset + bytes);
+                json.WriteEndArray();
+                json.WriteEndObject();
+                offset += bytes;
+            }
+            json.WriteEndObject();
+        }
+        int padded = (int)((buffer.Length + 7) / 8 * 8);
+        byte[] header = new byte[padded];
+        buffer.ToArray().CopyTo(header, 0);
+        header.AsSpan((int)buffer.Length).Fill((byte)' ');
+        return header;
+    }
+}

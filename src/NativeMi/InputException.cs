@@ -1,0 +1,25 @@
+namespace NativeMi;
+
+/// <summary>
+/// Base type of every error caused by the user's input (a file, a folder, an option) rather than by
+/// the environment or by a bug. Its message always names the file or option and what was expected.
+/// </summary>
+public class InputException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public InputException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>A model folder (config.json, weights, tokenizer files) is missing something or contradicts itself.</summary>
+public sealed class ModelFormatException : InputException
+{
+    /// <summary>Creates the exception for <paramref name="filePath"/>.</summary>
+    public ModelFormatException(string filePath, string problem, Exception? inner = null)
+        : base($"{filePath}: {problem}", inner)
+    {
+        FilePath = filePath;
+    }
+
+    /// <summary>The file or folder that is wrong.</summary>
+    public string FilePath { get; }
+}

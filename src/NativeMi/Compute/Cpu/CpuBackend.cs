@@ -1,0 +1,164 @@
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+
+namespace NativeMi.Compute.Cpu;
+
+/// <summary>A buffer in managed host memory.</summary>
+public sealed class CpuBuffer<T> : DeviceBuffer<T> where T : unmanaged
+{
+    /// <summary>Wraps <paramref name="data"/> without copying.</summary>
+    public CpuBuffer(T[] data) => Data = data;
+
+    /// <summary>The elements.</summary>
+    public T[] Data { get; }
+
+    /// <inheritdoc />
+    public override long Length => Data.LongLength;
+}
+
+/// <summary>The CPU backend: managed SIMD kernels spread over the thread pool.</summary>
+public sealed class CpuBackend : IComputeBackend
+{
+    /// <inheritdoc />
+    public string Name => "cpu";
+
+    /// <inheritdoc />
+    public string Description =>
+        $"cpu ({(Vector512.IsHardwareAccelerated ? "AVX-512" : Vector256.IsHardwareAccelerated ? "AVX2/FMA" : "scalar")} available, {Environment.ProcessorCount} threads)";
+
+    /// <summary>The managed array behind a buffer of this backend.</summary>
+    public static T[] Array<T>(DeviceBuffer<T> buffer) where T : unmanaged =>
+        buffer is CpuBuffer<T> cpu ? cpu.Data : throw new ArgumentException("buffer belongs to another backend", nameof(buffer));
+
+    private static T[]? ArrayOrNull<T>(DeviceBuffer<T>? buffer) where T : unmanaged => buffer is null ? null : Array(buffer);
+
+    /// <inheritdoc />
+    public DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged => new CpuBuffer<T>(new T[length]);
+
+    /// <inheritdoc />
+    public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged => new CpuBuffer<T>(data.ToArray());
+
+    /// <inheritdoc />
+    public void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged =>
+        Array(source).AsSpan(0, destination.Length).CopyTo(destination);
+
+    /// <inheritdoc />
+    public void Gemm(DeviceBuffer<float> input, DeviceBuffer<float> weight, DeviceBuffer<float>? bias, DeviceBuffer<float> output,
+        int m, int k, int n, Activation activation) =>
+        CpuGemm.Multiply(Array(input), Array(weight), ArrayOrNull(bias), Array(output), m, k, n, activation);
+
+    /// <inheritdoc />
+    public void LayerNorm(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> beta,
+        DeviceBuffer<float> output, int rows, int width, float epsilon)
+    {
+        float[] x = Array(input), y = Array(output), g = Array(gamma), b = Array(beta);
+        float[]? r = ArrayOrNull(residual);
+        ParallelRows(rows, width, row =>
+        {
+            Span<float> dst = y.AsSpan(row * width, width);
+            ReadOnlySpan<float> src = x.AsSpan(row * width, width);
+            if (r is not null) TensorPrimitives.Add(src, r.AsSpan(row * width, width), dst);
+            else src.CopyTo(dst);
+            LayerNormRow(dst, g, b, epsilon);
+        });
+    }
+
+    /// <summary>Normalises one row in place (two-pass mean and variance in float, as reference implementations do).</summary>
+    public static void LayerNormRow(Span<float> row, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, float epsilon)
+    {
+        int width = row.Length;
+        float mean = TensorPrimitives.Sum(row) / width;
+        TensorPrimitives.Subtract(row, mean, row);
+        float variance = TensorPrimitives.SumOfSquares(row) / width;
+        float scale = 1f / MathF.Sqrt(variance + epsilon);
+        TensorPrimitives.Multiply(row, scale, row);
+        TensorPrimitives.FusedMultiplyAdd(row, gamma, beta, row);
+    }
+
+    /// <inheritdoc />
+    public void AddInPlace(DeviceBuffer<float> accumulator, DeviceBuffer<float> addend, long count)
+    {
+        float[] acc = Array(accumulator), add = Array(addend);
+        TensorPrimitives.Add(acc.AsSpan(0, checked((int)count)), add.AsSpan(0, (int)count), acc.AsSpan(0, (int)count));
+    }
+
+    /// <inheritdoc />
+    public void EmbeddingGather(DeviceBuffer<int> ids, DeviceBuffer<int> positionIds, DeviceBuffer<int>? typeIds,
+        DeviceBuffer<float> words, DeviceBuffer<float> positions, DeviceBuffer<float>? types, DeviceBuffer<float> output,
+        int rows, int width)
+    {
+        int[] id = Array(ids), pos = Array(positionIds);
+        int[]? type = ArrayOrNull(typeIds);
+        float[] w = Array(words), p = Array(positions), o = Array(output);
+        float[]? t = ArrayOrNull(types);
+        long wordRows = w.LongLength / width, positionRows = p.LongLength / width, typeRows = t is null ? 0 : t.LongLength / width;
+        ParallelRows(rows, width, row =>
+        {
+            int tokenId = id[row], positionId = pos[row];
+            if ((uint)tokenId >= wordRows) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {tokenId} at row {row} is outside the embedding table ({wordRows} rows)");
+            if ((uint)positionId >= positionRows) throw new ArgumentOutOfRangeException(nameof(positionIds), $"position {positionId} at row {row} is outside the position table ({positionRows} rows)");
+            Span<float> dst = o.AsSpan(row * width, width);
+            TensorPrimitives.Add(w.AsSpan(tokenId * width, width), p.AsSpan(positionId * width, width), dst);
+            if (t is not null && type is not null)
+            {
+                int typeId = type[row];
+                if ((uint)typeId >= typeRows) throw new ArgumentOutOfRangeException(nameof(typeIds), $"token type {typeId} at row {row} is outside the type table ({typeRows} rows)");
+                TensorPrimitives.Add(dst, t.AsSpan(typeId * width, width), dst);
+            }
+        });
+    }
+
+    /// <inheritdoc />
+    public void Attention(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> output,
+        int batch, int seq, int heads, int headDim, bool causal)
+    {
+        float[] x = Array(qkv), o = Array(output);
+        int[] m = Array(mask);
+        int width = heads * headDim, stride = 3 * width;
+        float scale = 1f / MathF.Sqrt(headDim);
+        Parallel.For(0, batch * heads, () => new float[seq], (bh, _, scores) =>
+        {
+            int b = bh / heads, h = bh % heads;
+            int rowBase = b * seq;
+            for (int i = 0; i < seq; i++)
+            {
+                ReadOnlySpan<float> q = x.AsSpan((rowBase + i) * stride + h * headDim, headDim);
+                Span<float> dst = o.AsSpan((rowBase + i) * width + h * headDim, headDim);
+                int keyEnd = causal ? i + 1 : seq;
+                float max = float.NegativeInfinity;
+                for (int j = 0; j < keyEnd; j++)
+                {
+                    if (m[rowBase + j] == 0) { scores[j] = float.NegativeInfinity; continue; }
+                    float s = TensorPrimitives.Dot(q, x.AsSpan((rowBase + j) * stride + width + h * headDim, headDim)) * scale;
+                    scores[j] = s;
+                    if (s > max) max = s;
+                }
+                dst.Clear();
+                if (float.IsNegativeInfinity(max)) continue;
+                float sum = 0;
+                for (int j = 0; j < keyEnd; j++)
+                {
+                    float e = float.IsNegativeInfinity(scores[j]) ? 0f : MathF.Exp(scores[j] - max);
+                    scores[j] = e;
+                    sum += e;
+                }
+                float inverse = 1f / sum;
+                for (int j = 0; j < keyEnd; j++)
+                {
+                    if (scores[j] == 0f) continue;
+                    TensorPrimitives.MultiplyAdd(x.AsSpan((rowBase + j) * stride + 2 * width + h * headDim, headDim), scores[j] * inverse, dst, dst);
+                }
+            }
+            return scores;
+        }, _ => { });
+    }
+
+    private static void ParallelRows(int rows, int width, Action<int> body)
+    {
+        if ((long)rows * width < 65_536) { for (int r = 0; r < rows; r++) body(r); return; }
+        Parallel.For(0, rows, body);
+    }
+
+    /// <summary>Nothing to release: buffers are managed arrays.</summary>
+    public void Dispose() { }
+}

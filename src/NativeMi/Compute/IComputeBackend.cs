@@ -1,0 +1,82 @@
+namespace NativeMi.Compute;
+
+/// <summary>Element-wise function applied in a GEMM epilogue.</summary>
+public enum Activation
+{
+    /// <summary>Identity.</summary>
+    None,
+    /// <summary>Exact GELU, 0.5 x (1 + erf(x / sqrt 2)).</summary>
+    GeluExact,
+    /// <summary>Tanh-approximated GELU as GPT-2 defines it.</summary>
+    GeluTanh,
+}
+
+/// <summary>A buffer of elements owned by a backend (host memory for the CPU, device memory for CUDA).</summary>
+/// <typeparam name="T">float for activations and weights, int for ids and masks.</typeparam>
+public abstract class DeviceBuffer<T> : IDisposable where T : unmanaged
+{
+    /// <summary>Number of elements.</summary>
+    public abstract long Length { get; }
+
+    /// <summary>Releases the memory.</summary>
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases the memory; override in backends that own unmanaged memory.</summary>
+    protected virtual void Dispose(bool disposing) { }
+}
+
+/// <summary>
+/// The op set every backend implements. The transformer forward pass and the probe trainer are written
+/// once against it. Shapes are row-major; a "row" is one token of one sentence.
+/// </summary>
+public interface IComputeBackend : IDisposable
+{
+    /// <summary>Short name ("cpu", "cuda").</summary>
+    string Name { get; }
+
+    /// <summary>Human-readable description of what runs (instruction set, device, thread count).</summary>
+    string Description { get; }
+
+    /// <summary>A zero-filled buffer.</summary>
+    DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged;
+
+    /// <summary>A buffer holding a copy of <paramref name="data"/>.</summary>
+    DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged;
+
+    /// <summary>Copies a buffer (or its first elements) back to host memory.</summary>
+    void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged;
+
+    /// <summary>
+    /// output[m, n] = activation(input[m, k] · weight[k, n] + bias[n]). The weight is stored [in, out],
+    /// row-major.
+    /// </summary>
+    void Gemm(DeviceBuffer<float> input, DeviceBuffer<float> weight, DeviceBuffer<float>? bias, DeviceBuffer<float> output,
+        int m, int k, int n, Activation activation);
+
+    /// <summary>output[r] = LayerNorm(input[r] + residual[r]) · gamma + beta for each of <paramref name="rows"/> rows.</summary>
+    void LayerNorm(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> beta,
+        DeviceBuffer<float> output, int rows, int width, float epsilon);
+
+    /// <summary>accumulator += addend, element-wise over the first <paramref name="count"/> elements.</summary>
+    void AddInPlace(DeviceBuffer<float> accumulator, DeviceBuffer<float> addend, long count);
+
+    /// <summary>
+    /// Embedding sum: output[row] = words[ids[row]] + positions[positionIds[row]] (+ types[typeIds[row]]).
+    /// </summary>
+    void EmbeddingGather(DeviceBuffer<int> ids, DeviceBuffer<int> positionIds, DeviceBuffer<int>? typeIds,
+        DeviceBuffer<float> words, DeviceBuffer<float> positions, DeviceBuffer<float>? types, DeviceBuffer<float> output,
+        int rows, int width);
+
+    /// <summary>
+    /// Multi-head scaled dot-product attention. <paramref name="qkv"/> is [batch·seq, 3·heads·headDim]
+    /// (queries, keys, values side by side); <paramref name="mask"/> is [batch, seq] with 1 for real tokens.
+    /// Keys that are masked (or, when <paramref name="causal"/>, later than the query) get no weight.
+    /// A query with no visible key outputs zeros. Writes [batch·seq, heads·headDim].
+    /// </summary>
+    void Attention(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> output,
+        int batch, int seq, int heads, int headDim, bool causal);
+}

@@ -1,0 +1,79 @@
+using NativeMi.Compute;
+using NativeMi.Compute.Cpu;
+using NativeMi.IO;
+using NativeMi.Text;
+using NativeMi.Transformer;
+
+namespace NativeMi.Models;
+
+/// <summary>
+/// A Hugging Face model folder loaded onto a backend: its config, tokenizer and weights, ready to run
+/// the forward pass.
+/// </summary>
+public sealed class TransformerModel : IDisposable
+{
+    private readonly TransformerWeights _weights;
+    private readonly TransformerForward _forward;
+
+    private TransformerModel(string directory, TransformerConfig config, TextTokenizer tokenizer, TransformerWeights weights, IComputeBackend backend)
+    {
+        Directory = directory;
+        Config = config;
+        Tokenizer = tokenizer;
+        _weights = weights;
+        Backend = backend;
+        _forward = new TransformerForward(config, weights, backend);
+    }
+
+    /// <summary>The folder the model was read from.</summary>
+    public string Directory { get; }
+    /// <summary>Architecture.</summary>
+    public TransformerConfig Config { get; }
+    /// <summary>Tokenizer of the folder.</summary>
+    public TextTokenizer Tokenizer { get; }
+    /// <summary>The backend the weights live on.</summary>
+    public IComputeBackend Backend { get; }
+    /// <summary>Number of parameters read.</summary>
+    public long ParameterCount => _weights.ParameterCount;
+    /// <summary>Element types found in the checkpoint.</summary>
+    public IReadOnlyCollection<string> CheckpointDTypes => _weights.DTypes.Keys.ToArray();
+    /// <summary>Prefix the checkpoint's tensor names carry ("", "bert.", "transformer.", ...).</summary>
+    public string WeightNamePrefix => _weights.NamePrefix;
+    /// <summary>Number of hidden-state entries <see cref="Forward"/> returns in <see cref="HiddenStates.Layers"/> (L + 1).</summary>
+    public int LayerCount => Config.NumLayers + 1;
+
+    /// <summary>Reads config.json, the weights (single or sharded safetensors) and the tokenizer of <paramref name="directory"/>.</summary>
+    /// <param name="directory">A Hugging Face model folder.</param>
+    /// <param name="backend">Where to put the weights; the CPU backend when null.</param>
+    /// <exception cref="ModelFormatException">A file is missing, malformed or contradicts the config.</exception>
+    /// <exception cref="SafetensorsException">A weight file is malformed.</exception>
+    public static TransformerModel Load(string directory, IComputeBackend? backend = null)
+    {
+        string full = Path.GetFullPath(directory);
+        if (!System.IO.Directory.Exists(full)) throw new ModelFormatException(full, "model folder not found");
+        backend ??= new CpuBackend();
+        TransformerConfig config = TransformerConfig.Load(Path.Combine(full, "config.json"));
+        TextTokenizer tokenizer = TextTokenizer.Load(full, config);
+        WeightStore store;
+        try { store = WeightStore.OpenDirectory(full); }
+        catch (FileNotFoundException e) { throw new ModelFormatException(full, e.Message, e); }
+        using (store)
+        {
+            TransformerWeights weights = TransformerWeights.Load(store, config, backend);
+            return new TransformerModel(full, config, tokenizer, weights, backend);
+        }
+    }
+
+    /// <summary>Tokenizes and pads <paramref name="sentences"/> into one batch, truncating each to the model's context.</summary>
+    public EncodedBatch Encode(IReadOnlyList<string> sentences, int? maxLength = null, bool padLeft = false)
+    {
+        int limit = Math.Min(maxLength ?? Config.MaxSequenceLength, Config.MaxSequenceLength);
+        return EncodedBatch.Pad(sentences.Select(s => Tokenizer.Encode(s, limit)).ToArray(), Tokenizer.PadId, padLeft);
+    }
+
+    /// <summary>Runs the forward pass and returns the hidden states of every layer.</summary>
+    public HiddenStates Forward(EncodedBatch batch) => _forward.Run(batch);
+
+    /// <summary>Releases the weights.</summary>
+    public void Dispose() => _weights.Dispose();
+}

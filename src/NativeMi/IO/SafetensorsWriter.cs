@@ -50,7 +50,14 @@ public static class SafetensorsWriter
         return stream.ToArray();
     }
 
-    private static byte[] BuildHeader(IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata)
+    private static byte[] BuildHeader(IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata) =>
+        BuildHeader(entries, metadata, checkData: true);
+
+    /// <summary>The padded header for tensors whose data will be written later (their Data is ignored).</summary>
+    internal static byte[] BuildHeaderForLayout(IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata) =>
+        BuildHeader(entries, metadata, checkData: false);
+
+    private static byte[] BuildHeader(IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata, bool checkData)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
         using var buffer = new MemoryStream();
@@ -75,7 +82,7 @@ public static class SafetensorsWriter
                     elements = checked(elements * d);
                 }
                 long bytes = checked(elements * SafetensorsDTypes.SizeOf(entry.DType));
-                if (bytes != entry.Data.Length)
+                if (checkData && bytes != entry.Data.Length)
                     throw new ArgumentException($"tensor '{entry.Name}': shape [{string.Join(", ", entry.Shape)}] x {SafetensorsDTypes.ToName(entry.DType)} needs {bytes} bytes, got {entry.Data.Length}", nameof(entries));
                 json.WriteStartObject(entry.Name);
                 json.WriteString("dtype", SafetensorsDTypes.ToName(entry.DType));

@@ -1,0 +1,66 @@
+namespace NativeMi.Cli;
+
+/// <summary>Exit codes of the nativemi command (documented in the README).</summary>
+internal static class ExitCodes
+{
+    public const int Success = 0;
+    /// <summary>An internal error: a bug. The message asks for a report; --verbose shows the stack.</summary>
+    public const int Internal = 1;
+    /// <summary>The command line is wrong (unknown option, missing argument, bad value).</summary>
+    public const int Usage = 2;
+    /// <summary>An input is wrong: a file, a folder, a model, a corpus.</summary>
+    public const int Input = 3;
+    /// <summary>The environment lacks something: no GPU, a missing native library, an unwritable output.</summary>
+    public const int Environment = 4;
+}
+
+/// <summary>Runs a command body and turns exceptions into one-line messages and exit codes.</summary>
+internal static class ErrorBoundary
+{
+    public static int Run(bool verbose, Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (InputException e)
+        {
+            return Fail(ExitCodes.Input, e, verbose);
+        }
+        catch (FileNotFoundException e)
+        {
+            return Fail(ExitCodes.Input, e, verbose);
+        }
+        catch (DirectoryNotFoundException e)
+        {
+            return Fail(ExitCodes.Input, e, verbose);
+        }
+        catch (NativeMi.IO.OutputWriteException e)
+        {
+            return Fail(ExitCodes.Environment, e, verbose);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            return Fail(ExitCodes.Environment, e, verbose);
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("nativemi: cancelled");
+            return 130;
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"nativemi: internal error: {e.Message}");
+            if (verbose) Console.Error.WriteLine(e);
+            else Console.Error.WriteLine("(run again with --verbose for details; this is a bug, please report it)");
+            return ExitCodes.Internal;
+        }
+    }
+
+    private static int Fail(int code, Exception e, bool verbose)
+    {
+        Console.Error.WriteLine($"nativemi: error: {e.Message}");
+        if (verbose) Console.Error.WriteLine(e);
+        return code;
+    }
+}

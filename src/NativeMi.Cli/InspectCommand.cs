@@ -1,0 +1,37 @@
+using System.CommandLine;
+using NativeMi.Models;
+using Spectre.Console;
+
+namespace NativeMi.Cli;
+
+internal static class InspectCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var model = new Argument<string>("model") { Description = "A built-in model name (minilm, arctic-xs) or a Hugging Face model folder" };
+        var command = new Command("inspect", "Show a model's architecture, size, dtypes and tokenizer") { model };
+        command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
+        {
+            string directory = ModelResolver.Resolve(parse.GetValue(model)!, new Progress<string>(m => Console.Error.WriteLine(m)));
+            using TransformerModel loaded = TransformerModel.Load(directory);
+            TransformerConfig c = loaded.Config;
+            var table = new Table().Border(TableBorder.Rounded).AddColumn("property").AddColumn("value");
+            void Row(string k, string v) => table.AddRow(Markup.Escape(k), Markup.Escape(v));
+            Row("folder", loaded.Directory);
+            Row("architecture", $"{c.ModelType} ({c.Family}, {(c.Family == ArchitectureFamily.Bert ? "encoder-only, post-LN" : "decoder-only, pre-LN, causal")})");
+            Row("layers", $"{c.NumLayers} blocks; hidden states l = 0..{c.NumLayers}{(c.Family == ArchitectureFamily.Gpt2 ? " + final (after ln_f)" : "")}");
+            Row("width", c.HiddenSize.ToString());
+            Row("heads", $"{c.NumHeads} x {c.HeadDim}");
+            Row("feed-forward", $"{c.IntermediateSize} ({c.Activation} GELU)");
+            Row("positions", $"{c.MaxPositions} (max sequence {c.MaxSequenceLength})");
+            Row("vocabulary", c.VocabSize.ToString());
+            Row("parameters", $"{loaded.ParameterCount:N0}");
+            Row("checkpoint dtypes", string.Join(", ", loaded.CheckpointDTypes));
+            Row("weight name prefix", loaded.WeightNamePrefix.Length == 0 ? "(none)" : loaded.WeightNamePrefix);
+            Row("tokenizer", $"{loaded.Tokenizer.Kind}, {loaded.Tokenizer.VocabularySize} entries, pad id {loaded.Tokenizer.PadId} ({loaded.Tokenizer.Source})");
+            AnsiConsole.Write(table);
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+}

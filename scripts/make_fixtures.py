@@ -16,8 +16,8 @@ header sorted by tensor name with "__metadata__": {"format": "pt"}, header padde
 with spaces to a multiple of 8, then raw little-endian tensor bytes in name order).
 
 Output: tests/NativeMi.Tests/fixtures/<name>/ with config.json, model.safetensors,
-tokenizer files, tokenizer_cases.json and golden.safetensors; see the README.md
-written there for the exact conventions.
+tokenizer files, tokenizer_cases.json and golden.safetensors; the hand-written
+tests/NativeMi.Tests/fixtures/README.md documents the conventions (the script does not touch it).
 
 Reference semantics (HF eager attention path, eval mode, so dropout is a no-op):
 
@@ -50,6 +50,9 @@ RoBERTa (RobertaModel): same as BERT except position ids are
 
 Weights: seeded normal draws (torch.Generator), rounded to float32 (what is saved);
 goldens are computed in float64 from those float32 values and stored as F32.
+Matrix std is 0.15 for gpt2-tiny/bert-tiny/roberta-tiny (so attention logits are O(1) and
+GELU inputs are large enough that tanh-vs-erf GELU moves the golden by ~1e-3) and HF's 0.02 for the
+-lmhead/-mlm variants (realistic, but nearly insensitive to the GELU form).
 Biases are random (HF initialises them to zero) and LayerNorm weight/bias are
 perturbed away from 1/0 so they are exercised.  Rows at padding_idx of BERT/RoBERTa
 word embeddings and of RoBERTa position embeddings are zero, as HF's _init_weights does.

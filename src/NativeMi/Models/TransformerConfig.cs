@@ -52,6 +52,10 @@ public sealed record TransformerConfig
     public required int PositionOffset { get; init; }
     /// <summary>Activation of the feed-forward layer.</summary>
     public required GeluKind Activation { get; init; }
+    /// <summary>Beginning-of-sequence id from config.json, when it names one.</summary>
+    public int? BosTokenId { get; init; }
+    /// <summary>End-of-sequence id from config.json, when it names one.</summary>
+    public int? EosTokenId { get; init; }
 
     /// <summary>Head width d / heads.</summary>
     public int HeadDim => HiddenSize / NumHeads;
@@ -111,6 +115,8 @@ public sealed record TransformerConfig
             PadTokenId = pad,
             PositionOffset = roberta ? pad + 1 : 0,
             Activation = gelu,
+            BosTokenId = GetOptionalInt(path, root, "bos_token_id"),
+            EosTokenId = GetOptionalInt(path, root, "eos_token_id"),
         };
         config.Validate(path, "hidden_size", "num_attention_heads");
         return config;
@@ -145,6 +151,8 @@ public sealed record TransformerConfig
             PadTokenId = root.TryGetProperty("pad_token_id", out JsonElement p) && p.ValueKind == JsonValueKind.Number ? GetInt(path, root, "pad_token_id", null, 0, int.MaxValue) : eos,
             PositionOffset = 0,
             Activation = gelu,
+            BosTokenId = GetOptionalInt(path, root, "bos_token_id"),
+            EosTokenId = eos,
         };
         if (GetBool(path, root, "scale_attn_by_inverse_layer_idx", false))
             throw new ModelFormatException(path, "field 'scale_attn_by_inverse_layer_idx' is true; only the standard GPT-2 attention scale is supported");
@@ -188,6 +196,9 @@ public sealed record TransformerConfig
             throw new ModelFormatException(path, $"field '{field}' = {value.Value.GetRawText()}; expected an integer in [{min}, {max}]");
         return (int)number;
     }
+
+    private static int? GetOptionalInt(string path, JsonElement root, string field) =>
+        Find(root, field) is null ? null : GetInt(path, root, field, null, 0, int.MaxValue);
 
     private static double GetDouble(string path, JsonElement root, string field, double fallback)
     {

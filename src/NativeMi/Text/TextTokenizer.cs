@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 using NativeMi.Models;
 
@@ -14,7 +15,7 @@ public sealed record EncodedSentence(int[] Ids, bool[] IsTarget, bool Truncated)
 /// Tokenizer of a model folder, an adapter over Microsoft.ML.Tokenizers: WordPiece from vocab.txt
 /// (honouring tokenizer_config.json) or GPT-2 byte-level BPE from vocab.json + merges.txt.
 /// </summary>
-public sealed class TextTokenizer
+public sealed partial class TextTokenizer
 {
     private readonly Func<string, IReadOnlyList<int>> _encodeText;
     private readonly int[] _prefix;
@@ -100,9 +101,13 @@ public sealed class TextTokenizer
             ids => bert.Decode(ids));
     }
 
+    /// <summary>GPT-2's pre-tokenisation pattern (contractions, letter runs, digit runs, other runs, whitespace).</summary>
+    [GeneratedRegex(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+", RegexOptions.CultureInvariant)]
+    private static partial Regex Gpt2PreTokenizerPattern();
+
     private static TextTokenizer LoadByteLevelBpe(string vocabPath, string mergesPath, TransformerConfig config)
     {
-        CodeGenTokenizer bpe;
+        BpeTokenizer bpe;
         int vocabularySize;
         try
         {
@@ -111,9 +116,13 @@ public sealed class TextTokenizer
                 vocabularySize = document.RootElement.ValueKind == JsonValueKind.Object
                     ? document.RootElement.EnumerateObject().Count()
                     : throw new ModelFormatException(Path.GetFullPath(vocabPath), "expected a JSON object of token -> id");
-            using var vocabStream = File.OpenRead(vocabPath);
-            using var mergesStream = File.OpenRead(mergesPath);
-            bpe = CodeGenTokenizer.Create(vocabStream, mergesStream, addPrefixSpace: false, addBeginOfSentence: false, addEndOfSentence: false);
+            // Plain byte-level BPE with GPT-2's pattern. Text that spells a special token ("<|endoftext|>")
+            // is encoded as ordinary text, so a corpus cannot inject control tokens.
+            bpe = BpeTokenizer.Create(new BpeOptions(vocabPath, mergesPath)
+            {
+                ByteLevel = true,
+                PreTokenizer = new RegexPreTokenizer(Gpt2PreTokenizerPattern(), null),
+            });
         }
         catch (JsonException e)
         {
@@ -123,9 +132,13 @@ public sealed class TextTokenizer
         {
             throw new ModelFormatException(Path.GetFullPath(mergesPath), $"cannot read GPT-2 BPE vocabulary/merges: {e.Message}", e);
         }
+        // RoBERTa-style encoders wrap byte-level BPE text in <s> ... </s>; GPT-2 adds nothing.
+        bool encoder = config.Family == ArchitectureFamily.Bert;
+        int[] prefix = encoder && config.BosTokenId is int bos ? [bos] : [];
+        int[] suffix = encoder && config.EosTokenId is int eos ? [eos] : [];
         return new TextTokenizer("gpt2-bpe", $"{Path.GetFullPath(vocabPath)} + {Path.GetFileName(mergesPath)}", vocabularySize,
-            config.PadTokenId, [], [],
-            text => bpe.EncodeToIds(text, addPrefixSpace: false, addBeginningOfSentence: false, addEndOfSentence: false, considerPreTokenization: true, considerNormalization: true),
+            config.PadTokenId, prefix, suffix,
+            text => bpe.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true),
             ids => bpe.Decode(ids));
     }
 

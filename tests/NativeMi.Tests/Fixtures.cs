@@ -1,0 +1,9 @@
+namespace NativeMi.Tests;
+
+/// <summary>Paths of the committed test fixtures (copied next to the test assembly).</summary>
+internal static class Fixtures
+{
+    public static string Folder(string name) => Path.Combine(AppContext.BaseDirectory, "fixtures", name);
+
+    public static readonly string[] GoldenModels = ["gpt2-tiny", "gpt2-tiny-lmhead", "bert-tiny", "bert-tiny-mlm", "roberta-tiny"];
+}

@@ -79,4 +79,52 @@ public interface IComputeBackend : IDisposable
     /// </summary>
     void Attention(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> output,
         int batch, int seq, int heads, int headDim, bool causal);
+
+    /// <summary>
+    /// General GEMM: C = op(A) · op(B) (+ C when <paramref name="accumulate"/>), with op(A) [m, k] and
+    /// op(B) [k, n]. A transposed operand is stored as its transpose ([k, m] or [n, k]).
+    /// </summary>
+    void GemmEx(DeviceBuffer<float> a, bool transposeA, DeviceBuffer<float> b, bool transposeB, DeviceBuffer<float> c,
+        int m, int k, int n, bool accumulate);
+
+    /// <summary>output[r] = source[indices[r]] for <paramref name="rows"/> rows of <paramref name="width"/>.</summary>
+    void GatherRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> output, int rows, int width);
+
+    /// <summary>target[indices[r]] += source[r] for <paramref name="rows"/> rows (several rows may share a target row).</summary>
+    void ScatterAddRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> target, int rows, int width);
+
+    /// <summary>Adds <paramref name="bias"/> to every row; when <paramref name="gelu"/>, keeps the sum in
+    /// <paramref name="preActivation"/> and writes gelu of it to <paramref name="output"/>.</summary>
+    void BiasActivation(DeviceBuffer<float> input, DeviceBuffer<float> bias, DeviceBuffer<float> preActivation, DeviceBuffer<float> output,
+        int rows, int width, bool gelu);
+
+    /// <summary>gradient = upstream · GELU'(preActivation), element-wise (exact GELU).</summary>
+    void GeluBackward(DeviceBuffer<float> preActivation, DeviceBuffer<float> upstream, DeviceBuffer<float> gradient, long count);
+
+    /// <summary>columnSums[j] = Σ_r matrix[r, j].</summary>
+    void ColumnSums(DeviceBuffer<float> matrix, DeviceBuffer<float> columnSums, int rows, int width);
+
+    /// <summary>
+    /// The fused probe step: for each row of <paramref name="logits"/> [rows, classes], in one pass computes
+    /// the log-sum-exp, the loss -ln softmax(row)[target], the argmax, and overwrites the row with the gradient
+    /// (softmax - onehot) · <paramref name="gradientScale"/>. No probability matrix is stored.
+    /// </summary>
+    void SoftmaxCrossEntropy(DeviceBuffer<float> logits, DeviceBuffer<int> targets, DeviceBuffer<float> lossNats, DeviceBuffer<int> argmax,
+        int rows, int classes, float gradientScale, bool writeGradient);
+
+    /// <summary>One AdamW step (decoupled weight decay) over <paramref name="count"/> parameters, in one loop.</summary>
+    void AdamW(DeviceBuffer<float> parameters, DeviceBuffer<float> gradients, DeviceBuffer<float> firstMoment, DeviceBuffer<float> secondMoment,
+        long count, AdamWStep step);
+
+    /// <summary>Sets the first <paramref name="count"/> elements to zero.</summary>
+    void Zero(DeviceBuffer<float> buffer, long count);
 }
+
+/// <summary>Hyper-parameters of one AdamW step.</summary>
+/// <param name="LearningRate">lr.</param>
+/// <param name="Beta1">First-moment decay.</param>
+/// <param name="Beta2">Second-moment decay.</param>
+/// <param name="Epsilon">Denominator guard.</param>
+/// <param name="WeightDecay">Decoupled weight decay λ (applied as p -= lr·λ·p).</param>
+/// <param name="Step">1-based step number, for bias correction.</param>
+public readonly record struct AdamWStep(float LearningRate, float Beta1, float Beta2, float Epsilon, float WeightDecay, int Step);

@@ -153,6 +153,110 @@ public sealed class CpuBackend : IComputeBackend
         }, _ => { });
     }
 
+    /// <inheritdoc />
+    public void GemmEx(DeviceBuffer<float> a, bool transposeA, DeviceBuffer<float> b, bool transposeB, DeviceBuffer<float> c,
+        int m, int k, int n, bool accumulate)
+    {
+        float[] left = transposeA ? Transpose(Array(a), k, m) : Array(a);
+        float[] right = transposeB ? Transpose(Array(b), n, k) : Array(b);
+        float[] output = Array(c);
+        if (!accumulate)
+        {
+            CpuGemm.Multiply(left, right, default, output, m, k, n);
+            return;
+        }
+        var product = new float[(long)m * n];
+        CpuGemm.Multiply(left, right, default, product, m, k, n);
+        TensorPrimitives.Add(output.AsSpan(0, product.Length), product, output.AsSpan(0, product.Length));
+    }
+
+    /// <summary>Transpose of a row-major [rows, columns] matrix.</summary>
+    private static float[] Transpose(float[] source, int rows, int columns)
+    {
+        var result = new float[(long)rows * columns];
+        const int Block = 32;
+        for (int r0 = 0; r0 < rows; r0 += Block)
+            for (int c0 = 0; c0 < columns; c0 += Block)
+                for (int r = r0; r < Math.Min(rows, r0 + Block); r++)
+                    for (int c = c0; c < Math.Min(columns, c0 + Block); c++)
+                        result[(long)c * rows + r] = source[(long)r * columns + c];
+        return result;
+    }
+
+    /// <inheritdoc />
+    public void GatherRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> output, int rows, int width)
+    {
+        float[] src = Array(source), dst = Array(output);
+        int[] index = Array(indices);
+        for (int r = 0; r < rows; r++)
+            src.AsSpan(index[r] * width, width).CopyTo(dst.AsSpan(r * width, width));
+    }
+
+    /// <inheritdoc />
+    public void ScatterAddRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> target, int rows, int width)
+    {
+        float[] src = Array(source), dst = Array(target);
+        int[] index = Array(indices);
+        for (int r = 0; r < rows; r++)
+        {
+            Span<float> row = dst.AsSpan(index[r] * width, width);
+            TensorPrimitives.Add(row, src.AsSpan(r * width, width), row);
+        }
+    }
+
+    /// <inheritdoc />
+    public void BiasActivation(DeviceBuffer<float> input, DeviceBuffer<float> bias, DeviceBuffer<float> preActivation, DeviceBuffer<float> output,
+        int rows, int width, bool gelu)
+    {
+        float[] x = Array(input), b = Array(bias), pre = Array(preActivation), y = Array(output);
+        ParallelRows(rows, width, r =>
+        {
+            Span<float> u = pre.AsSpan(r * width, width);
+            TensorPrimitives.Add(x.AsSpan(r * width, width), b.AsSpan(0, width), u);
+            Span<float> a = y.AsSpan(r * width, width);
+            if (!gelu) { u.CopyTo(a); return; }
+            for (int j = 0; j < width; j++) a[j] = CpuMath.GeluExact(u[j]);
+        });
+    }
+
+    /// <inheritdoc />
+    public void GeluBackward(DeviceBuffer<float> preActivation, DeviceBuffer<float> upstream, DeviceBuffer<float> gradient, long count)
+    {
+        float[] u = Array(preActivation), g = Array(upstream), d = Array(gradient);
+        for (long i = 0; i < count; i++) d[i] = g[i] * CpuMath.GeluExactDerivative(u[i]);
+    }
+
+    /// <inheritdoc />
+    public void ColumnSums(DeviceBuffer<float> matrix, DeviceBuffer<float> columnSums, int rows, int width)
+    {
+        float[] x = Array(matrix), s = Array(columnSums);
+        Span<float> sums = s.AsSpan(0, width);
+        sums.Clear();
+        for (int r = 0; r < rows; r++) TensorPrimitives.Add(sums, x.AsSpan(r * width, width), sums);
+    }
+
+    /// <inheritdoc />
+    public void SoftmaxCrossEntropy(DeviceBuffer<float> logits, DeviceBuffer<int> targets, DeviceBuffer<float> lossNats, DeviceBuffer<int> argmax,
+        int rows, int classes, float gradientScale, bool writeGradient)
+    {
+        float[] x = Array(logits), loss = Array(lossNats);
+        int[] target = Array(targets), best = Array(argmax);
+        ParallelRows(rows, classes, r =>
+        {
+            var (lossValue, index) = CpuProbeKernels.SoftmaxCrossEntropyRow(x.AsSpan(r * classes, classes), target[r], gradientScale, writeGradient);
+            loss[r] = lossValue;
+            best[r] = index;
+        });
+    }
+
+    /// <inheritdoc />
+    public void AdamW(DeviceBuffer<float> parameters, DeviceBuffer<float> gradients, DeviceBuffer<float> firstMoment, DeviceBuffer<float> secondMoment,
+        long count, AdamWStep step) =>
+        CpuProbeKernels.AdamW(Array(parameters).AsSpan(0, checked((int)count)), Array(gradients), Array(firstMoment), Array(secondMoment), step);
+
+    /// <inheritdoc />
+    public void Zero(DeviceBuffer<float> buffer, long count) => System.Array.Clear(Array(buffer), 0, checked((int)count));
+
     private static void ParallelRows(int rows, int width, Action<int> body)
     {
         if ((long)rows * width < 65_536) { for (int r = 0; r < rows; r++) body(r); return; }

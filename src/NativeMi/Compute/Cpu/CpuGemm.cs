@@ -193,6 +193,11 @@ public static class CpuMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float GeluExact(float x) => 0.5f * x * (1f + Erf(x * 0.70710678118654752f));
 
+    /// <summary>d/dx of exact GELU: Φ(x) + x·φ(x).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float GeluExactDerivative(float x) =>
+        0.5f * (1f + Erf(x * 0.70710678118654752f)) + x * 0.3989422804014327f * MathF.Exp(-0.5f * x * x);
+
     /// <summary>GPT-2's tanh GELU.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float GeluTanh(float x) =>

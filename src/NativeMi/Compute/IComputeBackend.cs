@@ -47,6 +47,9 @@ public interface IComputeBackend : IDisposable
     /// <summary>A buffer holding a copy of <paramref name="data"/>.</summary>
     DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged;
 
+    /// <summary>Overwrites the first elements of <paramref name="destination"/> with <paramref name="source"/>.</summary>
+    void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged;
+
     /// <summary>Copies a buffer (or its first elements) back to host memory.</summary>
     void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged;
 

@@ -39,6 +39,10 @@ public sealed class CpuBackend : IComputeBackend
     public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged => new CpuBuffer<T>(data.ToArray());
 
     /// <inheritdoc />
+    public void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged =>
+        source.CopyTo(Array(destination));
+
+    /// <inheritdoc />
     public void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged =>
         Array(source).AsSpan(0, destination.Length).CopyTo(destination);
 

@@ -1,0 +1,330 @@
+using NativeMi.Compute;
+using NativeMi.Information;
+
+namespace NativeMi.Probing;
+
+/// <summary>A mini-batch of whole sentences laid out for the backend.</summary>
+internal sealed class PreparedBatch : IDisposable
+{
+    public required int SentenceCount;
+    public required int TargetCount;
+    /// <summary>[sentences, d] standardised vectors.</summary>
+    public required DeviceBuffer<float> Vectors;
+    /// <summary>Per target: row of its sentence within the batch.</summary>
+    public required DeviceBuffer<int> SentenceOfTarget;
+    /// <summary>Per target: its position index i (clamped to the position table).</summary>
+    public required DeviceBuffer<int> PositionOfTarget;
+    /// <summary>Per target: its class (the "other" class for tokens unseen in training).</summary>
+    public required DeviceBuffer<int> ClassOfTarget;
+    /// <summary>Host copies for scoring.</summary>
+    public required int[] Members, HostSentenceOfTarget, HostClassOfTarget;
+
+    public void Dispose()
+    {
+        Vectors.Dispose();
+        SentenceOfTarget.Dispose();
+        PositionOfTarget.Dispose();
+        ClassOfTarget.Dispose();
+    }
+}
+
+/// <summary>Builds <see cref="PreparedBatch"/>es from one split.</summary>
+internal sealed class BatchSource(IComputeBackend backend, float[] vectors, IReadOnlyList<int[]> targets, ClassMap classes, int maxPosition) : IDisposable
+{
+    public int Count => targets.Count;
+    public IReadOnlyList<int[]> Targets => targets;
+
+    public PreparedBatch Prepare(int[] members)
+    {
+        int d = vectors.Length / Math.Max(targets.Count, 1);
+        var z = new float[members.Length * d];
+        int total = 0;
+        foreach (int s in members) total += targets[s].Length;
+        var sentence = new int[total];
+        var position = new int[total];
+        var cls = new int[total];
+        int t = 0;
+        for (int b = 0; b < members.Length; b++)
+        {
+            int s = members[b];
+            vectors.AsSpan(s * d, d).CopyTo(z.AsSpan(b * d, d));
+            int[] tokens = targets[s];
+            for (int i = 0; i < tokens.Length; i++, t++)
+            {
+                sentence[t] = b;
+                position[t] = Math.Min(i, maxPosition - 1);
+                cls[t] = classes.ClassOf(tokens[i]);
+            }
+        }
+        return new PreparedBatch
+        {
+            SentenceCount = members.Length,
+            TargetCount = total,
+            Vectors = backend.Upload<float>(z),
+            SentenceOfTarget = backend.Upload<int>(sentence),
+            PositionOfTarget = backend.Upload<int>(position),
+            ClassOfTarget = backend.Upload<int>(cls),
+            Members = members,
+            HostSentenceOfTarget = sentence,
+            HostClassOfTarget = cls,
+        };
+    }
+
+    public void Dispose() { }
+}
+
+/// <summary>Parameters, optimiser state and scratch of one probe on one backend.</summary>
+internal sealed class ProbeNetwork : IDisposable
+{
+    private sealed class Parameter(string name, DeviceBuffer<float> value, DeviceBuffer<float> gradient, DeviceBuffer<float> m, DeviceBuffer<float> v, long length)
+    {
+        public string Name => name;
+        public DeviceBuffer<float> Value => value;
+        public DeviceBuffer<float> Gradient => gradient;
+        public DeviceBuffer<float> FirstMoment => m;
+        public DeviceBuffer<float> SecondMoment => v;
+        public long Length => length;
+    }
+
+    private readonly IComputeBackend _backend;
+    private readonly ProbeOptions _options;
+    private readonly int _width, _classes, _hidden, _positions;
+    private readonly List<Parameter> _parameters = [];
+    private readonly Dictionary<string, DeviceBuffer<float>> _scratch = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DeviceBuffer<int>> _intScratch = new(StringComparer.Ordinal);
+    private readonly Parameter? _w1, _b1, _p, _w2, _b2;
+
+    public ProbeNetwork(IComputeBackend backend, ProbeOptions options, int width, int classes, int positions)
+    {
+        _backend = backend;
+        _options = options;
+        _width = width;
+        _classes = classes;
+        _positions = positions;
+        _hidden = options.Hidden;
+        var random = new SplitMix64(options.Seed);
+        switch (options.Family)
+        {
+            case ProbeFamily.Positional:
+                _w1 = Add("W1", (long)width * _hidden, random, 1 / Math.Sqrt(width));
+                _b1 = Add("b1", _hidden, random, 0);
+                _p = Add("P", (long)positions * _hidden, random, 1 / Math.Sqrt(width));
+                _w2 = Add("W2", (long)_hidden * classes, random, 1 / Math.Sqrt(_hidden));
+                _b2 = Add("b2", classes, random, 0);
+                break;
+            case ProbeFamily.Linear:
+                _w2 = Add("W", (long)width * classes, random, 1 / Math.Sqrt(width));
+                _p = Add("P", (long)positions * classes, random, 0);
+                _b2 = Add("b", classes, random, 0);
+                break;
+            case ProbeFamily.Bag:
+                _w1 = Add("W1", (long)width * _hidden, random, 1 / Math.Sqrt(width));
+                _b1 = Add("b1", _hidden, random, 0);
+                _w2 = Add("W2", (long)_hidden * classes, random, 1 / Math.Sqrt(_hidden));
+                _b2 = Add("b2", classes, random, 0);
+                break;
+        }
+    }
+
+    public ProbeFamily Family => _options.Family;
+    public int Classes => _classes;
+
+    private Parameter Add(string name, long length, SplitMix64 random, double std)
+    {
+        var init = new float[length];
+        if (std > 0) for (long i = 0; i < length; i++) init[i] = (float)(std * Normal(random));
+        var p = new Parameter(name, _backend.Upload<float>(init), _backend.Allocate<float>(length), _backend.Allocate<float>(length), _backend.Allocate<float>(length), length);
+        _parameters.Add(p);
+        return p;
+    }
+
+    private static double Normal(SplitMix64 random)
+    {
+        double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
+        return Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+    }
+
+    private DeviceBuffer<float> Scratch(string key, long length)
+    {
+        if (_scratch.TryGetValue(key, out var buffer) && buffer.Length >= length) return buffer;
+        buffer?.Dispose();
+        return _scratch[key] = _backend.Allocate<float>(Math.Max(length, 1));
+    }
+
+    private DeviceBuffer<int> IntScratch(string key, long length)
+    {
+        if (_intScratch.TryGetValue(key, out var buffer) && buffer.Length >= length) return buffer;
+        buffer?.Dispose();
+        return _intScratch[key] = _backend.Allocate<int>(Math.Max(length, 1));
+    }
+
+    /// <summary>Logits [targets, classes] for the batch (for the bag probe, each target gets its sentence's row).</summary>
+    private DeviceBuffer<float> Forward(PreparedBatch batch)
+    {
+        int s = batch.SentenceCount, t = batch.TargetCount, d = _width, h = _hidden, c = _classes;
+        var logits = Scratch("logits", (long)t * c);
+        switch (Family)
+        {
+            case ProbeFamily.Positional:
+            {
+                var hs = Scratch("H", (long)s * h);
+                _backend.GemmEx(batch.Vectors, false, _w1!.Value, false, hs, s, d, h, accumulate: false);
+                var u = Scratch("U", (long)t * h);
+                var pos = Scratch("Prow", (long)t * h);
+                _backend.GatherRows(hs, batch.SentenceOfTarget, u, t, h);
+                _backend.GatherRows(_p!.Value, batch.PositionOfTarget, pos, t, h);
+                _backend.AddInPlace(u, pos, (long)t * h);
+                var a = Scratch("A", (long)t * h);
+                _backend.BiasActivation(u, _b1!.Value, u, a, t, h, gelu: true);
+                _backend.GemmEx(a, false, _w2!.Value, false, logits, t, h, c, accumulate: false);
+                _backend.BiasActivation(logits, _b2!.Value, logits, logits, t, c, gelu: false);
+                break;
+            }
+            case ProbeFamily.Linear:
+            {
+                var zt = Scratch("Zt", (long)t * d);
+                _backend.GatherRows(batch.Vectors, batch.SentenceOfTarget, zt, t, d);
+                _backend.GemmEx(zt, false, _w2!.Value, false, logits, t, d, c, accumulate: false);
+                var pos = Scratch("Prow", (long)t * c);
+                _backend.GatherRows(_p!.Value, batch.PositionOfTarget, pos, t, c);
+                _backend.AddInPlace(logits, pos, (long)t * c);
+                _backend.BiasActivation(logits, _b2!.Value, logits, logits, t, c, gelu: false);
+                break;
+            }
+            case ProbeFamily.Bag:
+            {
+                var u = Scratch("U", (long)s * h);
+                _backend.GemmEx(batch.Vectors, false, _w1!.Value, false, u, s, d, h, accumulate: false);
+                var a = Scratch("A", (long)s * h);
+                _backend.BiasActivation(u, _b1!.Value, u, a, s, h, gelu: true);
+                var sentenceLogits = Scratch("Ls", (long)s * c);
+                _backend.GemmEx(a, false, _w2!.Value, false, sentenceLogits, s, h, c, accumulate: false);
+                _backend.BiasActivation(sentenceLogits, _b2!.Value, sentenceLogits, sentenceLogits, s, c, gelu: false);
+                _backend.GatherRows(sentenceLogits, batch.SentenceOfTarget, logits, t, c);
+                break;
+            }
+        }
+        return logits;
+    }
+
+    /// <summary>One AdamW step on the batch; returns the summed loss in nats.</summary>
+    public double TrainStep(PreparedBatch batch, int step)
+    {
+        int s = batch.SentenceCount, t = batch.TargetCount, d = _width, h = _hidden, c = _classes;
+        var logits = Forward(batch);
+        var loss = Scratch("loss", t);
+        var argmax = IntScratch("argmax", t);
+        _backend.SoftmaxCrossEntropy(logits, batch.ClassOfTarget, loss, argmax, t, c, 1f / t, writeGradient: true);
+        var g = logits; // now the gradient w.r.t. the logits
+        foreach (var p in _parameters) _backend.Zero(p.Gradient, p.Length);
+        switch (Family)
+        {
+            case ProbeFamily.Positional:
+            {
+                var a = Scratch("A", (long)t * h);
+                _backend.GemmEx(a, true, g, false, _w2!.Gradient, h, t, c, accumulate: false);
+                _backend.ColumnSums(g, _b2!.Gradient, t, c);
+                var da = Scratch("dA", (long)t * h);
+                _backend.GemmEx(g, false, _w2.Value, true, da, t, c, h, accumulate: false);
+                var u = Scratch("U", (long)t * h);
+                _backend.GeluBackward(u, da, da, (long)t * h);
+                _backend.ScatterAddRows(da, batch.PositionOfTarget, _p!.Gradient, t, h);
+                _backend.ColumnSums(da, _b1!.Gradient, t, h);
+                var dh = Scratch("dH", (long)s * h);
+                _backend.Zero(dh, (long)s * h);
+                _backend.ScatterAddRows(da, batch.SentenceOfTarget, dh, t, h);
+                _backend.GemmEx(batch.Vectors, true, dh, false, _w1!.Gradient, d, s, h, accumulate: false);
+                break;
+            }
+            case ProbeFamily.Linear:
+            {
+                var zt = Scratch("Zt", (long)t * d);
+                _backend.GemmEx(zt, true, g, false, _w2!.Gradient, d, t, c, accumulate: false);
+                _backend.ScatterAddRows(g, batch.PositionOfTarget, _p!.Gradient, t, c);
+                _backend.ColumnSums(g, _b2!.Gradient, t, c);
+                break;
+            }
+            case ProbeFamily.Bag:
+            {
+                var gs = Scratch("dLs", (long)s * c);
+                _backend.Zero(gs, (long)s * c);
+                _backend.ScatterAddRows(g, batch.SentenceOfTarget, gs, t, c);
+                var a = Scratch("A", (long)s * h);
+                _backend.GemmEx(a, true, gs, false, _w2!.Gradient, h, s, c, accumulate: false);
+                _backend.ColumnSums(gs, _b2!.Gradient, s, c);
+                var da = Scratch("dA", (long)s * h);
+                _backend.GemmEx(gs, false, _w2.Value, true, da, s, c, h, accumulate: false);
+                var u = Scratch("U", (long)s * h);
+                _backend.GeluBackward(u, da, da, (long)s * h);
+                _backend.ColumnSums(da, _b1!.Gradient, s, h);
+                _backend.GemmEx(batch.Vectors, true, da, false, _w1!.Gradient, d, s, h, accumulate: false);
+                break;
+            }
+        }
+        var hyper = new AdamWStep(_options.LearningRate, 0.9f, 0.999f, 1e-8f, _options.WeightDecay, step);
+        foreach (var p in _parameters) _backend.AdamW(p.Value, p.Gradient, p.FirstMoment, p.SecondMoment, p.Length, hyper);
+        var host = new float[t];
+        _backend.Download(loss, host);
+        double sum = 0;
+        foreach (float v in host) sum += v;
+        return sum;
+    }
+
+    /// <summary>Per target: loss in nats of its class (the "other" class for unseen tokens) and the argmax class.</summary>
+    public (float[] LossNats, int[] Argmax) Score(PreparedBatch batch)
+    {
+        int t = batch.TargetCount;
+        var logits = Forward(batch);
+        var loss = Scratch("loss", t);
+        var argmax = IntScratch("argmax", t);
+        _backend.SoftmaxCrossEntropy(logits, batch.ClassOfTarget, loss, argmax, t, _classes, 1f, writeGradient: false);
+        var hostLoss = new float[t];
+        var hostArgmax = new int[t];
+        _backend.Download(loss, hostLoss);
+        _backend.Download(argmax, hostArgmax);
+        return (hostLoss, hostArgmax);
+    }
+
+    /// <summary>Per sentence of the batch, its logits row (bag probe scoring needs the whole ranking).</summary>
+    public float[] SentenceLogits(PreparedBatch batch)
+    {
+        Forward(batch);
+        var host = new float[(long)batch.SentenceCount * _classes];
+        _backend.Download(Scratch("Ls", host.Length), host);
+        return host;
+    }
+
+    public double MeanCrossEntropyBits(BatchSource source, int batchSentences)
+    {
+        double sum = 0;
+        long count = 0;
+        for (int start = 0; start < source.Count; start += batchSentences)
+        {
+            int[] members = Enumerable.Range(start, Math.Min(batchSentences, source.Count - start)).ToArray();
+            using var batch = source.Prepare(members);
+            var (loss, _) = Score(batch);
+            foreach (float v in loss) sum += v;
+            count += loss.Length;
+        }
+        return sum / count / Math.Log(2);
+    }
+
+    public float[][] Snapshot() => _parameters.Select(p =>
+    {
+        var host = new float[p.Length];
+        _backend.Download(p.Value, host);
+        return host;
+    }).ToArray();
+
+    public void Restore(float[][] values)
+    {
+        for (int i = 0; i < _parameters.Count; i++) _backend.CopyFromHost<float>(values[i], _parameters[i].Value);
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in _parameters) { p.Value.Dispose(); p.Gradient.Dispose(); p.FirstMoment.Dispose(); p.SecondMoment.Dispose(); }
+        foreach (var b in _scratch.Values) b.Dispose();
+        foreach (var b in _intScratch.Values) b.Dispose();
+    }
+}

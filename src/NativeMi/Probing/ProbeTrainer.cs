@@ -1,0 +1,145 @@
+using NativeMi.Compute;
+using NativeMi.Information;
+
+namespace NativeMi.Probing;
+
+/// <summary>
+/// Trains a probe with AdamW on mini-batches of whole sentences, stopping early on validation
+/// cross-entropy, written against <see cref="IComputeBackend"/> so it runs on either backend.
+/// Sentence vectors are standardised per feature with training-split statistics first: an affine map
+/// of z is absorbed by the probe's first layer, so the family is unchanged, and optimisation is easier.
+/// </summary>
+public static class ProbeTrainer
+{
+    /// <summary>Trains on <paramref name="train"/>, early-stopping on <paramref name="validation"/>.</summary>
+    public static TrainedProbe Train(IComputeBackend backend, ProbeDataset train, ProbeDataset validation, ProbeOptions options,
+        IProgress<ProbeEpoch>? progress = null, CancellationToken cancellation = default)
+    {
+        if (train.Count == 0) throw new ArgumentException("the training split has no sentences", nameof(train));
+        if (validation.Count == 0) throw new ArgumentException("the validation split has no sentences", nameof(validation));
+        var classes = ClassMap.FromTargets(train.Targets);
+        int maxPosition = Math.Max(train.Targets.Max(t => t.Length), 1);
+        var (mean, scale) = Standardisation(train);
+        var network = new ProbeNetwork(backend, options, train.Width, classes.Count, maxPosition);
+        try
+        {
+            using var trainBatches = new BatchSource(backend, Standardise(train, mean, scale), train.Targets, classes, maxPosition);
+            using var validationBatches = new BatchSource(backend, Standardise(validation, mean, scale), validation.Targets, classes, maxPosition);
+            var random = new SplitMix64(options.Seed ^ 0x5052_4F42_4554_5241UL);
+            float[][] best = network.Snapshot();
+            double bestValidation = double.PositiveInfinity;
+            int sinceBest = 0, step = 0, epochsRun = 0;
+            int[] order = Enumerable.Range(0, train.Count).ToArray();
+            for (int epoch = 1; epoch <= options.MaxEpochs; epoch++)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                Shuffle(order, random);
+                double lossSum = 0;
+                long targetSum = 0;
+                for (int start = 0; start < order.Length; start += options.BatchSentences)
+                {
+                    var members = order.AsSpan(start, Math.Min(options.BatchSentences, order.Length - start)).ToArray();
+                    using var batch = trainBatches.Prepare(members);
+                    lossSum += network.TrainStep(batch, ++step);
+                    targetSum += batch.TargetCount;
+                }
+                double validationBits = network.MeanCrossEntropyBits(validationBatches, options.BatchSentences);
+                bool improved = validationBits < bestValidation - 1e-6;
+                if (improved)
+                {
+                    bestValidation = validationBits;
+                    best = network.Snapshot();
+                    sinceBest = 0;
+                }
+                else
+                {
+                    sinceBest++;
+                }
+                epochsRun = epoch;
+                progress?.Report(new ProbeEpoch(epoch, options.MaxEpochs, lossSum / targetSum / Math.Log(2), validationBits, improved));
+                if (sinceBest >= options.Patience) break;
+            }
+            network.Restore(best);
+            return new TrainedProbe(network, classes, mean, scale, maxPosition, epochsRun, bestValidation);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+
+    private static void Shuffle(int[] order, SplitMix64 random)
+    {
+        for (int i = order.Length - 1; i > 0; i--)
+        {
+            int j = random.NextInt(i + 1);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+    }
+
+    private static (float[] Mean, float[] Scale) Standardisation(ProbeDataset train)
+    {
+        int d = train.Width, n = train.Count;
+        var mean = new double[d];
+        var square = new double[d];
+        for (int s = 0; s < n; s++)
+            for (int k = 0; k < d; k++)
+            {
+                double v = train.Vectors[(long)s * d + k];
+                mean[k] += v;
+                square[k] += v * v;
+            }
+        var m = new float[d];
+        var scale = new float[d];
+        for (int k = 0; k < d; k++)
+        {
+            double mu = mean[k] / n;
+            double variance = Math.Max(square[k] / n - mu * mu, 0);
+            m[k] = (float)mu;
+            // A constant feature (or the control's zero vectors) stays zero instead of dividing by zero.
+            scale[k] = variance > 1e-12 ? (float)(1 / Math.Sqrt(variance)) : 0f;
+        }
+        return (m, scale);
+    }
+
+    internal static float[] Standardise(ProbeDataset data, float[] mean, float[] scale)
+    {
+        int d = data.Width;
+        var result = new float[data.Vectors.Length];
+        for (int s = 0; s < data.Count; s++)
+            for (int k = 0; k < d; k++)
+            {
+                long i = (long)s * d + k;
+                result[i] = (data.Vectors[i] - mean[k]) * scale[k];
+            }
+        return result;
+    }
+}
+
+/// <summary>Output classes: every token id seen as a target in training, plus one "other" class (the last).</summary>
+public sealed class ClassMap
+{
+    private readonly Dictionary<int, int> _classOf;
+
+    private ClassMap(int[] tokens)
+    {
+        Tokens = tokens;
+        _classOf = new Dictionary<int, int>(tokens.Length);
+        for (int c = 0; c < tokens.Length; c++) _classOf[tokens[c]] = c;
+    }
+
+    /// <summary>Token id of each class, in ascending id order (the "other" class excluded).</summary>
+    public int[] Tokens { get; }
+    /// <summary>Number of classes including "other".</summary>
+    public int Count => Tokens.Length + 1;
+    /// <summary>Index of the "other" class.</summary>
+    public int Other => Tokens.Length;
+
+    /// <summary>The class set of a training split.</summary>
+    public static ClassMap FromTargets(IEnumerable<int[]> targets) =>
+        new(targets.SelectMany(t => t).Distinct().Order().ToArray());
+
+    /// <summary>Class of a token; tokens unseen in training map to <see cref="Other"/>.</summary>
+    public int ClassOf(int token) => _classOf.TryGetValue(token, out int c) ? c : Other;
+}

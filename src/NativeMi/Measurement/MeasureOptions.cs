@@ -1,0 +1,72 @@
+using NativeMi.Information;
+using NativeMi.Probing;
+
+namespace NativeMi.Measurement;
+
+/// <summary>How a sentence embedding is pooled from a layer's token states.</summary>
+public enum PoolingMode
+{
+    /// <summary>Mean over the real target tokens (special tokens and padding excluded).</summary>
+    Mean,
+    /// <summary>The first real token ([CLS] for BERT).</summary>
+    Cls,
+    /// <summary>The last real token (the natural choice for decoder-only models).</summary>
+    Last,
+    /// <summary>Element-wise maximum over the real target tokens.</summary>
+    Max,
+}
+
+/// <summary>Optional comparison run.</summary>
+public enum BaselineKind
+{
+    /// <summary>No baseline.</summary>
+    None,
+    /// <summary>The same architecture with seeded random weights.</summary>
+    RandomInit,
+    /// <summary>Sentence vectors permuted across sentences within each split.</summary>
+    Shuffled,
+}
+
+/// <summary>Every setting of a measurement run.</summary>
+public sealed record MeasureOptions
+{
+    /// <summary>Built-in model name or model folder.</summary>
+    public string Model { get; init; } = "minilm";
+    /// <summary>UTF-8 corpus, one sentence per line; null for the packaged WordNet examples.</summary>
+    public string? Corpus { get; init; }
+    /// <summary>Seeded sample size; null uses every sentence.</summary>
+    public int? MaxSentences { get; init; } = DefaultMaxSentences;
+    /// <summary>Layers to probe (0 = embeddings .. L); null for all. GPT-2's "final" entry is included with all.</summary>
+    public IReadOnlyList<int>? Layers { get; init; }
+    /// <summary>Pooling of token states into a sentence vector.</summary>
+    public PoolingMode Pool { get; init; } = PoolingMode.Mean;
+    /// <summary>Probe family.</summary>
+    public ProbeFamily Probe { get; init; } = ProbeFamily.Positional;
+    /// <summary>Hidden width of the positional and bag probes.</summary>
+    public int Hidden { get; init; } = 512;
+    /// <summary>Most probe epochs (early stopping usually ends sooner).</summary>
+    public int Epochs { get; init; } = 20;
+    /// <summary>Sentences per forward batch.</summary>
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Sentences per probe mini-batch.</summary>
+    public int ProbeBatchSize { get; init; } = 32;
+    /// <summary>Seed of the sample, the split, probe initialisation, batch order and the bootstrap.</summary>
+    public ulong Seed { get; init; }
+    /// <summary>Longest token sequence fed to the model; longer sentences are truncated and counted. Null: the model's context.</summary>
+    public int? MaxTokens { get; init; }
+    /// <summary>|X| of the Fano bounds.</summary>
+    public FanoAlphabet FanoAlphabet { get; init; } = FanoAlphabet.Vocabulary;
+    /// <summary>Bootstrap resamples for the intervals.</summary>
+    public int Bootstrap { get; init; } = 200;
+    /// <summary>Optional baseline run.</summary>
+    public BaselineKind Baseline { get; init; } = BaselineKind.None;
+    /// <summary>Train / validation fractions; the rest is held out.</summary>
+    public double TrainFraction { get; init; } = 0.7;
+    /// <summary>Validation fraction.</summary>
+    public double ValidationFraction { get; init; } = 0.1;
+    /// <summary>Folder of the embedding cache; null for the default cache folder.</summary>
+    public string? CacheDirectory { get; init; }
+
+    /// <summary>Sample size of the default run, chosen so that `nativemi measure` finishes in minutes on a 2-core CPU.</summary>
+    public const int DefaultMaxSentences = 2000;
+}

@@ -127,8 +127,7 @@ public static class BuiltinModels
     {
         string dll = LocateAssembly(builtin);
         using var file = new FileStream(dll, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-        using var pe = new PEReader(file, PEStreamOptions.LeaveOpen | PEStreamOptions.PrefetchMetadata);
-        PackageResources resources = ReadResourceTable(dll, file, pe, builtin);
+        PackageResources resources = ReadResourceTable(dll, file, builtin);
 
         string indexPath = Path.Combine(cacheRoot, "index", $"{builtin.Name}-{resources.ModuleVersionId:N}.sha256");
         if (File.Exists(indexPath))
@@ -191,10 +190,11 @@ public static class BuiltinModels
     /// implementation lives at its offset in that directory as a 4-byte little-endian length
     /// followed by the bytes.
     /// </summary>
-    private static PackageResources ReadResourceTable(string dll, FileStream file, PEReader pe, Builtin builtin)
+    private static PackageResources ReadResourceTable(string dll, FileStream file, Builtin builtin)
     {
         try
         {
+            using var pe = new PEReader(file, PEStreamOptions.LeaveOpen | PEStreamOptions.PrefetchMetadata);
             if (!pe.HasMetadata || pe.PEHeaders.CorHeader is null)
                 throw new ModelFormatException(dll, "not a .NET assembly (no CLI header)");
             MetadataReader metadata = pe.GetMetadataReader();

@@ -223,6 +223,12 @@ public static class OnnxBertImporter
         json.WriteStartObject("mapping");
         foreach (OnnxBertTensor tensor in bert.Tensors) json.WriteString(tensor.OnnxName, tensor.HfName);
         json.WriteEndObject();
+        // Initializers the HF model has no place for (e.g. the position_ids buffer), listed so nothing is dropped silently.
+        var mapped = bert.Tensors.Select(t => t.OnnxName).ToHashSet(StringComparer.Ordinal);
+        json.WriteStartArray("unmapped_initializers");
+        foreach (OnnxTensor tensor in model.Graph.InitializerList.Where(t => !mapped.Contains(t.Name)))
+            json.WriteStringValue($"{tensor.Name} {tensor.DataType} {tensor.ShapeText}");
+        json.WriteEndArray();
         json.WriteStartArray("transposed");
         foreach (OnnxBertTensor tensor in bert.Tensors.Where(t => t.Transposed)) json.WriteStringValue(tensor.HfName);
         json.WriteEndArray();

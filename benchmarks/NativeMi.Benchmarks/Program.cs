@@ -1,0 +1,3 @@
+using BenchmarkDotNet.Running;
+
+BenchmarkSwitcher.FromAssembly(typeof(NativeMi.Benchmarks.ForwardBenchmarks).Assembly).Run(args);

@@ -1,0 +1,23 @@
+namespace NativeMi.Models;
+
+/// <summary>Turns what a user types as a model (a built-in name or a folder) into a model folder.</summary>
+public static class ModelResolver
+{
+    /// <summary>
+    /// A folder path is returned as it is; a built-in name ("minilm", "arctic-xs") is imported on first use
+    /// and served from the cache afterwards.
+    /// </summary>
+    /// <exception cref="InputException">Neither an existing folder nor a built-in name.</exception>
+    public static string Resolve(string nameOrDirectory, IProgress<string>? log = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(nameOrDirectory);
+        if (Directory.Exists(nameOrDirectory)) return Path.GetFullPath(nameOrDirectory);
+        if (BuiltinModels.IsBuiltin(nameOrDirectory)) return BuiltinModels.EnsureImported(nameOrDirectory, log);
+        throw new InputException(
+            $"model '{nameOrDirectory}': no such folder, and not a built-in model; built-ins: {string.Join(", ", BuiltinModels.Names)}");
+    }
+
+    /// <summary>Resolves and loads the model on the CPU backend unless another is given.</summary>
+    public static TransformerModel Load(string nameOrDirectory, Compute.IComputeBackend? backend = null, IProgress<string>? log = null) =>
+        TransformerModel.Load(Resolve(nameOrDirectory, log), backend);
+}

@@ -35,6 +35,10 @@ internal static class ErrorBoundary
         {
             return Fail(ExitCodes.Input, e, verbose);
         }
+        catch (EnvironmentException e)
+        {
+            return Fail(ExitCodes.Environment, e, verbose);
+        }
         catch (NativeMi.IO.OutputWriteException e)
         {
             return Fail(ExitCodes.Environment, e, verbose);
@@ -64,3 +68,6 @@ internal static class ErrorBoundary
         return code;
     }
 }
+
+/// <summary>The environment lacks something the command needs (a GPU, a native library).</summary>
+internal sealed class EnvironmentException(string message) : Exception(message);

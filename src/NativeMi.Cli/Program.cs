@@ -1,18 +1,1 @@
-using System.CommandLine;
-using NativeMi.Cli;
-
-var verbose = new Option<bool>("--verbose") { Description = "Show stack traces and details on errors", Recursive = true };
-var root = new RootCommand("NativeMi: how much of a sentence a language model keeps, layer by layer (probe-based mutual-information bounds).");
-root.Options.Add(verbose);
-root.Subcommands.Add(InspectCommand.Create(verbose));
-root.Subcommands.Add(HiddenCommand.Create(verbose));
-root.Subcommands.Add(ImportOnnxCommand.Create(verbose));
-
-ParseResult parsed = root.Parse(args);
-if (parsed.Errors.Count > 0)
-{
-    foreach (var error in parsed.Errors) Console.Error.WriteLine($"nativemi: {error.Message}");
-    Console.Error.WriteLine("Run 'nativemi --help' for usage.");
-    return ExitCodes.Usage;
-}
-return parsed.Invoke();
+return NativeMi.Cli.CliApp.Run(args);

@@ -1,0 +1,204 @@
+using System.CommandLine;
+using System.Globalization;
+using NativeMi.Information;
+using NativeMi.Measurement;
+using NativeMi.Probing;
+using NativeMi.Reporting;
+using Spectre.Console;
+
+namespace NativeMi.Cli;
+
+internal static class MeasureCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var model = new Option<string>("--model") { Description = "Built-in model (minilm, arctic-xs) or Hugging Face model folder", DefaultValueFactory = _ => "minilm" };
+        var corpus = new Option<string?>("--corpus") { Description = "UTF-8 text file, one sentence per line (default: the packaged WordNet examples)" };
+        var maxSentences = new Option<string>("--max-sentences") { Description = $"Seeded sample size, or 'all' (default {MeasureOptions.DefaultMaxSentences})", DefaultValueFactory = _ => MeasureOptions.DefaultMaxSentences.ToString(CultureInfo.InvariantCulture) };
+        var layers = new Option<string>("--layers") { Description = "Layers to probe: 'all' or a list like 0,3,6 (GPT-2: L+1 = final)", DefaultValueFactory = _ => "all" };
+        var pool = new Option<string>("--pool") { Description = "Sentence pooling", DefaultValueFactory = _ => "mean" };
+        pool.AcceptOnlyFromAmong("mean", "cls", "last", "max");
+        var probe = new Option<string>("--probe") { Description = "Probe family", DefaultValueFactory = _ => "positional" };
+        probe.AcceptOnlyFromAmong("positional", "linear", "bag");
+        var hidden = new Option<int>("--hidden") { Description = "Hidden width of the positional and bag probes", DefaultValueFactory = _ => 512 };
+        var epochs = new Option<int>("--epochs") { Description = "Most probe epochs (early stopping on validation CE)", DefaultValueFactory = _ => 20 };
+        var batchSize = new Option<int>("--batch-size") { Description = "Sentences per forward batch", DefaultValueFactory = _ => 32 };
+        var probeBatch = new Option<int>("--probe-batch-size") { Description = "Sentences per probe mini-batch", DefaultValueFactory = _ => 32 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of sampling, split, probes and bootstrap", DefaultValueFactory = _ => 0UL };
+        var maxTokens = new Option<int?>("--max-tokens") { Description = "Truncate sentences to this many tokens (default: the model's context)" };
+        var backend = new Option<string>("--backend") { Description = "Compute backend", DefaultValueFactory = _ => "auto" };
+        backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
+        var output = new Option<string?>("--out") { Description = "Output folder (default results/<model>-<UTC timestamp>/)" };
+        var alphabet = new Option<string>("--fano-alphabet") { Description = "|X| of the Fano bound: vocab (conservative) or observed (K+1)", DefaultValueFactory = _ => "vocab" };
+        alphabet.AcceptOnlyFromAmong("vocab", "observed");
+        var bootstrap = new Option<int>("--bootstrap") { Description = "Bootstrap resamples for the intervals", DefaultValueFactory = _ => 200 };
+        var baseline = new Option<string>("--baseline") { Description = "Also measure a baseline", DefaultValueFactory = _ => "none" };
+        baseline.AcceptOnlyFromAmong("none", "random-init", "shuffled");
+        var cache = new Option<string?>("--cache") { Description = "Cache folder (default $NATIVEMI_CACHE or ~/.cache/nativemi)" };
+
+        var command = new Command("measure", "Measure token recoverability and the Fano / Barber-Agakov bounds layer by layer")
+        {
+            model, corpus, maxSentences, layers, pool, probe, hidden, epochs, batchSize, probeBatch, seed, maxTokens, backend, output, alphabet, bootstrap, baseline, cache,
+        };
+        command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
+        {
+            string backendChoice = parse.GetValue(backend)!;
+            if (backendChoice == "cuda")
+                throw new EnvironmentException("--backend cuda: this build has no CUDA backend yet; use --backend cpu (or auto)");
+            if (backendChoice == "auto") Console.Error.WriteLine("backend: auto -> cpu (this build has no CUDA backend)");
+            var options = new MeasureOptions
+            {
+                Model = parse.GetValue(model)!,
+                Corpus = parse.GetValue(corpus),
+                MaxSentences = ParseMaxSentences(parse.GetValue(maxSentences)!),
+                Layers = ParseLayers(parse.GetValue(layers)!),
+                Pool = Enum.Parse<PoolingMode>(parse.GetValue(pool)!, ignoreCase: true),
+                Probe = Enum.Parse<ProbeFamily>(parse.GetValue(probe)!, ignoreCase: true),
+                Hidden = parse.GetValue(hidden),
+                Epochs = parse.GetValue(epochs),
+                BatchSize = parse.GetValue(batchSize),
+                ProbeBatchSize = parse.GetValue(probeBatch),
+                Seed = parse.GetValue(seed),
+                MaxTokens = parse.GetValue(maxTokens),
+                FanoAlphabet = parse.GetValue(alphabet) == "observed" ? FanoAlphabet.ObservedPlusOne : FanoAlphabet.Vocabulary,
+                Bootstrap = parse.GetValue(bootstrap),
+                Baseline = parse.GetValue(baseline) switch { "random-init" => BaselineKind.RandomInit, "shuffled" => BaselineKind.Shuffled, _ => BaselineKind.None },
+                CacheDirectory = parse.GetValue(cache),
+            };
+            string folder = parse.GetValue(output) ?? Path.Combine("results",
+                $"{SafeName(options.Model)}-{DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}");
+            EnsureWritable(folder);
+            Console.Error.WriteLine($"measuring {options.Model} on {options.Corpus ?? "the packaged WordNet examples"}: " +
+                $"{(options.MaxSentences is int n ? $"seeded sample of {n} sentences" : "every sentence")}, {options.Probe.ToString().ToLowerInvariant()} probe, seed {options.Seed}");
+
+            MeasurementResult result = RunWithProgress(options);
+            IReadOnlyList<string> files = ResultWriter.WriteAll(result, folder);
+            MiPlot.WriteMeasurement(folder, result);
+            PrintTable(result);
+            foreach (string warning in result.Warnings) Console.Error.WriteLine($"warning: {warning}");
+            Console.WriteLine($"wrote {string.Join(", ", files.Select(Path.GetFileName))}, mi.png, mi.svg to {Path.GetFullPath(folder)}");
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static string SafeName(string model) =>
+        new(Path.GetFileName(Path.TrimEndingDirectorySeparator(model)).Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_').ToArray());
+
+    private static int? ParseMaxSentences(string text) =>
+        text == "all" ? null
+        : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n
+        : throw new InputException($"--max-sentences must be a positive integer or 'all', got '{text}'");
+
+    private static IReadOnlyList<int>? ParseLayers(string text)
+    {
+        if (text == "all") return null;
+        var result = new List<int>();
+        foreach (string part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int layer))
+                throw new InputException($"--layers must be 'all' or a comma-separated list of layer numbers, got '{text}'");
+            result.Add(layer);
+        }
+        return result.Count > 0 ? result : throw new InputException("--layers names no layer");
+    }
+
+    /// <summary>Fails before hours of work when the output folder cannot be written.</summary>
+    private static void EnsureWritable(string folder)
+    {
+        try
+        {
+            Directory.CreateDirectory(folder);
+            string probe = Path.Combine(folder, $".write-check-{Environment.ProcessId}");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new NativeMi.IO.OutputWriteException(Path.GetFullPath(folder), $"output folder is not writable: {e.Message}", e);
+        }
+    }
+
+    private static MeasurementResult RunWithProgress(MeasureOptions options)
+    {
+        MeasurementResult? result = null;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        console.Progress().AutoClear(false).HideCompleted(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var tasks = new Dictionary<string, ProgressTask>();
+                ProgressTask Task(string key, string description, double max)
+                {
+                    if (!tasks.TryGetValue(key, out ProgressTask? task)) tasks[key] = task = ctx.AddTask(Markup.Escape(description), maxValue: Math.Max(max, 1));
+                    return task;
+                }
+                // Events arrive on the measuring thread; Spectre's tasks are safe to update from it.
+                var progress = new SynchronousProgress<MeasureEvent>(e =>
+                {
+                    switch (e.Phase)
+                    {
+                        case "tokenise":
+                        case "forward":
+                        case "baseline forward":
+                            Task(e.Phase, e.Phase, e.Total).Value = e.Completed;
+                            break;
+                        case "control":
+                            var control = Task("control", "control probe (z = 0)", e.Total);
+                            control.Value = e.Completed;
+                            control.Description = Markup.Escape($"control probe (z = 0): {e.Message}");
+                            break;
+                        case "probe":
+                        case "baseline probe":
+                            string layer = e.Message?.Split(':')[0] ?? "";
+                            var probe = Task(e.Phase + layer, $"{e.Phase} {layer}", e.Total);
+                            probe.Value = e.Completed;
+                            probe.Description = Markup.Escape($"{e.Phase} {e.Message}");
+                            break;
+                        case "probe done":
+                        case "baseline probe done":
+                            string finished = e.Message?.Split(':')[0] ?? "";
+                            var done = Task(e.Phase[..^5] + finished, finished, 1);
+                            done.Description = Markup.Escape($"{e.Phase[..^5]} {e.Message}");
+                            done.Value = done.MaxValue;
+                            break;
+                    }
+                });
+                result = MeasurementRunner.Run(options, progress);
+            });
+        return result!;
+    }
+
+    private static void PrintTable(MeasurementResult r)
+    {
+        string Ci(Interval? i) => i is { } v ? $"[{v.Lower:F2}, {v.Upper:F2}]" : "";
+        var table = new Table().Border(TableBorder.Rounded)
+            .Title(Markup.Escape($"{r.Model.Name} ({r.Model.Architecture}, {r.Model.Layers} layers): {r.ProbeLabel} probe, {r.Corpus.HeldOut} held-out sentences, H(X) = {r.HeldOutEntropyBits:F2} bits"));
+        foreach (string column in new[] { "layer", "depth", "acc", "acc 95% CI", "CE", "I_F", "I_F 95% CI", "I_F cert.", "I_BA", "I_BA 95% CI", "I_ctrl", "gain" })
+            table.AddColumn(new TableColumn(column).RightAligned());
+        bool bag = r.Options.Probe == ProbeFamily.Bag;
+        if (bag) table.AddColumn(new TableColumn("list-Fano").RightAligned());
+        foreach (LayerResult l in r.Layers)
+        {
+            LayerFigures f = l.Figures;
+            var cells = new List<string>
+            {
+                l.Name, l.Depth.ToString("F2", CultureInfo.InvariantCulture), f.Accuracy.ToString("F3", CultureInfo.InvariantCulture), Ci(f.AccuracyInterval),
+                f.CrossEntropyBits.ToString("F2", CultureInfo.InvariantCulture), f.FanoBits.ToString("F2", CultureInfo.InvariantCulture), Ci(f.FanoInterval),
+                f.CertifiedFanoBits.ToString("F2", CultureInfo.InvariantCulture), f.BarberAgakovBits.ToString("F2", CultureInfo.InvariantCulture), Ci(f.BarberAgakovInterval),
+                l.ControlBarberAgakovBits.ToString("F2", CultureInfo.InvariantCulture), l.GainBits.ToString("F2", CultureInfo.InvariantCulture),
+            };
+            if (bag) cells.Add(l.ListFanoBits?.ToString("F2", CultureInfo.InvariantCulture) ?? "");
+            table.AddRow(cells.Select(Markup.Escape).ToArray());
+        }
+        table.Caption(Markup.Escape($"bits per target token, held-out only; bounds on what a {r.ProbeLabel} probe can extract (V-usable information). " +
+            $"Peak I_F at layer {r.Summary.PeakLayer} ({r.Summary.PeakFanoBits:F2} bits); forgetting (peak - last) {r.Summary.ForgettingBits:F2} bits. gain = I_BA - I_ctrl is an estimate, not a bound."));
+        AnsiConsole.Write(table);
+    }
+}
+
+/// <summary>IProgress that calls back on the reporting thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+internal sealed class SynchronousProgress<T>(Action<T> handler) : IProgress<T>
+{
+    public void Report(T value) => handler(value);
+}

@@ -244,21 +244,14 @@ public static class MeasurementRunner
         return new ProbeDataset(d, v, members.Select(m => targets[m]).ToArray());
     }
 
-    private sealed record ControlFigures(double CrossEntropyBits, double Accuracy);
-
     /// <summary>The control probe sees zeros instead of z, so it is the same for every layer: trained once.</summary>
     private static ControlFigures Control(IComputeBackend backend, SplitIndex splits, int[][] targets, int d, ProbeOptions probeOptions, long vocabulary,
         IProgress<MeasureEvent>? progress, CancellationToken cancellation)
     {
         var zeros = new float[(long)targets.Length * d];
-        var train = Dataset(zeros, splits.Train, targets, d);
-        var validation = Dataset(zeros, splits.Validation, targets, d);
-        var heldOut = Dataset(zeros, splits.HeldOut, targets, d);
-        using TrainedProbe probe = ProbeTrainer.Train(backend, train, validation, probeOptions,
+        return ProbeMeasurement.TrainControl(backend, Dataset(zeros, splits.Train, targets, d), Dataset(zeros, splits.Validation, targets, d),
+            Dataset(zeros, splits.HeldOut, targets, d), probeOptions, vocabulary,
             new Progress<ProbeEpoch>(e => progress?.Report(new MeasureEvent("control", e.Epoch, e.MaxEpochs, $"val CE {e.ValidationCrossEntropyBits:F3} bits"))), cancellation);
-        var (outcomes, _) = probe.Evaluate(backend, heldOut, vocabulary);
-        long n = outcomes.Sum(o => (long)o.Length);
-        return new ControlFigures(outcomes.Sum(o => o.CrossEntropyBitsSum) / n, outcomes.Sum(o => (long)o.CorrectCount) / (double)n);
     }
 
     private static List<LayerResult> ProbeLayers(IComputeBackend backend, float[][] pooled, int[] selected, SplitIndex splits, int[][] targets,
@@ -271,24 +264,12 @@ public static class MeasurementRunner
         {
             cancellation.ThrowIfCancellationRequested();
             string name = layer <= numLayers ? layer.ToString(System.Globalization.CultureInfo.InvariantCulture) : "final";
-            var train = Dataset(pooled[layer], splits.Train, targets, d);
-            var validation = Dataset(pooled[layer], splits.Validation, targets, d);
-            var heldOut = Dataset(pooled[layer], splits.HeldOut, targets, d);
-            using TrainedProbe probe = ProbeTrainer.Train(backend, train, validation, probeOptions,
+            LayerResult result = ProbeMeasurement.MeasureLayer(backend, Dataset(pooled[layer], splits.Train, targets, d), Dataset(pooled[layer], splits.Validation, targets, d),
+                Dataset(pooled[layer], splits.HeldOut, targets, d), probeOptions, figureOptions, control,
                 new Progress<ProbeEpoch>(e => progress?.Report(new MeasureEvent(phase, e.Epoch, e.MaxEpochs, $"layer {name}: val CE {e.ValidationCrossEntropyBits:F3} bits"))),
-                cancellation);
-            var (outcomes, lists) = probe.Evaluate(backend, heldOut, model.Config.VocabSize);
-            LayerFigures figures = LayerFigures.Calculate(outcomes, figureOptions);
-            double controlBa = figures.EntropyBits - control.CrossEntropyBits;
-            double? listFano = null;
-            if (lists is not null)
-            {
-                var groups = lists.GroupBy(l => l.ListSize).Select(g => ((long)g.Key, (long)g.Sum(x => x.Errors), (long)g.Sum(x => x.ListSize))).ToArray();
-                listFano = InformationBounds.ListFanoMixed(figures.EntropyBits, figures.AlphabetSize, groups);
-            }
-            results.Add(new LayerResult(layer, name, Math.Min(layer, numLayers) / (double)numLayers, figures, control.CrossEntropyBits, control.Accuracy,
-                controlBa, figures.BarberAgakovBits - controlBa, listFano, probe.Epochs, probe.BestValidationCrossEntropyBits));
-            progress?.Report(new MeasureEvent(phase + " done", results.Count, selected.Length, $"layer {name}: acc {figures.Accuracy:F3}, I_F {figures.FanoBits:F3} bits"));
+                cancellation) with { Layer = layer, Name = name, Depth = Math.Min(layer, numLayers) / (double)numLayers };
+            results.Add(result);
+            progress?.Report(new MeasureEvent(phase + " done", results.Count, selected.Length, $"layer {name}: acc {result.Figures.Accuracy:F3}, I_F {result.Figures.FanoBits:F3} bits"));
         }
         return results;
     }

@@ -106,14 +106,16 @@ internal sealed class ProbeNetwork : IDisposable
         switch (options.Family)
         {
             case ProbeFamily.Positional:
-                _w1 = Add("W1", (long)width * _hidden, random, 1 / Math.Sqrt(width));
+                // W1 starts at zero: the untrained probe is the position-only control, and z's influence is
+                // learned from there, so early stopping cannot keep a probe that is worse than ignoring z by chance.
+                _w1 = Add("W1", (long)width * _hidden, random, 0);
                 _b1 = Add("b1", _hidden, random, 0);
                 _p = Add("P", (long)positions * _hidden, random, 1 / Math.Sqrt(width));
                 _w2 = Add("W2", (long)_hidden * classes, random, 1 / Math.Sqrt(_hidden));
                 _b2 = Add("b2", classes, random, 0);
                 break;
             case ProbeFamily.Linear:
-                _w2 = Add("W", (long)width * classes, random, 1 / Math.Sqrt(width));
+                _w2 = Add("W", (long)width * classes, random, 0);
                 _p = Add("P", (long)positions * classes, random, 0);
                 _b2 = Add("b", classes, random, 0);
                 break;

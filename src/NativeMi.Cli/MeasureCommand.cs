@@ -171,29 +171,34 @@ internal static class MeasureCommand
 
     private static void PrintTable(MeasurementResult r)
     {
-        string Ci(Interval? i) => i is { } v ? $"[{v.Lower:F2}, {v.Upper:F2}]" : "";
+        static string V(double value, Interval? interval, string format) =>
+            interval is { } i
+                ? $"{value.ToString(format, CultureInfo.InvariantCulture)} [{i.Lower.ToString(format, CultureInfo.InvariantCulture)}, {i.Upper.ToString(format, CultureInfo.InvariantCulture)}]"
+                : value.ToString(format, CultureInfo.InvariantCulture);
+        static string N(double value) => value.ToString("F2", CultureInfo.InvariantCulture);
+        bool bag = r.Options.Probe == ProbeFamily.Bag;
         var table = new Table().Border(TableBorder.Rounded)
             .Title(Markup.Escape($"{r.Model.Name} ({r.Model.Architecture}, {r.Model.Layers} layers): {r.ProbeLabel} probe, {r.Corpus.HeldOut} held-out sentences, H(X) = {r.HeldOutEntropyBits:F2} bits"));
-        foreach (string column in new[] { "layer", "depth", "acc", "acc 95% CI", "CE", "I_F", "I_F 95% CI", "I_F cert.", "I_BA", "I_BA 95% CI", "I_ctrl", "gain" })
-            table.AddColumn(new TableColumn(column).RightAligned());
-        bool bag = r.Options.Probe == ProbeFamily.Bag;
+        foreach (string column in new[] { "layer", "depth", "acc [95% CI]", "CE", "I_F [95% CI]", "I_F cert.", "I_BA [95% CI]", "I_ctrl", "gain" })
+            table.AddColumn(new TableColumn(Markup.Escape(column)).RightAligned().NoWrap());
         if (bag) table.AddColumn(new TableColumn("list-Fano").RightAligned());
         foreach (LayerResult l in r.Layers)
         {
             LayerFigures f = l.Figures;
             var cells = new List<string>
             {
-                l.Name, l.Depth.ToString("F2", CultureInfo.InvariantCulture), f.Accuracy.ToString("F3", CultureInfo.InvariantCulture), Ci(f.AccuracyInterval),
-                f.CrossEntropyBits.ToString("F2", CultureInfo.InvariantCulture), f.FanoBits.ToString("F2", CultureInfo.InvariantCulture), Ci(f.FanoInterval),
-                f.CertifiedFanoBits.ToString("F2", CultureInfo.InvariantCulture), f.BarberAgakovBits.ToString("F2", CultureInfo.InvariantCulture), Ci(f.BarberAgakovInterval),
-                l.ControlBarberAgakovBits.ToString("F2", CultureInfo.InvariantCulture), l.GainBits.ToString("F2", CultureInfo.InvariantCulture),
+                l.Name, N(l.Depth), V(f.Accuracy, f.AccuracyInterval, "F3"), N(f.CrossEntropyBits), V(f.FanoBits, f.FanoInterval, "F2"),
+                N(f.CertifiedFanoBits), V(f.BarberAgakovBits, f.BarberAgakovInterval, "F2"), N(l.ControlBarberAgakovBits), N(l.GainBits),
             };
-            if (bag) cells.Add(l.ListFanoBits?.ToString("F2", CultureInfo.InvariantCulture) ?? "");
+            if (bag) cells.Add(l.ListFanoBits is double lf ? N(lf) : "");
             table.AddRow(cells.Select(Markup.Escape).ToArray());
         }
         table.Caption(Markup.Escape($"bits per target token, held-out only; bounds on what a {r.ProbeLabel} probe can extract (V-usable information). " +
             $"Peak I_F at layer {r.Summary.PeakLayer} ({r.Summary.PeakFanoBits:F2} bits); forgetting (peak - last) {r.Summary.ForgettingBits:F2} bits. gain = I_BA - I_ctrl is an estimate, not a bound."));
-        AnsiConsole.Write(table);
+        var console = AnsiConsole.Console;
+        // Redirected output has no terminal width; give the table room instead of wrapping numbers.
+        if (Console.IsOutputRedirected) console.Profile.Width = Math.Max(console.Profile.Width, 150);
+        console.Write(table);
     }
 }
 

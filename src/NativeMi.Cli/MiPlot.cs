@@ -27,7 +27,13 @@ internal static class MiPlot
             line.LineWidth = 2;
             line.MarkerSize = 6;
             line.LegendText = s.Label;
-            if (s.Dashed) line.LinePattern = ScottPlot.LinePattern.Dashed;
+            // Skia's SVG backend cannot draw dash patterns (it prints a warning per line), so dashed series
+            // are told apart by hollow markers and thinner lines instead.
+            if (s.Dashed)
+            {
+                line.LineWidth = 1;
+                line.MarkerShape = ScottPlot.MarkerShape.OpenCircle;
+            }
         }
         if (rightAxis is not null)
         {
@@ -44,7 +50,7 @@ internal static class MiPlot
                 var line = plot.Add.Scatter(s.Depth, s.Values);
                 line.Color = c;
                 line.LineWidth = 2;
-                line.LinePattern = ScottPlot.LinePattern.Dotted;
+                line.MarkerShape = ScottPlot.MarkerShape.FilledSquare;
                 line.LegendText = s.Label;
                 line.Axes.YAxis = plot.Axes.Right;
             }

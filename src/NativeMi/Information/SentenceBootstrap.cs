@@ -94,7 +94,28 @@ internal static class SentenceBootstrap
             barberAgakov[resample] = InformationBounds.BarberAgakov(entropy, pooled.CrossEntropyBitsSum / pooled.Targets);
         }
         double tail = (1 - options.IntervalLevel) / 2;
-        return (PercentileInterval(accuracy, tail), PercentileInterval(fano, tail), PercentileInterval(barberAgakov, tail));
+        var point = summary.Pool(Enumerable.Range(0, summary.SentenceCount), counts);
+        double pointEntropy = Entropy.MillerMadowBits(point.Counts);
+        double pointError = 1 - (double)point.Correct / point.Targets;
+        double pointFano = InformationBounds.Fano(pointEntropy, pointError, LayerFigures.AlphabetSizeFor(options, point.Counts.Count(count => count > 0)));
+        double pointBa = InformationBounds.BarberAgakov(pointEntropy, point.CrossEntropyBitsSum / point.Targets);
+        return (PercentileInterval(accuracy, tail),
+            RecentredInterval(fano, pointFano, tail),
+            RecentredInterval(barberAgakov, pointBa, tail));
+    }
+
+    /// <summary>
+    /// Percentile interval of the resamples shifted by the bootstrap's own bias (resample mean minus point
+    /// estimate). Resampling sentences with replacement repeats them, which lowers the plug-in entropy of
+    /// every resample; with many distinct tokens per target (as with real vocabularies) that bias can move the
+    /// whole percentile interval below the point estimate. Removing it keeps the spread and centres the
+    /// interval on the estimate.
+    /// </summary>
+    internal static Interval RecentredInterval(double[] values, double pointEstimate, double tail)
+    {
+        double bias = values.Average() - pointEstimate;
+        Interval raw = PercentileInterval(values, tail);
+        return new Interval(raw.Lower - bias, raw.Upper - bias);
     }
 
     /// <summary>The [tail, 1 - tail] percentiles, interpolated linearly between order statistics (NumPy's default, R type 7).</summary>

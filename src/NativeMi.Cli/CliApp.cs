@@ -12,6 +12,7 @@ public static class CliApp
         var root = new RootCommand("NativeMi: how much of a sentence a language model keeps, layer by layer (probe-based mutual-information bounds).");
         root.Options.Add(verbose);
         root.Subcommands.Add(MeasureCommand.Create(verbose));
+        root.Subcommands.Add(CompareCommand.Create(verbose));
         root.Subcommands.Add(InspectCommand.Create(verbose));
         root.Subcommands.Add(HiddenCommand.Create(verbose));
         root.Subcommands.Add(ImportOnnxCommand.Create(verbose));

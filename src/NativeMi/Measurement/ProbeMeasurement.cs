@@ -40,8 +40,37 @@ public static class ProbeMeasurement
             var groups = lists.GroupBy(l => l.ListSize).OrderBy(g => g.Key)
                 .Select(g => ((long)g.Key, (long)g.Sum(x => x.Errors), (long)g.Sum(x => x.ListSize))).ToArray();
             listFano = InformationBounds.ListFanoMixed(figures.EntropyBits, figures.AlphabetSize, groups);
+            // For list decoding the ordinary Fano formula does not apply: the bag probe's Fano figures are
+            // list-Fano, point and certified. Bootstrap intervals are not computed for list-Fano.
+            figures = figures with
+            {
+                FanoBits = listFano.Value,
+                CertifiedFanoBits = CertifiedListFano(figures.EntropyBits, figures.AlphabetSize, groups, figureOptions.CertificationAlpha),
+                FanoInterval = null,
+            };
         }
         return new LayerResult(0, "0", 0, figures, control.CrossEntropyBits, control.Accuracy, controlBa, figures.BarberAgakovBits - controlBa,
             listFano, probe.Epochs, probe.BestValidationCrossEntropyBits);
+    }
+
+    /// <summary>
+    /// List-Fano with each list size's error rate replaced by its one-sided Clopper-Pearson upper limit at
+    /// level alpha / G (Bonferroni over the G list sizes, so all hold together with confidence 1 − alpha),
+    /// capped where the conditional-entropy bound peaks (P_e = 1 − k / |X|).
+    /// </summary>
+    public static double CertifiedListFano(double entropyBits, long alphabetSize, IReadOnlyList<(long ListSize, long Errors, long Targets)> groups, double alpha)
+    {
+        long total = groups.Sum(g => g.Targets);
+        double conditional = 0;
+        var counts = new long[groups.Count];
+        for (int i = 0; i < groups.Count; i++)
+        {
+            var (k, errors, targets) = groups[i];
+            counts[i] = targets;
+            if (targets == 0) continue;
+            double errorRate = Math.Min(ClopperPearson.UpperLimit(errors, targets, alpha / groups.Count), 1 - (double)k / alphabetSize);
+            conditional += (double)targets / total * InformationBounds.ListFanoConditionalEntropy(errorRate, alphabetSize, k);
+        }
+        return entropyBits - Entropy.PlugInBits(counts) - conditional;
     }
 }

@@ -129,6 +129,7 @@ public static class ResultWriter
             w.WriteNumber("ce_bits", f.CrossEntropyBits);
             w.WriteNumber("h_x_bits", f.EntropyBits);
             w.WriteNumber("h_x_plugin_bits", f.EntropyPlugInBits);
+            w.WriteString("fano_kind", l.ListFanoBits is null ? "fano" : "list-fano");
             w.WriteNumber("fano_bits", f.FanoBits);
             Interval(w, "fano_ci", f.FanoInterval);
             w.WriteNumber("fano_certified_bits", f.CertifiedFanoBits);

@@ -96,6 +96,10 @@ public class SyntheticProbeTests
         Assert.NotNull(bag.ListFanoBits);
         Assert.True(bag.Figures.Accuracy > 0.9, $"bag top-n accuracy {bag.Figures.Accuracy}");
         Assert.True(bag.ListFanoBits > 2.0, $"list-Fano {bag.ListFanoBits}");
+        // The bag probe's Fano figures are list-Fano: point, and certified below it.
+        Assert.Equal(bag.ListFanoBits!.Value, bag.Figures.FanoBits);
+        Assert.True(bag.Figures.CertifiedFanoBits < bag.Figures.FanoBits);
+        Assert.Null(bag.Figures.FanoInterval);
 
         // softmax(W z + P[i] + b) cannot select the block of position i from concatenated one-hots (no
         // product of z and i), so a linear probe recovers far less than the positional one, yet far above chance.

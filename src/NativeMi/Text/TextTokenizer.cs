@@ -111,15 +111,29 @@ public sealed partial class TextTokenizer
         int vocabularySize;
         try
         {
+            // vocab.json and merges.txt are read here, not by the library: its own file reader uses
+            // reflection-based JSON, which a NativeAOT binary does not have.
+            var vocabulary = new List<KeyValuePair<string, int>>();
             using (var vocab = File.OpenRead(vocabPath))
             using (JsonDocument document = JsonDocument.Parse(vocab))
-                vocabularySize = document.RootElement.ValueKind == JsonValueKind.Object
-                    ? document.RootElement.EnumerateObject().Count()
-                    : throw new ModelFormatException(Path.GetFullPath(vocabPath), "expected a JSON object of token -> id");
+            {
+                if (document.RootElement.ValueKind != JsonValueKind.Object)
+                    throw new ModelFormatException(Path.GetFullPath(vocabPath), "expected a JSON object of token -> id");
+                foreach (JsonProperty entry in document.RootElement.EnumerateObject())
+                {
+                    if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id) || id < 0)
+                        throw new ModelFormatException(Path.GetFullPath(vocabPath), $"token '{entry.Name}' has id {entry.Value.GetRawText()}; expected a non-negative integer");
+                    vocabulary.Add(new(entry.Name, id));
+                }
+            }
+            vocabularySize = vocabulary.Count;
+            // merges.txt: an optional "#version" header, then one "left right" pair per line.
+            var merges = File.ReadLines(mergesPath).Where((line, index) => !(index == 0 && line.StartsWith("#version", StringComparison.Ordinal)) && line.Length > 0).ToList();
             // Plain byte-level BPE with GPT-2's pattern. Text that spells a special token ("<|endoftext|>")
             // is encoded as ordinary text, so a corpus cannot inject control tokens.
-            bpe = BpeTokenizer.Create(new BpeOptions(vocabPath, mergesPath)
+            bpe = BpeTokenizer.Create(new BpeOptions(vocabulary)
             {
+                Merges = merges,
                 ByteLevel = true,
                 PreTokenizer = new RegexPreTokenizer(Gpt2PreTokenizerPattern(), null),
             });

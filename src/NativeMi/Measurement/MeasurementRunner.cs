@@ -200,6 +200,7 @@ public static class MeasurementRunner
             cancellation.ThrowIfCancellationRequested();
             int start = chunk * EmbeddingCache.ChunkSize, count = Math.Min(EmbeddingCache.ChunkSize, n - start);
             float[][]? vectors = cache.TryRead(chunk, count);
+            bool cached = vectors is not null;
             if (vectors is null)
             {
                 vectors = new float[entries][];
@@ -224,7 +225,7 @@ public static class MeasurementRunner
             }
             for (int l = 0; l < entries; l++) vectors[l].CopyTo(result[l].AsSpan(start * d));
             done += count;
-            progress?.Report(new MeasureEvent(phase, done, n, vectors is null ? null : "cached"));
+            progress?.Report(new MeasureEvent(phase, done, n, cached ? "cached" : null));
         }
         if (cache.CorruptChunksRebuilt > 0) warnings.Add($"{cache.CorruptChunksRebuilt} corrupt embedding-cache chunk(s) in {cache.Folder} were rebuilt");
         return result;

@@ -29,7 +29,7 @@ internal sealed class PreparedBatch : IDisposable
 }
 
 /// <summary>Builds <see cref="PreparedBatch"/>es from one split.</summary>
-internal sealed class BatchSource(IComputeBackend backend, float[] vectors, IReadOnlyList<int[]> targets, ClassMap classes, int maxPosition) : IDisposable
+internal sealed class BatchSource(IComputeBackend backend, float[] vectors, IReadOnlyList<int[]> targets, ClassMap classes, int maxPosition)
 {
     public int Count => targets.Count;
     public IReadOnlyList<int[]> Targets => targets;
@@ -69,8 +69,6 @@ internal sealed class BatchSource(IComputeBackend backend, float[] vectors, IRea
             HostClassOfTarget = cls,
         };
     }
-
-    public void Dispose() { }
 }
 
 /// <summary>Parameters, optimiser state and scratch of one probe on one backend.</summary>

@@ -23,8 +23,8 @@ public static class ProbeTrainer
         var network = new ProbeNetwork(backend, options, train.Width, classes.Count, maxPosition);
         try
         {
-            using var trainBatches = new BatchSource(backend, Standardise(train, mean, scale), train.Targets, classes, maxPosition);
-            using var validationBatches = new BatchSource(backend, Standardise(validation, mean, scale), validation.Targets, classes, maxPosition);
+            var trainBatches = new BatchSource(backend, Standardise(train, mean, scale), train.Targets, classes, maxPosition);
+            var validationBatches = new BatchSource(backend, Standardise(validation, mean, scale), validation.Targets, classes, maxPosition);
             var random = new SplitMix64(options.Seed ^ 0x5052_4F42_4554_5241UL);
             float[][] best = network.Snapshot();
             double bestValidation = double.PositiveInfinity;

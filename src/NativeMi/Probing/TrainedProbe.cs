@@ -44,7 +44,7 @@ public sealed class TrainedProbe : IDisposable
         Compute.IComputeBackend backend, ProbeDataset data, long vocabularySize, int batchSentences = 64)
     {
         double otherSpreadBits = Math.Log2(Math.Max(vocabularySize - Classes.Tokens.Length, 1));
-        using var source = new BatchSource(backend, ProbeTrainer.Standardise(data, _mean, _scale), data.Targets, Classes, _maxPosition);
+        var source = new BatchSource(backend, ProbeTrainer.Standardise(data, _mean, _scale), data.Targets, Classes, _maxPosition);
         var outcomes = new SentenceOutcome[data.Count];
         var lists = Family == ProbeFamily.Bag ? new ListOutcome[data.Count] : null;
         for (int start = 0; start < data.Count; start += batchSentences)

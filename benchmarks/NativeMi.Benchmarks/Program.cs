@@ -1,3 +1,17 @@
+using System.Globalization;
 using BenchmarkDotNet.Running;
+using NativeMi.Benchmarks;
 
-BenchmarkSwitcher.FromAssembly(typeof(NativeMi.Benchmarks.ForwardBenchmarks).Assembly).Run(args);
+// `ort-compare [runs] [--out file.md]` times our forward pass against ONNX Runtime side by side;
+// anything else goes to BenchmarkDotNet.
+if (args.Length > 0 && args[0] == "ort-compare")
+{
+    int runs = args.Length > 1 && int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out int r) ? r : 10;
+    string report = OrtComparison.Run(runs, [1, 8, 32], sequenceWords: 8);
+    int outIndex = Array.IndexOf(args, "--out");
+    if (outIndex >= 0 && outIndex + 1 < args.Length) NativeMi.IO.AtomicFile.WriteAllText(args[outIndex + 1], report);
+    Console.WriteLine(report);
+    return 0;
+}
+BenchmarkSwitcher.FromAssembly(typeof(ForwardBenchmarks).Assembly).Run(args);
+return 0;

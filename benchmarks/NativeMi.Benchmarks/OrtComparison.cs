@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using NativeMi.Models;
+using NativeMi.Transformer;
+
+namespace NativeMi.Benchmarks;
+
+/// <summary>
+/// Side-by-side timing of our CPU forward pass and ONNX Runtime (all graph optimisations, same thread
+/// count) on the built-in models, in one process, on the same token batches. Runs alternate between the
+/// two systems so that machine noise hits both alike; medians are reported.
+/// </summary>
+public static class OrtComparison
+{
+    private const int Warmup = 15;
+
+    /// <summary>Runs the comparison and returns a Markdown report.</summary>
+    public static string Run(int runs, int[] batchSizes, int sequenceWords)
+    {
+        var report = new StringBuilder();
+        report.AppendLine(CultureInfo.InvariantCulture, $"# Forward pass: NativeMi CPU vs ONNX Runtime {typeof(InferenceSession).Assembly.GetName().Version}");
+        report.AppendLine();
+        report.AppendLine(CultureInfo.InvariantCulture, $"- machine: {CpuName()}, {Environment.ProcessorCount} logical cores, {Environment.OSVersion}, .NET {Environment.Version}");
+        report.AppendLine(CultureInfo.InvariantCulture, $"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
+        report.AppendLine(CultureInfo.InvariantCulture, $"- threads: NativeMi thread pool on {Environment.ProcessorCount} cores; ORT intra-op threads = {Environment.ProcessorCount}, ORT_ENABLE_ALL");
+        report.AppendLine(CultureInfo.InvariantCulture, $"- inputs: packaged WordNet sentences, our tokenizer, right padding; {runs} timed runs per cell after {Warmup} warm-up runs (the JIT has promoted the hot loops by then), alternating systems; every layer's hidden states returned by ours, last_hidden_state by ORT");
+        report.AppendLine();
+        report.AppendLine("| model | batch | tokens (padded) | NativeMi median ms | ORT median ms | NativeMi / ORT |");
+        report.AppendLine("|---|---:|---:|---:|---:|---:|");
+        string[] sentences = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "data", "wordnet-examples.txt"))
+            .Where(l => l.Split(' ').Length >= sequenceWords).Take(batchSizes.Max()).ToArray();
+        foreach (string name in BuiltinModels.Names)
+        {
+            using var model = ModelResolver.Load(name);
+            using var options = new SessionOptions
+            {
+                GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+                IntraOpNumThreads = Environment.ProcessorCount,
+                InterOpNumThreads = 1,
+                ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            };
+            using var session = new InferenceSession(BuiltinModels.GetOnnxPath(name), options);
+            foreach (int batchSize in batchSizes)
+            {
+                EncodedBatch batch = model.Encode(sentences.Take(batchSize).ToArray());
+                var feeds = Feeds(session, batch);
+                var ours = new List<double>();
+                var theirs = new List<double>();
+                for (int i = 0; i < runs + Warmup; i++)
+                {
+                    var clock = Stopwatch.StartNew();
+                    model.Forward(batch);
+                    double a = clock.Elapsed.TotalMilliseconds;
+                    clock.Restart();
+                    using (session.Run(feeds, ["last_hidden_state"])) { }
+                    double b = clock.Elapsed.TotalMilliseconds;
+                    if (i < Warmup) continue;
+                    ours.Add(a);
+                    theirs.Add(b);
+                }
+                double mo = Median(ours), mt = Median(theirs);
+                string line = string.Create(CultureInfo.InvariantCulture,
+                    $"| {name} | {batchSize} | {batch.BatchSize}x{batch.SequenceLength} | {mo:F1} | {mt:F1} | {mo / mt:F2} |");
+                report.AppendLine(line);
+                Console.Error.WriteLine(line);
+            }
+        }
+        return report.ToString();
+    }
+
+    private static List<NamedOnnxValue> Feeds(InferenceSession session, EncodedBatch batch)
+    {
+        int[] dims = [batch.BatchSize, batch.SequenceLength];
+        var feeds = new List<NamedOnnxValue>();
+        foreach (string input in session.InputMetadata.Keys)
+        {
+            int[] source = input switch
+            {
+                "input_ids" => batch.InputIds,
+                "attention_mask" => batch.AttentionMask,
+                "token_type_ids" => batch.TokenTypeIds,
+                _ => throw new InvalidOperationException($"unexpected model input '{input}'"),
+            };
+            feeds.Add(NamedOnnxValue.CreateFromTensor(input, new DenseTensor<long>(source.Select(v => (long)v).ToArray(), dims)));
+        }
+        return feeds;
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    private static string CpuName()
+    {
+        try
+        {
+            string? line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            return line?.Split(':', 2)[1].Trim() ?? "unknown CPU";
+        }
+        catch (IOException)
+        {
+            return "unknown CPU";
+        }
+    }
+}

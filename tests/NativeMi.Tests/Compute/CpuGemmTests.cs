@@ -60,6 +60,12 @@ public class CpuGemmTests
                 GemmChecks.AssertMatches(m, 0, n, false, false, accumulate, bias, activation);
     }
 
+    [Theory]
+    [InlineData(Activation.GeluExact)]
+    [InlineData(Activation.GeluTanh)]
+    public void ActivationEpilogueEqualsCpuMathBitForBit(Activation activation) =>
+        Assert.True(GemmChecks.EpilogueIsBitExact(activation), $"{activation} on {CpuGemm.ActivePath}");
+
     [Fact]
     public void RejectsShortBuffers()
     {
@@ -207,6 +213,24 @@ public static class GemmChecks
             $"{activation} on {CpuGemm.ActivePath}: error {worst:F2}× the tolerance");
     }
 
+    /// <summary>The fused activation equals <see cref="CpuMath"/> applied afterwards, bit for bit.</summary>
+    public static bool EpilogueIsBitExact(Activation activation)
+    {
+        const int m = 37, k = 50, n = 301;
+        var rng = new Random(11);
+        float[] a = RandomArray(rng, m * k), b = RandomArray(rng, k * n), bias = RandomArray(rng, n);
+        for (int i = 0; i < a.Length; i++) a[i] *= 3;
+        float[] plain = new float[m * n], fused = new float[m * n];
+        CpuGemm.Multiply(a, b, bias, plain, m, k, n, Activation.None);
+        CpuGemm.Multiply(a, b, bias, fused, m, k, n, activation);
+        for (int i = 0; i < plain.Length; i++)
+        {
+            float expected = activation == Activation.GeluExact ? CpuMath.GeluExact(plain[i]) : CpuMath.GeluTanh(plain[i]);
+            if (BitConverter.SingleToInt32Bits(expected) != BitConverter.SingleToInt32Bits(fused[i])) return false;
+        }
+        return true;
+    }
+
     /// <summary>erf in double precision (Numerical Recipes' erfc Chebyshev fit, relative error below 1.2e-7).</summary>
     private static double Erf(double x)
     {
@@ -238,6 +262,12 @@ public static class GemmChecks
                             Console.WriteLine($"FAIL {m}×{k}×{n} tA={transposeA} tB={transposeB} acc={accumulate} {activation}: {worst:F2}× tolerance");
                         }
                     }
+        foreach (Activation activation in new[] { Activation.GeluExact, Activation.GeluTanh })
+            if (!EpilogueIsBitExact(activation))
+            {
+                failures++;
+                Console.WriteLine($"FAIL fused {activation} differs from CpuMath");
+            }
         Console.WriteLine($"failures={failures}");
         return failures;
     }

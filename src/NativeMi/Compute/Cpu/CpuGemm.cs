@@ -11,7 +11,8 @@ namespace NativeMi.Compute.Cpu;
 /// contiguous zero-padded panels (A in MR-row panels, B in NR-column panels), the K dimension is cut into KC
 /// blocks, and a register-tiled micro-kernel accumulates an MR × NR block of C with FMA (12 × 32 with AVX-512,
 /// 6 × 16 with AVX2, 4 × 4 scalar). Tiles of C (row block × column block) are spread over the thread pool;
-/// bias is added when a tile's last K block is stored and the activation follows while the tile is in cache.
+/// bias is added when a tile's last K block is stored and the activation follows while the tile is in cache
+/// (exact GELU vectorised, bit-identical to <see cref="CpuMath.GeluExact"/>).
 /// Every element of C is summed in one fixed order whatever the scheduling, so results are deterministic.
 /// </summary>
 public static class CpuGemm
@@ -273,9 +274,63 @@ public static class CpuGemm
             if (Activation != Activation.None)
             {
                 int rowEnd = Math.Min(M, ip1 * mr), colStart = jp0 * nr, colEnd = Math.Min(n, jp1 * nr);
-                for (int i = ip0 * mr; i < rowEnd; i++) Epilogue(C + (long)i * n, null, colStart, colEnd, Activation);
+                for (int i = ip0 * mr; i < rowEnd; i++)
+                {
+                    float* row = C + (long)i * n;
+                    int j = colStart;
+                    if (Activation == Activation.GeluExact)
+                    {
+                        if (Selected == Path.Avx512)
+                            for (; j + 16 <= colEnd; j += 16) GeluExact(Vector512.Load(row + j)).Store(row + j);
+                        else if (Selected == Path.Avx2)
+                            for (; j + 8 <= colEnd; j += 8) GeluExact(Vector256.Load(row + j)).Store(row + j);
+                    }
+                    Epilogue(row, null, j, colEnd, Activation);
+                }
             }
         }
+    }
+
+    /// <summary><see cref="CpuMath.GeluExact"/> on 16 lanes, operation for operation, so results are bit-identical.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> GeluExact(Vector512<float> x)
+    {
+        Vector512<float> u = Vector512.Min(Vector512.Max(x * Vector512.Create(0.70710678118654752f), Vector512.Create(-4f)), Vector512.Create(4f));
+        Vector512<float> x2 = u * u;
+        Vector512<float> p = Vector512.Create(-2.72614225801306e-10f);
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(2.77068142495902e-08f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-2.10102402082508e-06f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-5.69250639462346e-05f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-7.34990630326855e-04f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-2.95459980854025e-03f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-1.60960333262415e-02f));
+        Vector512<float> q = Vector512.Create(-1.45660718464996e-05f);
+        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-2.13374055278905e-04f));
+        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-1.68282697438203e-03f));
+        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-7.37332916720468e-03f));
+        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-1.42647390514189e-02f));
+        return Vector512.Create(0.5f) * x * (Vector512<float>.One + u * p / q);
+    }
+
+    /// <summary><see cref="CpuMath.GeluExact"/> on 8 lanes, operation for operation, so results are bit-identical.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> GeluExact(Vector256<float> x)
+    {
+        Vector256<float> u = Vector256.Min(Vector256.Max(x * Vector256.Create(0.70710678118654752f), Vector256.Create(-4f)), Vector256.Create(4f));
+        Vector256<float> x2 = u * u;
+        Vector256<float> p = Vector256.Create(-2.72614225801306e-10f);
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(2.77068142495902e-08f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.10102402082508e-06f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-5.69250639462346e-05f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-7.34990630326855e-04f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.95459980854025e-03f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-1.60960333262415e-02f));
+        Vector256<float> q = Vector256.Create(-1.45660718464996e-05f);
+        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-2.13374055278905e-04f));
+        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.68282697438203e-03f));
+        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-7.37332916720468e-03f));
+        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.42647390514189e-02f));
+        return Vector256.Create(0.5f) * x * (Vector256<float>.One + u * p / q);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

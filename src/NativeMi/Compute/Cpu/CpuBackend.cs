@@ -159,33 +159,8 @@ public sealed class CpuBackend : IComputeBackend
 
     /// <inheritdoc />
     public void GemmEx(DeviceBuffer<float> a, bool transposeA, DeviceBuffer<float> b, bool transposeB, DeviceBuffer<float> c,
-        int m, int k, int n, bool accumulate)
-    {
-        float[] left = transposeA ? Transpose(Array(a), k, m) : Array(a);
-        float[] right = transposeB ? Transpose(Array(b), n, k) : Array(b);
-        float[] output = Array(c);
-        if (!accumulate)
-        {
-            CpuGemm.Multiply(left, right, default, output, m, k, n);
-            return;
-        }
-        var product = new float[(long)m * n];
-        CpuGemm.Multiply(left, right, default, product, m, k, n);
-        TensorPrimitives.Add(output.AsSpan(0, product.Length), product, output.AsSpan(0, product.Length));
-    }
-
-    /// <summary>Transpose of a row-major [rows, columns] matrix.</summary>
-    private static float[] Transpose(float[] source, int rows, int columns)
-    {
-        var result = new float[(long)rows * columns];
-        const int Block = 32;
-        for (int r0 = 0; r0 < rows; r0 += Block)
-            for (int c0 = 0; c0 < columns; c0 += Block)
-                for (int r = r0; r < Math.Min(rows, r0 + Block); r++)
-                    for (int c = c0; c < Math.Min(columns, c0 + Block); c++)
-                        result[(long)c * rows + r] = source[(long)r * columns + c];
-        return result;
-    }
+        int m, int k, int n, bool accumulate) =>
+        CpuGemm.Multiply(Array(a), Array(b), default, Array(c), m, k, n, Activation.None, transposeA, transposeB, accumulate);
 
     /// <inheritdoc />
     public void GatherRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> output, int rows, int width)

@@ -68,5 +68,5 @@ public sealed record MeasureOptions
     public string? CacheDirectory { get; init; }
 
     /// <summary>Sample size of the default run, chosen so that `nativemi measure` finishes in minutes on a 2-core CPU.</summary>
-    public const int DefaultMaxSentences = 1000;
+    public const int DefaultMaxSentences = 2000;
 }

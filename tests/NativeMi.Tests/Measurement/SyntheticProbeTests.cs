@@ -31,17 +31,24 @@ public class SyntheticProbeTests
         return (Take(0, train), Take(train, validation), Take(train + validation, targets.Length - train - validation));
     }
 
+    /// <summary>Each sentence vector is the concatenation of one one-hot block per position: it encodes every token exactly.</summary>
+    private static (float[] Vectors, int Width) OneHotPerPosition(int[][] targets)
+    {
+        int width = Length * Vocabulary;
+        var vectors = new float[targets.Length * width];
+        for (int s = 0; s < targets.Length; s++)
+            for (int i = 0; i < Length; i++)
+                vectors[s * width + i * Vocabulary + (targets[s][i] - 100)] = 1f;
+        return (vectors, width);
+    }
+
     private static readonly ProbeOptions Probe = new() { Family = ProbeFamily.Positional, Hidden = 64, MaxEpochs = 60, Patience = 5, BatchSentences = 32, LearningRate = 3e-3f, Seed = 7 };
 
     [Fact]
     public void VectorsThatEncodeEveryTokenGiveAccuracyNearOneAndFanoNearEntropy()
     {
         var (targets, train, validation) = Sentences(1500, 11);
-        int width = Length * Vocabulary;
-        var vectors = new float[targets.Length * width];
-        for (int s = 0; s < targets.Length; s++)
-            for (int i = 0; i < Length; i++)
-                vectors[s * width + i * Vocabulary + (targets[s][i] - 100)] = 1f;
+        var (vectors, width) = OneHotPerPosition(targets);
         var (tr, va, ho) = Split(vectors, width, targets, train, validation);
         var backend = new CpuBackend();
         var figureOptions = new LayerFigureOptions { VocabularySize = 1000, BootstrapResamples = 50 };
@@ -83,11 +90,7 @@ public class SyntheticProbeTests
     public void BagProbeReportsListFanoAndLinearProbeLearnsTheEncodedTokens()
     {
         var (targets, train, validation) = Sentences(900, 13);
-        int width = Length * Vocabulary;
-        var vectors = new float[targets.Length * width];
-        for (int s = 0; s < targets.Length; s++)
-            for (int i = 0; i < Length; i++)
-                vectors[s * width + i * Vocabulary + (targets[s][i] - 100)] = 1f;
+        var (vectors, width) = OneHotPerPosition(targets);
         var (tr, va, ho) = Split(vectors, width, targets, train, validation);
         var backend = new CpuBackend();
         var figureOptions = new LayerFigureOptions { VocabularySize = 1000, BootstrapResamples = 0 };

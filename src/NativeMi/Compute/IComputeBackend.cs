@@ -47,6 +47,13 @@ public interface IComputeBackend : IDisposable
     /// <summary>A buffer holding a copy of <paramref name="data"/>.</summary>
     DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged;
 
+    /// <summary>
+    /// A constant matrix [rows, columns] used as the right operand of <see cref="Gemm"/> (model weights).
+    /// The backend may keep it in a layout of its own (the CPU packs it once for its GEMM kernel); it must
+    /// not be written afterwards.
+    /// </summary>
+    DeviceBuffer<float> UploadMatrix(ReadOnlySpan<float> data, int rows, int columns);
+
     /// <summary>Overwrites the first elements of <paramref name="destination"/> with <paramref name="source"/>.</summary>
     void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged;
 

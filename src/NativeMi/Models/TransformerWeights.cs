@@ -80,6 +80,9 @@ internal sealed class TransformerWeights : IDisposable
 
         private DeviceBuffer<float> Upload(float[] values) => backend.Upload<float>(values);
 
+        /// <summary>A GEMM weight [rows, columns] ([in, out]), which the backend may keep in its own layout.</summary>
+        private DeviceBuffer<float> Matrix(float[] values, int rows, int columns) => backend.UploadMatrix(values, rows, columns);
+
         private DeviceBuffer<float> Vector(string name, int length) => Upload(Read(name, length));
 
         /// <summary>A Hugging Face nn.Linear weight ([out, in]) transposed to the backend's [in, out] layout.</summary>
@@ -114,15 +117,15 @@ internal sealed class TransformerWeights : IDisposable
                 float[] qkvBias = [.. Read(p + "attention.self.query.bias", d), .. Read(p + "attention.self.key.bias", d), .. Read(p + "attention.self.value.bias", d)];
                 blocks[l] = new BlockWeights
                 {
-                    QkvWeight = Upload(qkv),
+                    QkvWeight = Matrix(qkv, d, 3 * d),
                     QkvBias = Upload(qkvBias),
-                    AttentionOutWeight = Upload(LinearTransposed(p + "attention.output.dense.weight", d, d)),
+                    AttentionOutWeight = Matrix(LinearTransposed(p + "attention.output.dense.weight", d, d), d, d),
                     AttentionOutBias = Vector(p + "attention.output.dense.bias", d),
                     Norm1Gamma = Vector(p + "attention.output.LayerNorm.weight", d),
                     Norm1Beta = Vector(p + "attention.output.LayerNorm.bias", d),
-                    FeedForwardInWeight = Upload(LinearTransposed(p + "intermediate.dense.weight", ff, d)),
+                    FeedForwardInWeight = Matrix(LinearTransposed(p + "intermediate.dense.weight", ff, d), d, ff),
                     FeedForwardInBias = Vector(p + "intermediate.dense.bias", ff),
-                    FeedForwardOutWeight = Upload(LinearTransposed(p + "output.dense.weight", d, ff)),
+                    FeedForwardOutWeight = Matrix(LinearTransposed(p + "output.dense.weight", d, ff), ff, d),
                     FeedForwardOutBias = Vector(p + "output.dense.bias", d),
                     Norm2Gamma = Vector(p + "output.LayerNorm.weight", d),
                     Norm2Beta = Vector(p + "output.LayerNorm.bias", d),
@@ -155,15 +158,15 @@ internal sealed class TransformerWeights : IDisposable
                 {
                     Norm1Gamma = Vector(p + "ln_1.weight", d),
                     Norm1Beta = Vector(p + "ln_1.bias", d),
-                    QkvWeight = Upload(Read(p + "attn.c_attn.weight", d, 3 * d)),
+                    QkvWeight = Matrix(Read(p + "attn.c_attn.weight", d, 3 * d), d, 3 * d),
                     QkvBias = Vector(p + "attn.c_attn.bias", 3 * d),
-                    AttentionOutWeight = Upload(Read(p + "attn.c_proj.weight", d, d)),
+                    AttentionOutWeight = Matrix(Read(p + "attn.c_proj.weight", d, d), d, d),
                     AttentionOutBias = Vector(p + "attn.c_proj.bias", d),
                     Norm2Gamma = Vector(p + "ln_2.weight", d),
                     Norm2Beta = Vector(p + "ln_2.bias", d),
-                    FeedForwardInWeight = Upload(Read(p + "mlp.c_fc.weight", d, ff)),
+                    FeedForwardInWeight = Matrix(Read(p + "mlp.c_fc.weight", d, ff), d, ff),
                     FeedForwardInBias = Vector(p + "mlp.c_fc.bias", ff),
-                    FeedForwardOutWeight = Upload(Read(p + "mlp.c_proj.weight", ff, d)),
+                    FeedForwardOutWeight = Matrix(Read(p + "mlp.c_proj.weight", ff, d), ff, d),
                     FeedForwardOutBias = Vector(p + "mlp.c_proj.bias", d),
                 };
             }

@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics;
 namespace NativeMi.Compute.Cpu;
 
 /// <summary>A buffer in managed host memory.</summary>
-public sealed class CpuBuffer<T> : DeviceBuffer<T> where T : unmanaged
+public class CpuBuffer<T> : DeviceBuffer<T> where T : unmanaged
 {
     /// <summary>Wraps <paramref name="data"/> without copying.</summary>
     public CpuBuffer(T[] data) => Data = data;
@@ -14,6 +14,12 @@ public sealed class CpuBuffer<T> : DeviceBuffer<T> where T : unmanaged
 
     /// <inheritdoc />
     public override long Length => Data.LongLength;
+}
+
+/// <summary>A constant weight matrix: its values and their packed copy for the GEMM kernel.</summary>
+internal sealed class CpuWeightMatrix(float[] data, PackedMatrix packed) : CpuBuffer<float>(data)
+{
+    public PackedMatrix Packed { get; } = packed;
 }
 
 /// <summary>The CPU backend: managed SIMD kernels spread over the thread pool.</summary>
@@ -39,6 +45,10 @@ public sealed class CpuBackend : IComputeBackend
     public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged => new CpuBuffer<T>(data.ToArray());
 
     /// <inheritdoc />
+    public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<float> data, int rows, int columns) =>
+        new CpuWeightMatrix(data.ToArray(), CpuGemm.PackB(data, rows, columns));
+
+    /// <inheritdoc />
     public void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged =>
         source.CopyTo(Array(destination));
 
@@ -48,8 +58,13 @@ public sealed class CpuBackend : IComputeBackend
 
     /// <inheritdoc />
     public void Gemm(DeviceBuffer<float> input, DeviceBuffer<float> weight, DeviceBuffer<float>? bias, DeviceBuffer<float> output,
-        int m, int k, int n, Activation activation) =>
-        CpuGemm.Multiply(Array(input), Array(weight), ArrayOrNull(bias), Array(output), m, k, n, activation);
+        int m, int k, int n, Activation activation)
+    {
+        if (weight is CpuWeightMatrix { Packed: var packed } && packed.K == k && packed.N == n)
+            CpuGemm.Multiply(Array(input), packed, ArrayOrNull(bias), Array(output), m, activation);
+        else
+            CpuGemm.Multiply(Array(input), Array(weight), ArrayOrNull(bias), Array(output), m, k, n, activation);
+    }
 
     /// <inheritdoc />
     public void LayerNorm(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> beta,

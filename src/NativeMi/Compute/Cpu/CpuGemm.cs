@@ -86,7 +86,7 @@ public static class CpuGemm
                 return;
             }
 
-            var (mr, nr) = Selected switch { Path.Avx512 => (Mr512, Nr512), Path.Avx2 => (Mr256, Nr256), _ => (MrScalar, NrScalar) };
+            var (mr, nr) = Tiling();
             int mPanels = (m + mr - 1) / mr, nPanels = (n + nr - 1) / nr;
             long packedA = (long)mPanels * mr * k, packedB = (long)nPanels * nr * k;
             if (packedA + 16 > Array.MaxLength || packedB + 16 > Array.MaxLength)
@@ -117,12 +117,70 @@ public static class CpuGemm
 
     private static unsafe float* Align64(float* p) => (float*)(((nuint)p + 63) & ~(nuint)63);
 
+    /// <summary>
+    /// Packs a constant right operand B [k, n] once, in the panel layout the micro-kernel reads, so that
+    /// later products with it skip the packing (which dominates when A has few rows, as at batch size 1).
+    /// </summary>
+    public static unsafe PackedMatrix PackB(ReadOnlySpan<float> b, int k, int n)
+    {
+        if (k < 1 || n < 1) throw new ArgumentOutOfRangeException(nameof(k), $"cannot pack a {k}×{n} matrix");
+        if (b.Length < (long)k * n) throw new ArgumentException($"B holds {b.Length} elements; needs {(long)k * n}", nameof(b));
+        var (_, nr) = Tiling();
+        int nPanels = (n + nr - 1) / nr;
+        long length = (long)nPanels * nr * k + 16;
+        if (length > Array.MaxLength) throw new ArgumentException($"a {k}×{n} matrix is too large to pack");
+        // Pinned so the aligned pointer into it stays valid for the life of the packed matrix.
+        float[] data = GC.AllocateUninitializedArray<float>((int)length, pinned: true);
+        fixed (float* pb = b, pd = data)
+        {
+            var job = new Job { B = pb, PackedB = Align64(pd), K = k, N = n, Nr = nr, NPanels = nPanels };
+            for (int panel = 0; panel < nPanels; panel++) job.PackBPanel(panel);
+            return new PackedMatrix(data, (int)(Align64(pd) - pd), k, n, nr);
+        }
+    }
+
+    /// <summary>C[m,n] = act(A[m,k] · B + bias) with B packed by <see cref="PackB"/>.</summary>
+    public static unsafe void Multiply(ReadOnlySpan<float> a, PackedMatrix b, ReadOnlySpan<float> bias, Span<float> c, int m, Activation activation)
+    {
+        int k = b.K, n = b.N;
+        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m));
+        if (a.Length < (long)m * k) throw new ArgumentException($"A holds {a.Length} elements; needs {(long)m * k}", nameof(a));
+        if (c.Length < (long)m * n) throw new ArgumentException($"C holds {c.Length} elements; needs {(long)m * n}", nameof(c));
+        if (!bias.IsEmpty && bias.Length < n) throw new ArgumentException($"bias holds {bias.Length} elements; needs {n}", nameof(bias));
+        var (mr, nr) = Tiling();
+        if (b.Nr != nr) throw new InvalidOperationException("the matrix was packed for another instruction-set path");
+        if (m == 0) return;
+        int mPanels = (m + mr - 1) / mr;
+        float[] bufferA = ArrayPool<float>.Shared.Rent(mPanels * mr * k + 16);
+        try
+        {
+            fixed (float* pa = a, pc = c, pbias = bias, fa = bufferA, fb = b.Data)
+            {
+                var job = new Job
+                {
+                    A = pa, C = pc, Bias = bias.IsEmpty ? null : pbias,
+                    PackedA = Align64(fa), PackedB = fb + b.Offset, BIsPacked = true,
+                    M = m, K = k, N = n, Mr = mr, Nr = nr, MPanels = mPanels, NPanels = (n + nr - 1) / nr,
+                    Activation = activation,
+                };
+                job.Run();
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(bufferA);
+        }
+    }
+
+    private static (int Mr, int Nr) Tiling() =>
+        Selected switch { Path.Avx512 => (Mr512, Nr512), Path.Avx2 => (Mr256, Nr256), _ => (MrScalar, NrScalar) };
+
     /// <summary>One multiplication: operand pointers, packed panels and the tiling of C.</summary>
     private sealed unsafe class Job
     {
         public float* A, B, C, Bias, PackedA, PackedB;
         public int M, K, N, Mr, Nr, MPanels, NPanels;
-        public bool TransposeA, TransposeB, Accumulate;
+        public bool TransposeA, TransposeB, Accumulate, BIsPacked;
         public Activation Activation;
         private int _rowBlocks, _columnBlocks, _tiles;
 
@@ -143,7 +201,7 @@ public static class CpuGemm
             _rowBlocks = Math.Min(_rowBlocks, MPanels);
             _tiles = _rowBlocks * _columnBlocks;
 
-            int packItems = MPanels + NPanels;
+            int packItems = MPanels + (BIsPacked ? 0 : NPanels);
             if (workers > 1)
             {
                 var options = new ParallelOptions { MaxDegreeOfParallelism = workers };
@@ -160,7 +218,7 @@ public static class CpuGemm
         private void Pack(int item)
         {
             if (item < MPanels) PackA(item);
-            else PackB(item - MPanels);
+            else PackBPanel(item - MPanels);
         }
 
         /// <summary>Rows [panel·MR, +MR) of op(A) as K steps of MR values, zero rows past M.</summary>
@@ -197,7 +255,7 @@ public static class CpuGemm
         }
 
         /// <summary>Columns [panel·NR, +NR) of op(B) as K steps of NR values, zero columns past N.</summary>
-        private void PackB(int panel)
+        public void PackBPanel(int panel)
         {
             int nr = Nr, k = K, col0 = panel * nr, cols = Math.Min(nr, N - col0);
             float* dst = PackedB + (long)panel * nr * k;
@@ -543,6 +601,27 @@ public static class CpuGemm
                 break;
         }
     }
+}
+
+/// <summary>A constant GEMM right operand in the CPU kernel's packed panel layout (see <see cref="CpuGemm.PackB"/>).</summary>
+public sealed class PackedMatrix
+{
+    internal PackedMatrix(float[] data, int offset, int k, int n, int nr)
+    {
+        Data = data;
+        Offset = offset;
+        K = k;
+        N = n;
+        Nr = nr;
+    }
+
+    internal float[] Data { get; }
+    internal int Offset { get; }
+    /// <summary>Rows of B (the inner dimension).</summary>
+    public int K { get; }
+    /// <summary>Columns of B.</summary>
+    public int N { get; }
+    internal int Nr { get; }
 }
 
 /// <summary>Scalar math shared by the CPU kernels.</summary>

@@ -247,8 +247,10 @@ public static class CudaLibraries
         catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
         {
             handle = 0;
-            // The runtime's message lists every path it tried with the dlerror text; the first line is enough here.
-            string message = e.Message.Split('\n', 2)[0].Trim();
+            // The runtime's first line is generic advice; the lines after it carry the loader's own reason
+            // ("cannot open shared object file", "wrong ELF class", "file too short").
+            string[] lines = e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            string message = lines.Length > 1 ? string.Join("; ", lines.Skip(1)) : lines.FirstOrDefault() ?? e.GetType().Name;
             error = message.Length > 300 ? message[..300] + "..." : message;
             return false;
         }

@@ -12,14 +12,14 @@ extern "C" __global__ void softmax_cross_entropy(float* __restrict__ logits, con
     if (row >= rows) return;
     float* x = logits + (long long)row * classes;
 
+    // The target logit is read before the reduction's barrier: after it, some thread may already be
+    // overwriting that element with its gradient.
+    const int target = targets[row];
+    const float target_logit = x[target];
     nativemi::OnlineSoftmax state = nativemi::online_softmax_empty();
     for (int j = threadIdx.x; j < classes; j += blockDim.x) state = nativemi::online_softmax_push(state, x[j], j);
     state = nativemi::block_online_softmax(state, scratch);
 
-    const int target = targets[row];
-    const float target_logit = x[target];
-    // Every thread has read its logits and the target logit before the barrier inside the
-    // reduction, so overwriting the row below cannot race with those reads.
     if (threadIdx.x == 0) {
         loss_nats[row] = state.maximum + logf(state.sum) - target_logit;
         argmax[row] = state.argmax;

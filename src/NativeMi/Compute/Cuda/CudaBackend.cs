@@ -323,11 +323,14 @@ public sealed unsafe class CudaBackend : IComputeBackend
     {
         Enter();
         ulong id = Own(ids, rows, nameof(ids)).Pointer, position = Own(positionIds, rows, nameof(positionIds)).Pointer;
-        ulong type = types is null ? 0 : PointerOrZero(typeIds, rows, nameof(typeIds));
-        ulong w = Own(words, 0, nameof(words)).Pointer, p = Own(positions, 0, nameof(positions)).Pointer, t = PointerOrZero(types, 0, nameof(types));
+        // Type embeddings are added only when both the ids and the table are given, as on the CPU.
+        bool withTypes = typeIds is not null && types is not null;
+        ulong type = withTypes ? PointerOrZero(typeIds, rows, nameof(typeIds)) : 0;
+        ulong w = Own(words, 0, nameof(words)).Pointer, p = Own(positions, 0, nameof(positions)).Pointer;
+        ulong t = withTypes ? PointerOrZero(types, 0, nameof(types)) : 0;
         ulong o = Own(output, (long)rows * width, nameof(output)).Pointer, bad = _badRow.Pointer;
         if (rows == 0 || width == 0) return;
-        long wordRows = words.Length / width, positionRows = positions.Length / width, typeRows = types is null ? 0 : types.Length / width;
+        long wordRows = words.Length / width, positionRows = positions.Length / width, typeRows = withTypes ? types!.Length / width : 0;
         CudaDriverApi.Check(CudaDriverApi.Memset32Async(bad, 0xFFFF_FFFF, 1, Stream), "cuMemsetD32Async");
         void** arguments = stackalloc void*[] { &id, &position, &type, &w, &p, &t, &o, &rows, &width, &wordRows, &positionRows, &typeRows, &bad };
         CheckLaunch(CudaDriverApi.LaunchKernel(_embeddingGather, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "embedding_gather");

@@ -78,7 +78,7 @@ public sealed class CpuBackend : IComputeBackend
             ReadOnlySpan<float> src = x.AsSpan(row * width, width);
             if (r is not null) TensorPrimitives.Add(src, r.AsSpan(row * width, width), dst);
             else src.CopyTo(dst);
-            LayerNormRow(dst, g, b, epsilon);
+            LayerNormRow(dst, g.AsSpan(0, width), b.AsSpan(0, width), epsilon);
         });
     }
 

@@ -1,0 +1,138 @@
+// Shared helpers for NativeMi's kernels. NVRTC compiles these sources without the CUDA toolkit's
+// headers, so nothing here may include a system header: only compiler built-ins are used.
+#pragma once
+
+#define NATIVEMI_FULL_MASK 0xffffffffu
+
+namespace nativemi {
+
+// Built without <math.h>, so infinity comes from its bit pattern.
+__device__ __forceinline__ float positive_infinity() { return __int_as_float(0x7f800000); }
+__device__ __forceinline__ float negative_infinity() { return __int_as_float(0xff800000); }
+
+// Kernels are launched with 1-D grids whose total size may exceed 2^31 elements, so the global
+// index is computed in 64 bits.
+__device__ __forceinline__ long long global_thread_index() {
+    return (long long)blockIdx.x * blockDim.x + threadIdx.x;
+}
+
+__device__ __forceinline__ long long grid_thread_count() {
+    return (long long)gridDim.x * blockDim.x;
+}
+
+__device__ __forceinline__ float warp_sum(float value) {
+    for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_xor_sync(NATIVEMI_FULL_MASK, value, offset);
+    return value;
+}
+
+__device__ __forceinline__ float warp_max(float value) {
+    for (int offset = 16; offset > 0; offset >>= 1) value = fmaxf(value, __shfl_xor_sync(NATIVEMI_FULL_MASK, value, offset));
+    return value;
+}
+
+__device__ __forceinline__ unsigned long long warp_sum_u64(unsigned long long value) {
+    for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_xor_sync(NATIVEMI_FULL_MASK, value, offset);
+    return value;
+}
+
+// Block-wide reductions for blocks of up to 1024 threads (a multiple of 32). Every thread gets the
+// result. `scratch` holds at least 32 values; the trailing barrier lets callers reuse it at once.
+__device__ __forceinline__ float block_sum(float value, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    value = warp_sum(value);
+    if (lane == 0) scratch[warp] = value;
+    __syncthreads();
+    value = lane < warps ? scratch[lane] : 0.0f;
+    value = warp_sum(value);
+    __syncthreads();
+    return value;
+}
+
+__device__ __forceinline__ float block_max(float value, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    value = warp_max(value);
+    if (lane == 0) scratch[warp] = value;
+    __syncthreads();
+    value = lane < warps ? scratch[lane] : negative_infinity();
+    value = warp_max(value);
+    __syncthreads();
+    return value;
+}
+
+// The running state of an online softmax: the maximum so far, the sum of exp(x - maximum), and
+// the first index holding the maximum (ties go to the lower index, as the CPU reference does).
+struct OnlineSoftmax {
+    float maximum;
+    float sum;
+    int argmax;
+};
+
+__device__ __forceinline__ OnlineSoftmax online_softmax_empty() {
+    OnlineSoftmax state;
+    state.maximum = negative_infinity();
+    state.sum = 0.0f;
+    state.argmax = 0x7fffffff;
+    return state;
+}
+
+__device__ __forceinline__ OnlineSoftmax online_softmax_push(OnlineSoftmax state, float value, int index) {
+    if (value > state.maximum) {
+        state.sum = state.sum * expf(state.maximum - value) + 1.0f;
+        state.maximum = value;
+        state.argmax = index;
+    } else {
+        state.sum += expf(value - state.maximum);
+        if (value == state.maximum && index < state.argmax) state.argmax = index;
+    }
+    return state;
+}
+
+__device__ __forceinline__ OnlineSoftmax online_softmax_merge(OnlineSoftmax a, OnlineSoftmax b) {
+    if (b.maximum > a.maximum || (b.maximum == a.maximum && b.argmax < a.argmax)) {
+        OnlineSoftmax t = a; a = b; b = t;
+    }
+    // An empty partial state has maximum -inf; exp(-inf - m) is 0 unless both are empty.
+    if (b.sum > 0.0f) a.sum += b.sum * expf(b.maximum - a.maximum);
+    return a;
+}
+
+__device__ __forceinline__ OnlineSoftmax warp_online_softmax(OnlineSoftmax state) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        OnlineSoftmax other;
+        other.maximum = __shfl_xor_sync(NATIVEMI_FULL_MASK, state.maximum, offset);
+        other.sum = __shfl_xor_sync(NATIVEMI_FULL_MASK, state.sum, offset);
+        other.argmax = __shfl_xor_sync(NATIVEMI_FULL_MASK, state.argmax, offset);
+        state = online_softmax_merge(state, other);
+    }
+    return state;
+}
+
+// `scratch` holds at least 32 states.
+__device__ __forceinline__ OnlineSoftmax block_online_softmax(OnlineSoftmax state, OnlineSoftmax* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    state = warp_online_softmax(state);
+    if (lane == 0) scratch[warp] = state;
+    __syncthreads();
+    state = lane < warps ? scratch[lane] : online_softmax_empty();
+    state = warp_online_softmax(state);
+    __syncthreads();
+    return state;
+}
+
+__device__ __forceinline__ float gelu_exact(float x) {
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+}
+
+__device__ __forceinline__ float gelu_exact_derivative(float x) {
+    // d/dx [x Φ(x)] = Φ(x) + x φ(x)
+    const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+    const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
+__device__ __forceinline__ float gelu_tanh(float x) {
+    const float inner = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(inner));
+}
+
+}  // namespace nativemi

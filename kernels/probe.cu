@@ -1,0 +1,73 @@
+// The probe's kernels: the fused softmax-cross-entropy step, row gather / scatter-add, column sums.
+#include "common.cuh"
+
+// One block per row of logits [rows, classes]. A single pass keeps an online (maximum, sum of
+// exponentials, argmax) per thread, merged with a block reduction; a second pass overwrites the row
+// with the gradient (softmax - onehot) * gradient_scale. No probability is ever stored.
+extern "C" __global__ void softmax_cross_entropy(float* __restrict__ logits, const int* __restrict__ targets,
+                                                 float* __restrict__ loss_nats, int* __restrict__ argmax,
+                                                 int rows, int classes, float gradient_scale, int write_gradient) {
+    __shared__ nativemi::OnlineSoftmax scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows) return;
+    float* x = logits + (long long)row * classes;
+
+    // The target logit is read before the reduction's barrier: after it, some thread may already be
+    // overwriting that element with its gradient.
+    const int target = targets[row];
+    const float target_logit = x[target];
+    nativemi::OnlineSoftmax state = nativemi::online_softmax_empty();
+    for (int j = threadIdx.x; j < classes; j += blockDim.x) state = nativemi::online_softmax_push(state, x[j], j);
+    state = nativemi::block_online_softmax(state, scratch);
+
+    if (threadIdx.x == 0) {
+        loss_nats[row] = state.maximum + logf(state.sum) - target_logit;
+        argmax[row] = state.argmax;
+    }
+    if (!write_gradient) return;
+    const float inverse = 1.0f / state.sum;
+    for (int j = threadIdx.x; j < classes; j += blockDim.x) {
+        float g = expf(x[j] - state.maximum) * inverse * gradient_scale;
+        if (j == target) g -= gradient_scale;
+        x[j] = g;
+    }
+}
+
+// output[r] = source[indices[r]]; one block per row.
+extern "C" __global__ void gather_rows(const float* __restrict__ source, const int* __restrict__ indices,
+                                       float* __restrict__ output, int rows, int width) {
+    const int r = blockIdx.x;
+    if (r >= rows) return;
+    const float* from = source + (long long)indices[r] * width;
+    float* to = output + (long long)r * width;
+    for (int j = threadIdx.x; j < width; j += blockDim.x) to[j] = from[j];
+}
+
+// target[indices[r]] += source[r]. Rows may share a target, hence the atomics (the summation order,
+// and so the last bits, may differ from run to run).
+extern "C" __global__ void scatter_add_rows(const float* __restrict__ source, const int* __restrict__ indices,
+                                            float* __restrict__ target, int rows, int width) {
+    const int r = blockIdx.x;
+    if (r >= rows) return;
+    const float* from = source + (long long)r * width;
+    float* to = target + (long long)indices[r] * width;
+    for (int j = threadIdx.x; j < width; j += blockDim.x) atomicAdd(to + j, from[j]);
+}
+
+// column_sums[j] = sum over r of matrix[r, j]. Blocks of 32 x 8 threads: x walks 32 adjacent
+// columns (coalesced reads), y splits the rows; the 8 partial sums meet in shared memory. The
+// result is written, not accumulated, so no zeroing launch is needed.
+extern "C" __global__ void column_sums(const float* __restrict__ matrix, float* __restrict__ sums, int rows, int width) {
+    __shared__ float partial[8][33];
+    const int column = blockIdx.x * 32 + threadIdx.x;
+    float accumulated = 0.0f;
+    if (column < width)
+        for (int r = threadIdx.y; r < rows; r += 8) accumulated += matrix[(long long)r * width + column];
+    partial[threadIdx.y][threadIdx.x] = accumulated;
+    __syncthreads();
+    if (threadIdx.y == 0 && column < width) {
+        float total = 0.0f;
+        for (int k = 0; k < 8; k++) total += partial[k][threadIdx.x];
+        sums[column] = total;
+    }
+}

@@ -1,0 +1,538 @@
+using NativeMi.Compute.Cuda.Native;
+
+namespace NativeMi.Compute.Cuda;
+
+/// <summary>Choices for <see cref="CudaBackend"/>.</summary>
+/// <param name="DeviceOrdinal">Which device to use.</param>
+/// <param name="AllowTf32">Let cuBLAS use TF32 tensor cores for fp32 GEMMs (about 10 mantissa bits per product;
+/// off by default so results stay comparable with the CPU backend).</param>
+/// <param name="FusedAttentionMaxSequence">Sequences up to this length use the fused attention kernel; longer ones
+/// use two cuBLAS strided-batched GEMMs around a masked softmax.</param>
+/// <param name="KernelCacheFolder">Where compiled PTX is cached (default: the NativeMi cache root's kernels folder).</param>
+public sealed record CudaBackendOptions(int DeviceOrdinal = 0, bool AllowTf32 = false, int FusedAttentionMaxSequence = 512, string? KernelCacheFolder = null);
+
+/// <summary>A buffer in device memory.</summary>
+public sealed class CudaBuffer<T> : DeviceBuffer<T> where T : unmanaged
+{
+    internal CudaBuffer(CudaBackend owner, CudaDeviceMemory memory, long length)
+    {
+        Owner = owner;
+        Memory = memory;
+        Length = length;
+    }
+
+    internal CudaBackend Owner { get; }
+    internal CudaDeviceMemory Memory { get; }
+
+    /// <inheritdoc />
+    public override long Length { get; }
+
+    /// <summary>The device address of the first element.</summary>
+    public ulong Pointer => Memory.Pointer;
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) Memory.Dispose();
+    }
+}
+
+/// <summary>
+/// The CUDA backend: NativeMi's kernels compiled at run time with NVRTC, and cuBLAS for the GEMMs. All work
+/// is queued on one stream; <see cref="Download{T}"/> (and the id check of <see cref="EmbeddingGather"/>)
+/// synchronise with it, so a kernel fault surfaces there as a <see cref="CudaException"/>.
+/// </summary>
+public sealed unsafe class CudaBackend : IComputeBackend
+{
+    private const int ElementwiseBlock = 256;
+    private const int RowBlock = 256;
+    private static readonly string[] KernelFiles = ["activation.cu", "adamw.cu", "attention.cu", "embedding.cu", "layernorm.cu", "probe.cu"];
+
+    private readonly CudaContextHandle _context;
+    private readonly CudaStreamHandle _stream;
+    private readonly CublasHandle _cublas;
+    private readonly List<CudaModuleHandle> _modules = [];
+    private readonly CudaDeviceMemory _badRow;
+    private readonly CudaDeviceMemory _adamHyperParameters;
+    private CudaDeviceMemory? _attentionScores;
+    private readonly CudaBackendOptions _options;
+    private readonly uint _gridLimit;
+    private readonly int _fusedAttentionSharedLimit;
+    private bool _disposed;
+
+    private readonly nint _embeddingGather, _layerNorm, _biasActivationInPlace, _biasGeluKeepPreactivation, _geluBackward, _addInPlace;
+    private readonly nint _attentionFused, _attentionMaskedSoftmax, _softmaxCrossEntropy, _gatherRows, _scatterAddRows, _columnSums, _adamW;
+
+    private CudaBackend(CudaBackendOptions options)
+    {
+        _options = options;
+        IReadOnlyList<CudaDeviceInfo> devices = CudaDevices.List();
+        if (devices.Count == 0) throw new CudaException("CUDA_ERROR_NO_DEVICE", 100, "cuDeviceGetCount", "the driver reports no CUDA device");
+        if ((uint)options.DeviceOrdinal >= devices.Count)
+            throw new ArgumentOutOfRangeException(nameof(options), $"device {options.DeviceOrdinal} requested; the driver reports {devices.Count}");
+        Device = devices[options.DeviceOrdinal];
+        _context = CudaContextHandle.RetainPrimary(Device.Ordinal);
+        try
+        {
+            _stream = CudaStreamHandle.Create(_context);
+            _cublas = CublasHandle.Create(_context, _stream, options.AllowTf32);
+            _badRow = CudaDeviceMemory.Allocate(_context, sizeof(int));
+            _adamHyperParameters = CudaDeviceMemory.Allocate(_context, 6 * sizeof(float));
+            _gridLimit = (uint)Math.Max(1, Device.Multiprocessors * 32);
+
+            var functions = new Dictionary<string, nint>(StringComparer.Ordinal);
+            var compiler = new KernelCompiler(options.KernelCacheFolder);
+            foreach (string file in KernelFiles)
+            {
+                KernelSource source = KernelSource.Embedded(file);
+                CompiledKernel compiled = CompileForDevice(compiler, source);
+                CompiledArchitecture = compiled.Architecture;
+                CudaModuleHandle module = CudaModuleHandle.LoadPtx(_context, file, compiled.Ptx);
+                _modules.Add(module);
+                foreach (string kernel in source.KernelNames()) functions[kernel] = module.Function(kernel);
+            }
+            _embeddingGather = functions["embedding_gather"];
+            _layerNorm = functions["layernorm_residual"];
+            _biasActivationInPlace = functions["bias_activation_inplace"];
+            _biasGeluKeepPreactivation = functions["bias_gelu_keep_preactivation"];
+            _geluBackward = functions["gelu_backward"];
+            _addInPlace = functions["add_inplace"];
+            _attentionFused = functions["attention_fused"];
+            _attentionMaskedSoftmax = functions["attention_masked_softmax"];
+            _softmaxCrossEntropy = functions["softmax_cross_entropy"];
+            _gatherRows = functions["gather_rows"];
+            _scatterAddRows = functions["scatter_add_rows"];
+            _columnSums = functions["column_sums"];
+            _adamW = functions["adamw_step"];
+
+            // Beyond 48 KiB of dynamic shared memory a kernel must opt in; the static part (32 floats of
+            // reduction scratch) and a margin come off the device's per-block limit.
+            CudaDriverApi.Check(CudaDriverApi.DeviceGetAttribute(out int sharedOptIn, CudaDriverApi.AttributeMaxSharedMemoryPerBlockOptin, Device.Ordinal), "cuDeviceGetAttribute(shared memory opt-in)");
+            _fusedAttentionSharedLimit = Math.Max(48 * 1024, sharedOptIn - 1024);
+            if (_fusedAttentionSharedLimit > 48 * 1024)
+                CudaDriverApi.Check(CudaDriverApi.FunctionSetAttribute(_attentionFused, CudaDriverApi.FunctionAttributeMaxDynamicSharedSizeBytes, _fusedAttentionSharedLimit), "cuFuncSetAttribute(attention_fused)");
+
+            (int nvrtcMajor, int nvrtcMinor) = KernelCompiler.NvrtcVersion();
+            CublasApi.GetProperty(CublasApi.PropertyMajorVersion, out int cublasMajor);
+            CublasApi.GetProperty(CublasApi.PropertyMinorVersion, out int cublasMinor);
+            (int driverMajor, int driverMinor) = CudaDevices.DriverVersion();
+            Description = $"cuda ({Device}; driver CUDA {driverMajor}.{driverMinor}; NVRTC {nvrtcMajor}.{nvrtcMinor} → {CompiledArchitecture}; " +
+                          $"cuBLAS {cublasMajor}.{cublasMinor}; {(options.AllowTf32 ? "TF32 GEMMs" : "fp32 GEMMs")})";
+        }
+        catch
+        {
+            DisposeNative();
+            throw;
+        }
+    }
+
+    /// <summary>Opens the device and compiles the kernels.</summary>
+    /// <exception cref="CudaException">A library is missing, there is no device, or a kernel does not compile; the message says which.</exception>
+    public static CudaBackend Create(CudaBackendOptions? options = null) => new(options ?? new CudaBackendOptions());
+
+    /// <summary>Like <see cref="Create"/>, but returns null with the reason instead of throwing when CUDA is unusable.</summary>
+    public static CudaBackend? TryCreate(out string reason, CudaBackendOptions? options = null)
+    {
+        try
+        {
+            CudaBackend backend = Create(options);
+            reason = "";
+            return backend;
+        }
+        catch (CudaException e)
+        {
+            reason = e.Message;
+            return null;
+        }
+    }
+
+    /// <summary>The device this backend runs on.</summary>
+    public CudaDeviceInfo Device { get; }
+
+    /// <summary>The virtual architecture the kernels were compiled for.</summary>
+    public string CompiledArchitecture { get; private set; } = "";
+
+    /// <inheritdoc />
+    public string Name => "cuda";
+
+    /// <inheritdoc />
+    public string Description { get; } = "";
+
+    // NVRTC older than the device (NVRTC 11.8 and a Blackwell GPU, say) cannot target its architecture; PTX for
+    // an older one still runs, JIT-compiled by the driver.
+    private CompiledKernel CompileForDevice(KernelCompiler compiler, KernelSource source)
+    {
+        (int major, int minor)[] candidates = [(Device.ComputeCapabilityMajor, Device.ComputeCapabilityMinor), (9, 0), (8, 0)];
+        CudaException? last = null;
+        foreach (var (major, minor) in candidates.Distinct())
+        {
+            if (major > Device.ComputeCapabilityMajor || (major == Device.ComputeCapabilityMajor && minor > Device.ComputeCapabilityMinor)) continue;
+            try
+            {
+                return compiler.Compile(source, major, minor);
+            }
+            catch (CudaException e) when (e.StatusName == "NVRTC_ERROR_INVALID_OPTION")
+            {
+                last = e;
+            }
+        }
+        throw last ?? new CudaException("NVRTC_ERROR_INVALID_OPTION", 5, $"compiling {source.FileName}", $"no supported architecture for compute capability {Device.ComputeCapabilityMajor}.{Device.ComputeCapabilityMinor}");
+    }
+
+    private nint Stream => _stream.DangerousGetHandle();
+
+    // The calling thread may have no current context (a thread-pool thread) or another one; the driver's switch is
+    // a thread-local store, cheap enough to do on every call.
+    private void Enter()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _context.MakeCurrent();
+    }
+
+    private CudaBuffer<T> Own<T>(DeviceBuffer<T> buffer, long needed, string name) where T : unmanaged
+    {
+        if (buffer is not CudaBuffer<T> cuda || !ReferenceEquals(cuda.Owner, this))
+            throw new ArgumentException($"{name} belongs to another backend", name);
+        if (cuda.Length < needed) throw new ArgumentException($"{name} holds {cuda.Length} elements; needs {needed}", name);
+        return cuda;
+    }
+
+    private ulong PointerOrZero<T>(DeviceBuffer<T>? buffer, long needed, string name) where T : unmanaged =>
+        buffer is null ? 0 : Own(buffer, needed, name).Pointer;
+
+    private static void CheckLaunch(int status, string kernel)
+    {
+        if (status != 0) throw new CudaException(CudaDriverApi.StatusName(status), status, "cuLaunchKernel(" + kernel + ")");
+    }
+
+    private uint GridFor(long count) => (uint)Math.Clamp((count + ElementwiseBlock - 1) / ElementwiseBlock, 1, _gridLimit);
+
+    private static uint BlockFor(int width) => (uint)Math.Clamp((width + 31) / 32 * 32, 32, RowBlock);
+
+    /// <inheritdoc />
+    public DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        Enter();
+        long bytes = checked(length * sizeof(T));
+        CudaDeviceMemory memory = CudaDeviceMemory.Allocate(_context, bytes);
+        CudaDriverApi.Check(CudaDriverApi.MemsetBytesAsync(memory.Pointer, 0, (nuint)bytes, Stream), "cuMemsetD8Async");
+        return new CudaBuffer<T>(this, memory, length);
+    }
+
+    /// <inheritdoc />
+    public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged
+    {
+        Enter();
+        long bytes = (long)data.Length * sizeof(T);
+        CudaDeviceMemory memory = CudaDeviceMemory.Allocate(_context, bytes);
+        var buffer = new CudaBuffer<T>(this, memory, data.Length);
+        CopyFromHost(data, buffer);
+        return buffer;
+    }
+
+    /// <inheritdoc />
+    public void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged
+    {
+        Enter();
+        CudaBuffer<T> target = Own(destination, source.Length, nameof(destination));
+        if (source.IsEmpty) return;
+        // From pageable memory the driver returns once the data is staged, so the span may be reused at once.
+        fixed (T* pointer = source)
+            CudaDriverApi.Check(CudaDriverApi.CopyHostToDeviceAsync(target.Pointer, pointer, (nuint)((long)source.Length * sizeof(T)), Stream), "cuMemcpyHtoDAsync");
+    }
+
+    /// <inheritdoc />
+    public void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged
+    {
+        Enter();
+        CudaBuffer<T> from = Own(source, destination.Length, nameof(source));
+        fixed (T* pointer = destination)
+        {
+            if (!destination.IsEmpty)
+                CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(pointer, from.Pointer, (nuint)((long)destination.Length * sizeof(T)), Stream), "cuMemcpyDtoHAsync");
+            _stream.Synchronize();
+        }
+    }
+
+    /// <summary>Waits for all queued work (kernel faults surface here).</summary>
+    public void Synchronize()
+    {
+        Enter();
+        _stream.Synchronize();
+    }
+
+    // Row-major C[m,n] = op(A)[m,k] · op(B)[k,n] (+ beta C) as the column-major product Cᵀ = op(B)ᵀ · op(A)ᵀ.
+    private void RowMajorGemm(ulong a, bool transposeA, ulong b, bool transposeB, ulong c, int m, int k, int n, float beta)
+    {
+        float alpha = 1f;
+        int operationA = transposeA ? CublasApi.OperationTranspose : CublasApi.OperationNone;
+        int operationB = transposeB ? CublasApi.OperationTranspose : CublasApi.OperationNone;
+        int leadingA = transposeA ? m : k, leadingB = transposeB ? k : n;
+        nint handle = _cublas.DangerousGetHandle();
+        if (_options.AllowTf32)
+            CublasApi.Check(CublasApi.GemmEx(handle, operationB, operationA, n, m, k, &alpha, b, CublasApi.DataTypeFloat32, leadingB,
+                a, CublasApi.DataTypeFloat32, leadingA, &beta, c, CublasApi.DataTypeFloat32, n, CublasApi.ComputeFloat32FastTf32, CublasApi.GemmDefaultAlgorithm), "cublasGemmEx");
+        else
+            CublasApi.Check(CublasApi.Sgemm(handle, operationB, operationA, n, m, k, &alpha, b, leadingB, a, leadingA, &beta, c, n), "cublasSgemm");
+    }
+
+    /// <inheritdoc />
+    public void Gemm(DeviceBuffer<float> input, DeviceBuffer<float> weight, DeviceBuffer<float>? bias, DeviceBuffer<float> output,
+        int m, int k, int n, Activation activation)
+    {
+        Enter();
+        ulong a = Own(input, (long)m * k, nameof(input)).Pointer, b = Own(weight, (long)k * n, nameof(weight)).Pointer;
+        ulong c = Own(output, (long)m * n, nameof(output)).Pointer, biasPointer = PointerOrZero(bias, n, nameof(bias));
+        if (m == 0 || n == 0) return;
+        if (k == 0) CudaDriverApi.Check(CudaDriverApi.Memset32Async(c, 0, (nuint)((long)m * n), Stream), "cuMemsetD32Async");
+        else RowMajorGemm(a, false, b, false, c, m, k, n, 0f);
+        if (bias is null && activation == Activation.None) return;
+        int code = (int)activation;
+        void** arguments = stackalloc void*[] { &c, &biasPointer, &m, &n, &code };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_biasActivationInPlace, GridFor((long)m * n), 1, 1, ElementwiseBlock, 1, 1, 0, Stream, arguments, null), "bias_activation_inplace");
+    }
+
+    /// <inheritdoc />
+    public void LayerNorm(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> beta,
+        DeviceBuffer<float> output, int rows, int width, float epsilon)
+    {
+        Enter();
+        long cells = (long)rows * width;
+        ulong x = Own(input, cells, nameof(input)).Pointer, r = PointerOrZero(residual, cells, nameof(residual));
+        ulong g = Own(gamma, width, nameof(gamma)).Pointer, bt = Own(beta, width, nameof(beta)).Pointer, y = Own(output, cells, nameof(output)).Pointer;
+        if (rows == 0) return;
+        void** arguments = stackalloc void*[] { &x, &r, &g, &bt, &y, &rows, &width, &epsilon };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_layerNorm, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "layernorm_residual");
+    }
+
+    /// <inheritdoc />
+    public void AddInPlace(DeviceBuffer<float> accumulator, DeviceBuffer<float> addend, long count)
+    {
+        Enter();
+        ulong acc = Own(accumulator, count, nameof(accumulator)).Pointer, add = Own(addend, count, nameof(addend)).Pointer;
+        if (count == 0) return;
+        void** arguments = stackalloc void*[] { &acc, &add, &count };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_addInPlace, GridFor(count), 1, 1, ElementwiseBlock, 1, 1, 0, Stream, arguments, null), "add_inplace");
+    }
+
+    /// <inheritdoc />
+    public void EmbeddingGather(DeviceBuffer<int> ids, DeviceBuffer<int> positionIds, DeviceBuffer<int>? typeIds,
+        DeviceBuffer<float> words, DeviceBuffer<float> positions, DeviceBuffer<float>? types, DeviceBuffer<float> output,
+        int rows, int width)
+    {
+        Enter();
+        ulong id = Own(ids, rows, nameof(ids)).Pointer, position = Own(positionIds, rows, nameof(positionIds)).Pointer;
+        // Type embeddings are added only when both the ids and the table are given, as on the CPU.
+        bool withTypes = typeIds is not null && types is not null;
+        ulong type = withTypes ? PointerOrZero(typeIds, rows, nameof(typeIds)) : 0;
+        ulong w = Own(words, 0, nameof(words)).Pointer, p = Own(positions, 0, nameof(positions)).Pointer;
+        ulong t = withTypes ? PointerOrZero(types, 0, nameof(types)) : 0;
+        ulong o = Own(output, (long)rows * width, nameof(output)).Pointer, bad = _badRow.Pointer;
+        if (rows == 0 || width == 0) return;
+        long wordRows = words.Length / width, positionRows = positions.Length / width, typeRows = withTypes ? types!.Length / width : 0;
+        CudaDriverApi.Check(CudaDriverApi.Memset32Async(bad, 0xFFFF_FFFF, 1, Stream), "cuMemsetD32Async");
+        void** arguments = stackalloc void*[] { &id, &position, &type, &w, &p, &t, &o, &rows, &width, &wordRows, &positionRows, &typeRows, &bad };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_embeddingGather, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "embedding_gather");
+
+        int badRow;
+        CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&badRow, bad, sizeof(int), Stream), "cuMemcpyDtoHAsync");
+        _stream.Synchronize();
+        if (badRow < 0) return;
+        // The error path may allocate: read back the offending row's ids to say which table it overran.
+        int tokenId = 0, positionId = 0, typeId = 0;
+        CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&tokenId, id + (ulong)badRow * sizeof(int), sizeof(int), Stream), "cuMemcpyDtoHAsync");
+        CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&positionId, position + (ulong)badRow * sizeof(int), sizeof(int), Stream), "cuMemcpyDtoHAsync");
+        if (type != 0) CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&typeId, type + (ulong)badRow * sizeof(int), sizeof(int), Stream), "cuMemcpyDtoHAsync");
+        _stream.Synchronize();
+        if ((uint)tokenId >= wordRows) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {tokenId} at row {badRow} is outside the embedding table ({wordRows} rows)");
+        if ((uint)positionId >= positionRows) throw new ArgumentOutOfRangeException(nameof(positionIds), $"position {positionId} at row {badRow} is outside the position table ({positionRows} rows)");
+        throw new ArgumentOutOfRangeException(nameof(typeIds), $"token type {typeId} at row {badRow} is outside the type table ({typeRows} rows)");
+    }
+
+    /// <inheritdoc />
+    public void Attention(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> output,
+        int batch, int seq, int heads, int headDim, bool causal)
+    {
+        Enter();
+        long rows = (long)batch * seq;
+        int width = heads * headDim;
+        ulong x = Own(qkv, rows * 3 * width, nameof(qkv)).Pointer, m = Own(mask, rows, nameof(mask)).Pointer, o = Own(output, rows * width, nameof(output)).Pointer;
+        if (rows == 0 || width == 0) return;
+        float scale = 1f / MathF.Sqrt(headDim);
+        int causalFlag = causal ? 1 : 0;
+        long sharedBytes = (long)(headDim + seq) * sizeof(float);
+        if (seq <= _options.FusedAttentionMaxSequence && sharedBytes <= _fusedAttentionSharedLimit && heads <= 65535 && batch <= 65535)
+        {
+            void** arguments = stackalloc void*[] { &x, &m, &o, &seq, &heads, &headDim, &causalFlag, &scale };
+            CheckLaunch(CudaDriverApi.LaunchKernel(_attentionFused, (uint)seq, (uint)heads, (uint)batch, 128, 1, 1, (uint)sharedBytes, Stream, arguments, null), "attention_fused");
+            return;
+        }
+        AttentionWithCublas(x, m, o, batch, seq, heads, headDim, causalFlag, scale);
+    }
+
+    private void AttentionWithCublas(ulong qkv, ulong mask, ulong output, int batch, int seq, int heads, int headDim, int causal, float scale)
+    {
+        int width = heads * headDim, stride = 3 * width;
+        long scoreBytes = checked((long)heads * seq * seq * sizeof(float));
+        if (_attentionScores is null || _attentionScores.Bytes < scoreBytes)
+        {
+            // The old scratch may still be in use by queued kernels; freeing waits for them.
+            _stream.Synchronize();
+            _attentionScores?.Dispose();
+            _attentionScores = CudaDeviceMemory.Allocate(_context, scoreBytes);
+        }
+        ulong scores = _attentionScores.Pointer;
+        nint handle = _cublas.DangerousGetHandle();
+        float zero = 0f, one = 1f;
+        long perSentence = (long)seq * stride * sizeof(float);
+        ulong sentenceMask = 0;
+        void** arguments = stackalloc void*[] { &scores, &sentenceMask, &seq, &causal };
+        for (int b = 0; b < batch; b++)
+        {
+            ulong queries = qkv + (ulong)(b * perSentence), keys = queries + (ulong)(width * sizeof(float)), values = keys + (ulong)(width * sizeof(float));
+            // Scores, column-major [keys, queries] per head = row-major [queries, keys]: S = scale · Kᵀ(as stored) · Q.
+            CublasApi.Check(CublasApi.SgemmStridedBatched(handle, CublasApi.OperationTranspose, CublasApi.OperationNone, seq, seq, headDim,
+                &scale, keys, stride, headDim, queries, stride, headDim, &zero, scores, seq, (long)seq * seq, heads), "cublasSgemmStridedBatched(scores)");
+            sentenceMask = mask + (ulong)((long)b * seq * sizeof(int));
+            CheckLaunch(CudaDriverApi.LaunchKernel(_attentionMaskedSoftmax, (uint)seq, (uint)heads, 1, 128, 1, 1, 0, Stream, arguments, null), "attention_masked_softmax");
+            ulong sentenceOutput = output + (ulong)((long)b * seq * width * sizeof(float));
+            CublasApi.Check(CublasApi.SgemmStridedBatched(handle, CublasApi.OperationNone, CublasApi.OperationNone, headDim, seq, seq,
+                &one, values, stride, headDim, scores, seq, (long)seq * seq, &zero, sentenceOutput, width, headDim, heads), "cublasSgemmStridedBatched(values)");
+        }
+    }
+
+    /// <inheritdoc />
+    public void GemmEx(DeviceBuffer<float> a, bool transposeA, DeviceBuffer<float> b, bool transposeB, DeviceBuffer<float> c,
+        int m, int k, int n, bool accumulate)
+    {
+        Enter();
+        ulong left = Own(a, (long)m * k, nameof(a)).Pointer, right = Own(b, (long)k * n, nameof(b)).Pointer, product = Own(c, (long)m * n, nameof(c)).Pointer;
+        if (m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            if (!accumulate) CudaDriverApi.Check(CudaDriverApi.Memset32Async(product, 0, (nuint)((long)m * n), Stream), "cuMemsetD32Async");
+            return;
+        }
+        RowMajorGemm(left, transposeA, right, transposeB, product, m, k, n, accumulate ? 1f : 0f);
+    }
+
+    /// <inheritdoc />
+    public void GatherRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> output, int rows, int width)
+    {
+        Enter();
+        ulong src = Own(source, 0, nameof(source)).Pointer, index = Own(indices, rows, nameof(indices)).Pointer, dst = Own(output, (long)rows * width, nameof(output)).Pointer;
+        if (rows == 0 || width == 0) return;
+        void** arguments = stackalloc void*[] { &src, &index, &dst, &rows, &width };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_gatherRows, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "gather_rows");
+    }
+
+    /// <inheritdoc />
+    public void ScatterAddRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> target, int rows, int width)
+    {
+        Enter();
+        ulong src = Own(source, (long)rows * width, nameof(source)).Pointer, index = Own(indices, rows, nameof(indices)).Pointer, dst = Own(target, 0, nameof(target)).Pointer;
+        if (rows == 0 || width == 0) return;
+        void** arguments = stackalloc void*[] { &src, &index, &dst, &rows, &width };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_scatterAddRows, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "scatter_add_rows");
+    }
+
+    /// <inheritdoc />
+    public void BiasActivation(DeviceBuffer<float> input, DeviceBuffer<float> bias, DeviceBuffer<float> preActivation, DeviceBuffer<float> output,
+        int rows, int width, bool gelu)
+    {
+        Enter();
+        long cells = (long)rows * width;
+        ulong x = Own(input, cells, nameof(input)).Pointer, bs = Own(bias, width, nameof(bias)).Pointer;
+        ulong pre = Own(preActivation, cells, nameof(preActivation)).Pointer, y = Own(output, cells, nameof(output)).Pointer;
+        if (cells == 0) return;
+        int applyGelu = gelu ? 1 : 0;
+        void** arguments = stackalloc void*[] { &x, &bs, &pre, &y, &rows, &width, &applyGelu };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_biasGeluKeepPreactivation, GridFor(cells), 1, 1, ElementwiseBlock, 1, 1, 0, Stream, arguments, null), "bias_gelu_keep_preactivation");
+    }
+
+    /// <inheritdoc />
+    public void GeluBackward(DeviceBuffer<float> preActivation, DeviceBuffer<float> upstream, DeviceBuffer<float> gradient, long count)
+    {
+        Enter();
+        ulong pre = Own(preActivation, count, nameof(preActivation)).Pointer, up = Own(upstream, count, nameof(upstream)).Pointer, grad = Own(gradient, count, nameof(gradient)).Pointer;
+        if (count == 0) return;
+        void** arguments = stackalloc void*[] { &pre, &up, &grad, &count };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_geluBackward, GridFor(count), 1, 1, ElementwiseBlock, 1, 1, 0, Stream, arguments, null), "gelu_backward");
+    }
+
+    /// <inheritdoc />
+    public void ColumnSums(DeviceBuffer<float> matrix, DeviceBuffer<float> columnSums, int rows, int width)
+    {
+        Enter();
+        ulong x = Own(matrix, (long)rows * width, nameof(matrix)).Pointer, sums = Own(columnSums, width, nameof(columnSums)).Pointer;
+        if (width == 0) return;
+        void** arguments = stackalloc void*[] { &x, &sums, &rows, &width };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_columnSums, (uint)((width + 31) / 32), 1, 1, 32, 8, 1, 0, Stream, arguments, null), "column_sums");
+    }
+
+    /// <inheritdoc />
+    public void SoftmaxCrossEntropy(DeviceBuffer<float> logits, DeviceBuffer<int> targets, DeviceBuffer<float> lossNats, DeviceBuffer<int> argmax,
+        int rows, int classes, float gradientScale, bool writeGradient)
+    {
+        Enter();
+        ulong x = Own(logits, (long)rows * classes, nameof(logits)).Pointer, target = Own(targets, rows, nameof(targets)).Pointer;
+        ulong loss = Own(lossNats, rows, nameof(lossNats)).Pointer, best = Own(argmax, rows, nameof(argmax)).Pointer;
+        if (rows == 0 || classes == 0) return;
+        int write = writeGradient ? 1 : 0;
+        void** arguments = stackalloc void*[] { &x, &target, &loss, &best, &rows, &classes, &gradientScale, &write };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_softmaxCrossEntropy, (uint)rows, 1, 1, BlockFor(classes), 1, 1, 0, Stream, arguments, null), "softmax_cross_entropy");
+    }
+
+    /// <inheritdoc />
+    public void AdamW(DeviceBuffer<float> parameters, DeviceBuffer<float> gradients, DeviceBuffer<float> firstMoment, DeviceBuffer<float> secondMoment,
+        long count, AdamWStep step)
+    {
+        Enter();
+        ulong p = Own(parameters, count, nameof(parameters)).Pointer, g = Own(gradients, count, nameof(gradients)).Pointer;
+        ulong m = Own(firstMoment, count, nameof(firstMoment)).Pointer, v = Own(secondMoment, count, nameof(secondMoment)).Pointer;
+        if (count == 0) return;
+        float* hyper = stackalloc float[] { step.LearningRate, step.Beta1, step.Beta2, step.Epsilon, step.WeightDecay, step.Step };
+        ulong hyperPointer = _adamHyperParameters.Pointer;
+        CudaDriverApi.Check(CudaDriverApi.CopyHostToDeviceAsync(hyperPointer, hyper, 6 * sizeof(float), Stream), "cuMemcpyHtoDAsync");
+        void** arguments = stackalloc void*[] { &p, &g, &m, &v, &count, &hyperPointer };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_adamW, GridFor(count), 1, 1, ElementwiseBlock, 1, 1, 0, Stream, arguments, null), "adamw_step");
+    }
+
+    /// <inheritdoc />
+    public void Zero(DeviceBuffer<float> buffer, long count)
+    {
+        Enter();
+        ulong pointer = Own(buffer, count, nameof(buffer)).Pointer;
+        if (count == 0) return;
+        CudaDriverApi.Check(CudaDriverApi.Memset32Async(pointer, 0, (nuint)count, Stream), "cuMemsetD32Async");
+    }
+
+    /// <summary>Waits for queued work, then frees the scratch, the kernels, cuBLAS, the stream and the context (in that order).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        try
+        {
+            _context.MakeCurrent();
+            _stream.Synchronize();
+        }
+        catch (CudaException)
+        {
+            // A sticky kernel fault must not keep the handles from being released.
+        }
+        DisposeNative();
+    }
+
+    private void DisposeNative()
+    {
+        _attentionScores?.Dispose();
+        _adamHyperParameters?.Dispose();
+        _badRow?.Dispose();
+        foreach (CudaModuleHandle module in _modules) module.Dispose();
+        _cublas?.Dispose();
+        _stream?.Dispose();
+        _context?.Dispose();
+    }
+}

@@ -221,6 +221,10 @@ public sealed unsafe class CudaBackend : IComputeBackend
     }
 
     /// <inheritdoc />
+    /// <remarks>cuBLAS reads weights in their plain row-major layout, so this is an ordinary upload.</remarks>
+    public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<float> data, int rows, int columns) => Upload(data);
+
+    /// <inheritdoc />
     public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged
     {
         Enter();

@@ -42,10 +42,7 @@ internal static class MeasureCommand
         };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
-            string backendChoice = parse.GetValue(backend)!;
-            if (backendChoice == "cuda")
-                throw new EnvironmentException("--backend cuda: this build has no CUDA backend yet; use --backend cpu (or auto)");
-            if (backendChoice == "auto") Console.Error.WriteLine("backend: auto -> cpu (this build has no CUDA backend)");
+            using NativeMi.Compute.IComputeBackend compute = ChooseBackend(parse.GetValue(backend)!);
             var options = new MeasureOptions
             {
                 Model = parse.GetValue(model)!,
@@ -71,7 +68,7 @@ internal static class MeasureCommand
             Console.Error.WriteLine($"measuring {options.Model} on {options.Corpus ?? "the packaged WordNet examples"}: " +
                 $"{(options.MaxSentences is int n ? $"seeded sample of {n} sentences" : "every sentence")}, {options.Probe.ToString().ToLowerInvariant()} probe, seed {options.Seed}");
 
-            MeasurementResult result = RunWithProgress(options);
+            MeasurementResult result = RunWithProgress(options, compute);
             IReadOnlyList<string> files = ResultWriter.WriteAll(result, folder);
             MiPlot.WriteMeasurement(folder, result);
             PrintTable(result);
@@ -119,7 +116,24 @@ internal static class MeasureCommand
         }
     }
 
-    private static MeasurementResult RunWithProgress(MeasureOptions options)
+    /// <summary>cpu, cuda (an error when unusable) or auto (CUDA when a usable GPU is present, else the CPU, said in one line).</summary>
+    internal static NativeMi.Compute.IComputeBackend ChooseBackend(string choice)
+    {
+        if (choice == "cpu") return new NativeMi.Compute.Cpu.CpuBackend();
+        var cuda = NativeMi.Compute.Cuda.CudaBackend.TryCreate(out string reason);
+        if (cuda is not null)
+        {
+            Console.Error.WriteLine($"backend: {choice} -> {cuda.Description}");
+            return cuda;
+        }
+        if (choice == "cuda") throw new EnvironmentException($"--backend cuda: no usable GPU: {reason}");
+        Console.Error.WriteLine($"backend: auto -> cpu (no usable GPU: {FirstLine(reason)})");
+        return new NativeMi.Compute.Cpu.CpuBackend();
+    }
+
+    private static string FirstLine(string text) => text.Split('\n', 2)[0].Trim();
+
+    private static MeasurementResult RunWithProgress(MeasureOptions options, NativeMi.Compute.IComputeBackend backend)
     {
         MeasurementResult? result = null;
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
@@ -164,7 +178,7 @@ internal static class MeasureCommand
                             break;
                     }
                 });
-                result = MeasurementRunner.Run(options, progress);
+                result = MeasurementRunner.Run(options, progress, backend);
             });
         return result!;
     }

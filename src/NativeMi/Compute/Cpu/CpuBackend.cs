@@ -30,7 +30,7 @@ public sealed class CpuBackend : IComputeBackend
 
     /// <inheritdoc />
     public string Description =>
-        $"cpu ({(Vector512.IsHardwareAccelerated ? "AVX-512" : Vector256.IsHardwareAccelerated ? "AVX2/FMA" : "scalar")} available, {Environment.ProcessorCount} threads)";
+        $"cpu (GEMM kernel {CpuGemm.ActivePath}, other kernels {(Vector512.IsHardwareAccelerated ? "512" : Vector256.IsHardwareAccelerated ? "256" : "scalar")}-bit vectors, {Environment.ProcessorCount} threads)";
 
     /// <summary>The managed array behind a buffer of this backend.</summary>
     public static T[] Array<T>(DeviceBuffer<T> buffer) where T : unmanaged =>

@@ -123,8 +123,17 @@ internal static class MeasureCommand
         var cuda = NativeMi.Compute.Cuda.CudaBackend.TryCreate(out string reason);
         if (cuda is not null)
         {
-            Console.Error.WriteLine($"backend: {choice} -> {cuda.Description}");
-            return cuda;
+            // The CUDA backend is young: every op is checked against the CPU on small random inputs before a
+            // measurement trusts it (well under a second on a GPU).
+            var parity = NativeMi.Compute.BackendParity.Run(cuda);
+            if (parity.Passed)
+            {
+                Console.Error.WriteLine($"backend: {choice} -> {cuda.Description} (parity with the CPU backend: {parity.Results.Count} op cases match)");
+                return cuda;
+            }
+            cuda.Dispose();
+            reason = $"CUDA ops disagree with the CPU backend in {parity.Results.Count(r => !r.Passed)} of {parity.Results.Count} cases (run 'nativemi doctor' for the table)";
+            if (choice == "cuda") throw new EnvironmentException($"--backend cuda: {reason}");
         }
         if (choice == "cuda") throw new EnvironmentException($"--backend cuda: no usable GPU: {reason}");
         Console.Error.WriteLine($"backend: auto -> cpu (no usable GPU: {FirstLine(reason)})");

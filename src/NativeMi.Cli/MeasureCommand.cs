@@ -161,6 +161,9 @@ internal static class MeasureCommand
                 {
                     switch (e.Phase)
                     {
+                        case "import":
+                            console.MarkupLine(Markup.Escape(e.Message ?? ""));
+                            break;
                         case "tokenise":
                         case "forward":
                         case "baseline forward":

@@ -31,7 +31,7 @@ public static class MeasurementRunner
         backend ??= new CpuBackend();
         string cacheRoot = options.CacheDirectory ?? BuiltinModels.CacheRoot();
 
-        string modelDirectory = ModelResolver.Resolve(options.Model);
+        string modelDirectory = ModelResolver.Resolve(options.Model, progress is null ? null : new ImportLog(progress));
         using TransformerModel model = TransformerModel.Load(modelDirectory, backend);
         string identity = ModelIdentity(modelDirectory);
         timings["load"] = Lap(clock);
@@ -140,6 +140,12 @@ public static class MeasurementRunner
             BaselineLayers = baseline,
             HeldOutEntropyBits = layers[0].Figures.EntropyBits,
         };
+    }
+
+    /// <summary>Forwards the built-in model import's log lines as "import" events, on the caller's thread.</summary>
+    private sealed class ImportLog(IProgress<MeasureEvent> progress) : IProgress<string>
+    {
+        public void Report(string value) => progress.Report(new MeasureEvent("import", 0, 1, value));
     }
 
     private static void Validate(MeasureOptions o)

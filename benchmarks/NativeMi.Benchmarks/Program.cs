@@ -13,5 +13,22 @@ if (args.Length > 0 && args[0] == "ort-compare")
     Console.WriteLine(report);
     return 0;
 }
+// `forward-profile [runs]` prints the share of forward time per op at batch 8 and 32.
+if (args.Length > 0 && args[0] == "forward-profile")
+{
+    int runs = args.Length > 1 && int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out int r) ? r : 9;
+    Console.WriteLine(ForwardProfile.Run(runs, [8, 32]));
+    return 0;
+}
+// `probe-compare [runs] [--out file.md]` times one probe epoch against PyTorch (scripts/probe_epoch_torch.py).
+if (args.Length > 0 && args[0] == "probe-compare")
+{
+    int runs = args.Length > 1 && int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out int r) ? r : 5;
+    string report = ProbeComparison.Run(runs);
+    int outIndex = Array.IndexOf(args, "--out");
+    if (outIndex >= 0 && outIndex + 1 < args.Length) NativeMi.IO.AtomicFile.WriteAllText(args[outIndex + 1], report);
+    Console.WriteLine(report);
+    return 0;
+}
 BenchmarkSwitcher.FromAssembly(typeof(ForwardBenchmarks).Assembly).Run(args);
 return 0;

@@ -88,6 +88,7 @@ internal sealed class ProbeNetwork : IDisposable
     private readonly ProbeOptions _options;
     private readonly int _width, _classes, _hidden, _positions;
     private readonly List<Parameter> _parameters = [];
+    private float[] _hostLoss = [];
     private readonly Dictionary<string, DeviceBuffer<float>> _scratch = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DeviceBuffer<int>> _intScratch = new(StringComparer.Ordinal);
     private readonly Parameter? _w1, _b1, _p, _w2, _b2;
@@ -263,7 +264,9 @@ internal sealed class ProbeNetwork : IDisposable
         }
         var hyper = new AdamWStep(_options.LearningRate, 0.9f, 0.999f, 1e-8f, _options.WeightDecay, step);
         foreach (var p in _parameters) _backend.AdamW(p.Value, p.Gradient, p.FirstMoment, p.SecondMoment, p.Length, hyper);
-        var host = new float[t];
+        // One host array for the losses, grown when a batch has more targets, instead of one per step.
+        if (_hostLoss.Length < t) _hostLoss = new float[t];
+        Span<float> host = _hostLoss.AsSpan(0, t);
         _backend.Download(loss, host);
         double sum = 0;
         foreach (float v in host) sum += v;

@@ -67,6 +67,34 @@ public class CpuGemmTests
         Assert.True(GemmChecks.EpilogueIsBitExact(activation), $"{activation} on {CpuGemm.ActivePath}");
 
     [Fact]
+    public void UploadedMatrixKeepsNoRawCopyButDownloadsAndMultipliesExactly()
+    {
+        const int k = 37, n = 53, m = 5;
+        var rng = new Random(3);
+        float[] b = Enumerable.Range(0, k * n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        float[] a = Enumerable.Range(0, m * k).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        using var backend = new CpuBackend();
+        using var packed = backend.UploadMatrix(b, k, n);
+        Assert.Equal(k * n, packed.Length);
+        var back = new float[k * n];
+        backend.Download(packed, back);
+        Assert.Equal(b, back);
+        var prefix = new float[100];
+        backend.Download(packed, prefix);
+        Assert.Equal(b.Take(100), prefix);
+        Assert.Throws<ArgumentException>(() => CpuBackend.Array(packed));
+
+        using var input = backend.Upload<float>(a);
+        using var plain = backend.Upload<float>(b);
+        using var viaPacked = backend.Allocate<float>(m * n);
+        using var viaPlain = backend.Allocate<float>(m * n);
+        backend.Gemm(input, packed, null, viaPacked, m, k, n, Activation.None);
+        backend.Gemm(input, plain, null, viaPlain, m, k, n, Activation.None);
+        Assert.Equal(CpuBackend.Array(viaPlain), CpuBackend.Array(viaPacked));
+        Assert.Throws<ArgumentException>(() => backend.Gemm(input, packed, null, viaPacked, m, k - 1, n, Activation.None));
+    }
+
+    [Fact]
     public void RejectsShortBuffers()
     {
         Assert.Throws<ArgumentException>(() => CpuGemm.Multiply(new float[5], new float[6], default, new float[4], 2, 3, 2));

@@ -16,10 +16,16 @@ public class CpuBuffer<T> : DeviceBuffer<T> where T : unmanaged
     public override long Length => Data.LongLength;
 }
 
-/// <summary>A constant weight matrix: its values and their packed copy for the GEMM kernel.</summary>
-internal sealed class CpuWeightMatrix(float[] data, PackedMatrix packed) : CpuBuffer<float>(data)
+/// <summary>
+/// A constant weight matrix, kept only in the packed layout of the GEMM kernel (no row-major copy: the forward
+/// pass reads weights through <see cref="CpuBackend.Gemm"/> alone, and keeping both doubled the model's footprint).
+/// <see cref="CpuBackend.Download{T}"/> unpacks it.
+/// </summary>
+internal sealed class CpuWeightMatrix(PackedMatrix packed) : DeviceBuffer<float>
 {
     public PackedMatrix Packed { get; } = packed;
+
+    public override long Length => (long)Packed.K * Packed.N;
 }
 
 /// <summary>The CPU backend: managed SIMD kernels spread over the thread pool.</summary>
@@ -33,8 +39,12 @@ public sealed class CpuBackend : IComputeBackend
         $"cpu (GEMM kernel {CpuGemm.ActivePath}, other kernels {(Vector512.IsHardwareAccelerated ? "512" : Vector256.IsHardwareAccelerated ? "256" : "scalar")}-bit vectors, {Environment.ProcessorCount} threads)";
 
     /// <summary>The managed array behind a buffer of this backend.</summary>
-    public static T[] Array<T>(DeviceBuffer<T> buffer) where T : unmanaged =>
-        buffer is CpuBuffer<T> cpu ? cpu.Data : throw new ArgumentException("buffer belongs to another backend", nameof(buffer));
+    public static T[] Array<T>(DeviceBuffer<T> buffer) where T : unmanaged => buffer switch
+    {
+        CpuBuffer<T> cpu => cpu.Data,
+        CpuWeightMatrix => throw new ArgumentException("a weight matrix from UploadMatrix is kept packed only; Gemm and Download read it", nameof(buffer)),
+        _ => throw new ArgumentException("buffer belongs to another backend", nameof(buffer)),
+    };
 
     private static T[]? ArrayOrNull<T>(DeviceBuffer<T>? buffer) where T : unmanaged => buffer is null ? null : Array(buffer);
 
@@ -46,22 +56,34 @@ public sealed class CpuBackend : IComputeBackend
 
     /// <inheritdoc />
     public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<float> data, int rows, int columns) =>
-        new CpuWeightMatrix(data.ToArray(), CpuGemm.PackB(data, rows, columns));
+        new CpuWeightMatrix(CpuGemm.PackB(data, rows, columns));
 
     /// <inheritdoc />
     public void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged =>
         source.CopyTo(Array(destination));
 
     /// <inheritdoc />
-    public void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged =>
+    public void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged
+    {
+        if (source is CpuWeightMatrix matrix)
+        {
+            Span<float> floats = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(destination);
+            if (floats.Length > matrix.Length) throw new ArgumentOutOfRangeException(nameof(destination), $"the matrix holds {matrix.Length} elements; {floats.Length} requested");
+            matrix.Packed.Unpack(floats);
+            return;
+        }
         Array(source).AsSpan(0, destination.Length).CopyTo(destination);
+    }
 
     /// <inheritdoc />
     public void Gemm(DeviceBuffer<float> input, DeviceBuffer<float> weight, DeviceBuffer<float>? bias, DeviceBuffer<float> output,
         int m, int k, int n, Activation activation)
     {
-        if (weight is CpuWeightMatrix { Packed: var packed } && packed.K == k && packed.N == n)
+        if (weight is CpuWeightMatrix { Packed: var packed })
+        {
+            if (packed.K != k || packed.N != n) throw new ArgumentException($"the weight matrix is {packed.K}×{packed.N}; the GEMM needs {k}×{n}", nameof(weight));
             CpuGemm.Multiply(Array(input), packed, ArrayOrNull(bias), Array(output), m, activation);
+        }
         else
             CpuGemm.Multiply(Array(input), Array(weight), ArrayOrNull(bias), Array(output), m, k, n, activation);
     }

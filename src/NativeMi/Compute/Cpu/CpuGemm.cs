@@ -622,6 +622,16 @@ public sealed class PackedMatrix
     /// <summary>Columns of B.</summary>
     public int N { get; }
     internal int Nr { get; }
+
+    /// <summary>Writes the first <c>destination.Length</c> elements of B in its original row-major [K, N] order.</summary>
+    public void Unpack(Span<float> destination)
+    {
+        for (int i = 0; i < destination.Length; i++)
+        {
+            int row = i / N, column = i % N;
+            destination[i] = Data[Offset + (long)(column / Nr) * K * Nr + (long)row * Nr + column % Nr];
+        }
+    }
 }
 
 /// <summary>Scalar math shared by the CPU kernels.</summary>

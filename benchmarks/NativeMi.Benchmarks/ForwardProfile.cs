@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using NativeMi.Compute;
+using NativeMi.Compute.Cpu;
+using NativeMi.Models;
+using NativeMi.Transformer;
+
+namespace NativeMi.Benchmarks;
+
+/// <summary>An <see cref="IComputeBackend"/> decorator that adds each op's wall time to a per-op total.</summary>
+public sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
+{
+    private readonly Dictionary<string, double> _milliseconds = new(StringComparer.Ordinal);
+
+    /// <summary>Milliseconds per op name since the last <see cref="Reset"/>.</summary>
+    public IReadOnlyDictionary<string, double> Milliseconds => _milliseconds;
+
+    /// <summary>Clears the totals.</summary>
+    public void Reset() => _milliseconds.Clear();
+
+    private void Time(string op, Action body)
+    {
+        long start = Stopwatch.GetTimestamp();
+        body();
+        _milliseconds[op] = _milliseconds.GetValueOrDefault(op) + Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    /// <inheritdoc />
+    public string Name => inner.Name;
+    /// <inheritdoc />
+    public string Description => inner.Description;
+    /// <inheritdoc />
+    public DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged { DeviceBuffer<T>? r = null; Time("Allocate", () => r = inner.Allocate<T>(length)); return r!; }
+    /// <inheritdoc />
+    public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged
+    {
+        long start = Stopwatch.GetTimestamp();
+        var r = inner.Upload(data);
+        _milliseconds["Upload"] = _milliseconds.GetValueOrDefault("Upload") + Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        return r;
+    }
+    /// <inheritdoc />
+    public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<float> data, int rows, int columns) => inner.UploadMatrix(data, rows, columns);
+    /// <inheritdoc />
+    public void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged => inner.CopyFromHost(source, destination);
+    /// <inheritdoc />
+    public void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged
+    {
+        long start = Stopwatch.GetTimestamp();
+        inner.Download(source, destination);
+        _milliseconds["Download"] = _milliseconds.GetValueOrDefault("Download") + Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+    /// <inheritdoc />
+    public void Gemm(DeviceBuffer<float> input, DeviceBuffer<float> weight, DeviceBuffer<float>? bias, DeviceBuffer<float> output, int m, int k, int n, Activation activation) =>
+        Time(activation == Activation.None ? "Gemm" : "Gemm+GELU", () => inner.Gemm(input, weight, bias, output, m, k, n, activation));
+    /// <inheritdoc />
+    public void LayerNorm(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> beta, DeviceBuffer<float> output, int rows, int width, float epsilon) =>
+        Time("LayerNorm", () => inner.LayerNorm(input, residual, gamma, beta, output, rows, width, epsilon));
+    /// <inheritdoc />
+    public void AddInPlace(DeviceBuffer<float> accumulator, DeviceBuffer<float> addend, long count) => Time("AddInPlace", () => inner.AddInPlace(accumulator, addend, count));
+    /// <inheritdoc />
+    public void EmbeddingGather(DeviceBuffer<int> ids, DeviceBuffer<int> positionIds, DeviceBuffer<int>? typeIds, DeviceBuffer<float> words, DeviceBuffer<float> positions, DeviceBuffer<float>? types, DeviceBuffer<float> output, int rows, int width) =>
+        Time("EmbeddingGather", () => inner.EmbeddingGather(ids, positionIds, typeIds, words, positions, types, output, rows, width));
+    /// <inheritdoc />
+    public void Attention(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> output, int batch, int seq, int heads, int headDim, bool causal) =>
+        Time("Attention", () => inner.Attention(qkv, mask, output, batch, seq, heads, headDim, causal));
+    /// <inheritdoc />
+    public void GemmEx(DeviceBuffer<float> a, bool transposeA, DeviceBuffer<float> b, bool transposeB, DeviceBuffer<float> c, int m, int k, int n, bool accumulate) =>
+        Time("GemmEx", () => inner.GemmEx(a, transposeA, b, transposeB, c, m, k, n, accumulate));
+    /// <inheritdoc />
+    public void GatherRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> output, int rows, int width) => Time("GatherRows", () => inner.GatherRows(source, indices, output, rows, width));
+    /// <inheritdoc />
+    public void ScatterAddRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> target, int rows, int width) => Time("ScatterAddRows", () => inner.ScatterAddRows(source, indices, target, rows, width));
+    /// <inheritdoc />
+    public void BiasActivation(DeviceBuffer<float> input, DeviceBuffer<float> bias, DeviceBuffer<float> preActivation, DeviceBuffer<float> output, int rows, int width, bool gelu) =>
+        Time("BiasActivation", () => inner.BiasActivation(input, bias, preActivation, output, rows, width, gelu));
+    /// <inheritdoc />
+    public void GeluBackward(DeviceBuffer<float> preActivation, DeviceBuffer<float> upstream, DeviceBuffer<float> gradient, long count) => Time("GeluBackward", () => inner.GeluBackward(preActivation, upstream, gradient, count));
+    /// <inheritdoc />
+    public void ColumnSums(DeviceBuffer<float> matrix, DeviceBuffer<float> columnSums, int rows, int width) => Time("ColumnSums", () => inner.ColumnSums(matrix, columnSums, rows, width));
+    /// <inheritdoc />
+    public void SoftmaxCrossEntropy(DeviceBuffer<float> logits, DeviceBuffer<int> targets, DeviceBuffer<float> lossNats, DeviceBuffer<int> argmax, int rows, int classes, float gradientScale, bool writeGradient) =>
+        Time("SoftmaxCrossEntropy", () => inner.SoftmaxCrossEntropy(logits, targets, lossNats, argmax, rows, classes, gradientScale, writeGradient));
+    /// <inheritdoc />
+    public void AdamW(DeviceBuffer<float> parameters, DeviceBuffer<float> gradients, DeviceBuffer<float> firstMoment, DeviceBuffer<float> secondMoment, long count, AdamWStep step) =>
+        Time("AdamW", () => inner.AdamW(parameters, gradients, firstMoment, secondMoment, count, step));
+    /// <inheritdoc />
+    public void Zero(DeviceBuffer<float> buffer, long count) => Time("Zero", () => inner.Zero(buffer, count));
+    /// <inheritdoc />
+    public void Dispose() => inner.Dispose();
+}
+
+/// <summary>`forward-profile [runs]`: share of forward-pass time per op at several batch sizes, and of one probe epoch.</summary>
+public static class ForwardProfile
+{
+    /// <summary>Runs the profile and returns a Markdown report.</summary>
+    public static string Run(int runs, int[] batchSizes)
+    {
+        var report = new StringBuilder();
+        report.AppendLine("# Forward-pass profile (minilm, CPU backend, per-op wall time through a timing decorator)");
+        report.AppendLine();
+        var timing = new TimingBackend(new CpuBackend());
+        using var model = ModelResolver.Load("minilm", timing);
+        string[] sentences = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "data", "wordnet-examples.txt"))
+            .Where(l => l.Split(' ').Length >= 8).Take(batchSizes.Max()).ToArray();
+        foreach (int batchSize in batchSizes)
+        {
+            EncodedBatch batch = model.Encode(sentences.Take(batchSize).ToArray());
+            for (int i = 0; i < 10; i++) model.Forward(batch);
+            var totals = new List<double>();
+            var perOp = new List<Dictionary<string, double>>();
+            for (int i = 0; i < runs; i++)
+            {
+                timing.Reset();
+                long start = Stopwatch.GetTimestamp();
+                model.Forward(batch);
+                totals.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                perOp.Add(new Dictionary<string, double>(timing.Milliseconds));
+            }
+            // The run with the median total, so that the shares add up within one pass.
+            int median = Enumerable.Range(0, runs).OrderBy(i => totals[i]).ElementAt(runs / 2);
+            AppendShares(report, $"batch {batchSize} ({batch.SequenceLength} tokens padded)", totals[median], perOp[median]);
+        }
+        return report.ToString();
+    }
+
+    /// <summary>One table of op shares.</summary>
+    public static void AppendShares(StringBuilder report, string title, double total, IReadOnlyDictionary<string, double> ops)
+    {
+        report.AppendLine(CultureInfo.InvariantCulture, $"## {title}: {total:F1} ms");
+        report.AppendLine();
+        report.AppendLine("| op | ms | share |");
+        report.AppendLine("|---|---:|---:|");
+        foreach (var (op, ms) in ops.OrderByDescending(p => p.Value))
+            report.AppendLine(CultureInfo.InvariantCulture, $"| {op} | {ms:F2} | {100 * ms / total:F1}% |");
+        double rest = total - ops.Values.Sum();
+        report.AppendLine(CultureInfo.InvariantCulture, $"| (outside ops: host snapshots, batch set-up) | {rest:F2} | {100 * rest / total:F1}% |");
+        report.AppendLine();
+    }
+}

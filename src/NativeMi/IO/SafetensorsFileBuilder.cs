@@ -46,10 +46,7 @@ public sealed class SafetensorsFileBuilder : IDisposable
         try
         {
             _stream = new FileStream(_temporary, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 20);
-            Span<byte> length = stackalloc byte[8];
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
-            _stream.Write(length);
-            _stream.Write(header);
+            SafetensorsWriter.WritePrefix(_stream, header);
             _stream.SetLength(_dataStart + offset);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -27,27 +27,30 @@ public static class SafetensorsWriter
     public static void Write(string path, IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata = null)
     {
         byte[] header = BuildHeader(entries, metadata);
-        AtomicFile.Write(path, stream =>
-        {
-            Span<byte> length = stackalloc byte[8];
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
-            stream.Write(length);
-            stream.Write(header);
-            foreach (SafetensorsEntry entry in entries) stream.Write(entry.Data.Span);
-        });
+        AtomicFile.Write(path, stream => WriteFile(stream, header, entries));
     }
 
     /// <summary>The bytes of a whole safetensors file, in memory.</summary>
     public static byte[] ToBytes(IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        byte[] header = BuildHeader(entries, metadata);
         using var stream = new MemoryStream();
+        WriteFile(stream, BuildHeader(entries, metadata), entries);
+        return stream.ToArray();
+    }
+
+    private static void WriteFile(Stream stream, byte[] header, IReadOnlyList<SafetensorsEntry> entries)
+    {
+        WritePrefix(stream, header);
+        foreach (SafetensorsEntry entry in entries) stream.Write(entry.Data.Span);
+    }
+
+    /// <summary>The 8-byte little-endian header length followed by the padded header.</summary>
+    internal static void WritePrefix(Stream stream, byte[] header)
+    {
         Span<byte> length = stackalloc byte[8];
         System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
         stream.Write(length);
         stream.Write(header);
-        foreach (SafetensorsEntry entry in entries) stream.Write(entry.Data.Span);
-        return stream.ToArray();
     }
 
     private static byte[] BuildHeader(IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata) =>

@@ -17,7 +17,7 @@ internal sealed class PreparedBatch : IDisposable
     /// <summary>Per target: its class (the "other" class for tokens unseen in training).</summary>
     public required DeviceBuffer<int> ClassOfTarget;
     /// <summary>Host copies for scoring.</summary>
-    public required int[] Members, HostSentenceOfTarget, HostClassOfTarget;
+    public required int[] Members, HostClassOfTarget;
 
     public void Dispose()
     {
@@ -32,7 +32,6 @@ internal sealed class PreparedBatch : IDisposable
 internal sealed class BatchSource(IComputeBackend backend, float[] vectors, IReadOnlyList<int[]> targets, ClassMap classes, int maxPosition)
 {
     public int Count => targets.Count;
-    public IReadOnlyList<int[]> Targets => targets;
 
     public PreparedBatch Prepare(int[] members)
     {
@@ -65,7 +64,6 @@ internal sealed class BatchSource(IComputeBackend backend, float[] vectors, IRea
             PositionOfTarget = backend.Upload<int>(position),
             ClassOfTarget = backend.Upload<int>(cls),
             Members = members,
-            HostSentenceOfTarget = sentence,
             HostClassOfTarget = cls,
         };
     }

@@ -13,47 +13,10 @@ internal static class MiPlot
         var plot = new ScottPlot.Plot();
         var palette = new ScottPlot.Palettes.Category10();
         int colour = 0;
-        foreach (Series s in series)
-        {
-            var c = palette.GetColor(colour++);
-            if (s.Lower is not null && s.Upper is not null)
-            {
-                var band = plot.Add.FillY(s.Depth, s.Lower, s.Upper);
-                band.FillStyle.Color = c.WithAlpha(0.18);
-                band.LineStyle.Width = 0;
-            }
-            var line = plot.Add.Scatter(s.Depth, s.Values);
-            line.Color = c;
-            line.LineWidth = 2;
-            line.MarkerSize = 6;
-            line.LegendText = s.Label;
-            // Skia's SVG backend cannot draw dash patterns (it prints a warning per line), so dashed series
-            // are told apart by hollow markers and thinner lines instead.
-            if (s.Dashed)
-            {
-                line.LineWidth = 1;
-                line.MarkerShape = ScottPlot.MarkerShape.OpenCircle;
-            }
-        }
+        foreach (Series s in series) Add(plot, s, palette.GetColor(colour++), rightAxis: false);
         if (rightAxis is not null)
         {
-            foreach (Series s in rightAxis)
-            {
-                var c = palette.GetColor(colour++);
-                if (s.Lower is not null && s.Upper is not null)
-                {
-                    var band = plot.Add.FillY(s.Depth, s.Lower, s.Upper);
-                    band.FillStyle.Color = c.WithAlpha(0.12);
-                    band.LineStyle.Width = 0;
-                    band.Axes.YAxis = plot.Axes.Right;
-                }
-                var line = plot.Add.Scatter(s.Depth, s.Values);
-                line.Color = c;
-                line.LineWidth = 2;
-                line.MarkerShape = ScottPlot.MarkerShape.FilledSquare;
-                line.LegendText = s.Label;
-                line.Axes.YAxis = plot.Axes.Right;
-            }
+            foreach (Series s in rightAxis) Add(plot, s, palette.GetColor(colour++), rightAxis: true);
             plot.Axes.Right.Label.Text = rightLabel ?? "";
         }
         plot.Title(title);
@@ -63,6 +26,35 @@ internal static class MiPlot
         string png = Path.Combine(folder, baseName + ".png"), svg = Path.Combine(folder, baseName + ".svg");
         AtomicFile.Write(png, stream => stream.Write(plot.GetImageBytes(1000, 600, ScottPlot.ImageFormat.Png)));
         AtomicFile.WriteAllText(svg, plot.GetSvgXml(1000, 600));
+    }
+
+    /// <summary>One series: its interval band (when it has one) and its line, on the left or right axis.</summary>
+    private static void Add(ScottPlot.Plot plot, Series s, ScottPlot.Color colour, bool rightAxis)
+    {
+        if (s.Lower is not null && s.Upper is not null)
+        {
+            var band = plot.Add.FillY(s.Depth, s.Lower, s.Upper);
+            band.FillStyle.Color = colour.WithAlpha(rightAxis ? 0.12 : 0.18);
+            band.LineStyle.Width = 0;
+            if (rightAxis) band.Axes.YAxis = plot.Axes.Right;
+        }
+        var line = plot.Add.Scatter(s.Depth, s.Values);
+        line.Color = colour;
+        line.LineWidth = 2;
+        line.MarkerSize = 6;
+        line.LegendText = s.Label;
+        if (rightAxis)
+        {
+            line.MarkerShape = ScottPlot.MarkerShape.FilledSquare;
+            line.Axes.YAxis = plot.Axes.Right;
+        }
+        // Skia's SVG backend cannot draw dash patterns (it prints a warning per line), so dashed series
+        // are told apart by hollow markers and thinner lines instead.
+        if (s.Dashed)
+        {
+            line.LineWidth = 1;
+            line.MarkerShape = ScottPlot.MarkerShape.OpenCircle;
+        }
     }
 
     public static void WriteMeasurement(string folder, MeasurementResult r)

@@ -215,29 +215,32 @@ public sealed record LayerFigures
 /// <param name="PeakFanoBits">I_F at <paramref name="PeakLayer"/>.</param>
 /// <param name="LastFanoBits">I_F at the last layer given.</param>
 /// <param name="ForgettingBits">Peak I_F minus last-layer I_F; zero when the last layer is the peak.</param>
-/// <param name="PeakNormalisedDepth">PeakLayer / L, with L = count - 1 (layer 0 is the embedding output).</param>
+/// <param name="PeakNormalisedDepth">Normalised depth l / L of the peak layer (layer 0 is the embedding output).</param>
 public sealed record DepthSummary(int PeakLayer, double PeakFanoBits, double LastFanoBits, double ForgettingBits, double PeakNormalisedDepth)
 {
-    /// <summary>Summarises I_F by layer, given in depth order (layer 0 = embeddings first).</summary>
+    /// <summary>Summarises I_F by layer, given for every layer 0..L in depth order (layer 0 = embeddings first).</summary>
     /// <param name="fanoBitsByLayer">I_F of each layer; pass GPT-2's extra "final" (after ln_f) entry only if it should count as the last layer.</param>
     public static DepthSummary FromFanoBits(IReadOnlyList<double> fanoBitsByLayer)
     {
         ArgumentNullException.ThrowIfNull(fanoBitsByLayer);
-        if (fanoBitsByLayer.Count == 0) throw new ArgumentException("no layers", nameof(fanoBitsByLayer));
-        int peak = 0;
-        for (int layer = 1; layer < fanoBitsByLayer.Count; layer++)
-        {
-            if (fanoBitsByLayer[layer] > fanoBitsByLayer[peak]) peak = layer;
-        }
-        double last = fanoBitsByLayer[^1];
-        double depth = fanoBitsByLayer.Count == 1 ? 0 : (double)peak / (fanoBitsByLayer.Count - 1);
-        return new DepthSummary(peak, fanoBitsByLayer[peak], last, fanoBitsByLayer[peak] - last, depth);
+        int count = fanoBitsByLayer.Count;
+        return FromEntries([.. fanoBitsByLayer.Select((bits, layer) => (layer, count <= 1 ? 0.0 : (double)layer / (count - 1), bits))]);
     }
 
-    /// <summary>Summarises the <see cref="LayerFigures.FanoBits"/> of layers given in depth order.</summary>
-    public static DepthSummary FromLayers(IReadOnlyList<LayerFigures> layers)
+    /// <summary>
+    /// Summarises I_F over probed layers given in depth order, each with its own layer number and normalised
+    /// depth, so that a subset such as layers 0, 3, 6 reports the true peak layer and depth.
+    /// </summary>
+    public static DepthSummary FromEntries(IReadOnlyList<(int Layer, double Depth, double FanoBits)> entries)
     {
-        ArgumentNullException.ThrowIfNull(layers);
-        return FromFanoBits([.. layers.Select(layer => layer.FanoBits)]);
+        ArgumentNullException.ThrowIfNull(entries);
+        if (entries.Count == 0) throw new ArgumentException("no layers", nameof(entries));
+        int peak = 0;
+        for (int i = 1; i < entries.Count; i++)
+        {
+            if (entries[i].FanoBits > entries[peak].FanoBits) peak = i;
+        }
+        double last = entries[^1].FanoBits;
+        return new DepthSummary(entries[peak].Layer, entries[peak].FanoBits, last, entries[peak].FanoBits - last, entries[peak].Depth);
     }
 }

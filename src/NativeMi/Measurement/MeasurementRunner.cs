@@ -121,9 +121,7 @@ public static class MeasurementRunner
         }
 
         var summaryLayers = layers.Where(l => l.Name != "final").ToArray();
-        DepthSummary summary = DepthSummary.FromFanoBits(summaryLayers.Select(l => l.Figures.FanoBits).ToArray());
-        // DepthSummary indexes the list it was given; map back to layer numbers.
-        summary = summary with { PeakLayer = summaryLayers[summary.PeakLayer].Layer, PeakNormalisedDepth = summaryLayers[summary.PeakLayer].Depth };
+        DepthSummary summary = DepthSummary.FromEntries([.. summaryLayers.Select(l => (l.Layer, l.Depth, l.Figures.FanoBits))]);
         timings["total"] = timings.Values.Sum();
 
         return new MeasurementResult

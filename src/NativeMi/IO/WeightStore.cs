@@ -88,11 +88,7 @@ public sealed class WeightStore : IDisposable
 
     private static Dictionary<string, string> ReadIndex(string indexPath)
     {
-        byte[] bytes = File.ReadAllBytes(indexPath);
-        JsonDocument document;
-        try { document = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 16 }); }
-        catch (JsonException e) { throw new SafetensorsException(indexPath, null, $"not well-formed JSON: {e.Message}"); }
-        using (document)
+        using (JsonDocument document = JsonInput.ParseFile(indexPath, maxDepth: 16))
         {
             if (document.RootElement.ValueKind != JsonValueKind.Object ||
                 !document.RootElement.TryGetProperty("weight_map", out JsonElement map) || map.ValueKind != JsonValueKind.Object)

@@ -69,10 +69,7 @@ public sealed record TransformerConfig
     {
         string fullPath = Path.GetFullPath(path);
         if (!File.Exists(fullPath)) throw new ModelFormatException(fullPath, "config.json not found");
-        JsonDocument document;
-        try { document = JsonDocument.Parse(File.ReadAllBytes(fullPath), new JsonDocumentOptions { MaxDepth = 32, AllowTrailingCommas = false }); }
-        catch (JsonException e) { throw new ModelFormatException(fullPath, $"not well-formed JSON: {e.Message}"); }
-        using (document)
+        using (JsonDocument document = IO.JsonInput.ParseFile(fullPath, maxDepth: 32))
         {
             JsonElement root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object) throw new ModelFormatException(fullPath, "expected a JSON object");

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
+using NativeMi.IO;
 using NativeMi.Models;
 
 namespace NativeMi.Text;
@@ -114,8 +115,7 @@ public sealed partial class TextTokenizer
             // vocab.json and merges.txt are read here, not by the library: its own file reader uses
             // reflection-based JSON, which a NativeAOT binary does not have.
             var vocabulary = new List<KeyValuePair<string, int>>();
-            using (var vocab = File.OpenRead(vocabPath))
-            using (JsonDocument document = JsonDocument.Parse(vocab))
+            using (JsonDocument document = JsonInput.ParseFile(vocabPath))
             {
                 if (document.RootElement.ValueKind != JsonValueKind.Object)
                     throw new ModelFormatException(Path.GetFullPath(vocabPath), "expected a JSON object of token -> id");
@@ -137,10 +137,6 @@ public sealed partial class TextTokenizer
                 ByteLevel = true,
                 PreTokenizer = new RegexPreTokenizer(Gpt2PreTokenizerPattern(), null),
             });
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFormatException(Path.GetFullPath(vocabPath), $"not well-formed JSON: {e.Message}", e);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or IOException)
         {
@@ -190,9 +186,8 @@ public sealed partial class TextTokenizer
             string path = Path.Combine(directory, "tokenizer_config.json");
             var settings = new WordPieceSettings(true, null, true, "[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]");
             if (!File.Exists(path)) return settings;
-            try
             {
-                using JsonDocument document = JsonDocument.Parse(File.ReadAllBytes(path));
+                using JsonDocument document = JsonInput.ParseFile(path);
                 JsonElement root = document.RootElement;
                 if (root.ValueKind != JsonValueKind.Object)
                     throw new ModelFormatException(Path.GetFullPath(path), "expected a JSON object");
@@ -207,10 +202,6 @@ public sealed partial class TextTokenizer
                     PaddingToken = Token(root, "pad_token") ?? settings.PaddingToken,
                     MaskToken = Token(root, "mask_token") ?? settings.MaskToken,
                 };
-            }
-            catch (JsonException e)
-            {
-                throw new ModelFormatException(Path.GetFullPath(path), $"not well-formed JSON: {e.Message}", e);
             }
 
             bool? Bool(JsonElement root, string field) =>

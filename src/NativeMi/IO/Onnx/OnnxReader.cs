@@ -177,6 +177,8 @@ public static class OnnxReader
             }
         }
         if (opType.Length == 0) throw reader.Error("node has no op_type");
+        // Every operator produces at least one value; the analysis follows outputs[0] of each node.
+        if (outputs.Count == 0) throw reader.Error($"node '{name}' ({opType}) has no outputs");
         return new OnnxNode(index, name, opType, domain, inputs, outputs, attributes);
     }
 

@@ -1,3 +1,5 @@
+using System.CommandLine;
+
 namespace NativeMi.Cli;
 
 /// <summary>Exit codes of the nativemi command (documented in the README).</summary>
@@ -12,6 +14,16 @@ internal static class ExitCodes
     public const int Input = 3;
     /// <summary>The environment lacks something: no GPU, a missing native library, an unwritable output.</summary>
     public const int Environment = 4;
+}
+
+/// <summary>Options shared by the commands that load a model.</summary>
+internal static class ModelOptions
+{
+    /// <summary>--allow-nonfinite-weights: load weights holding NaN or infinite values instead of refusing them.</summary>
+    public static Option<bool> AllowNonFiniteWeights() => new("--allow-nonfinite-weights")
+    {
+        Description = "Load a model whose weights hold NaN or infinite values (refused by default)",
+    };
 }
 
 /// <summary>Runs a command body and turns exceptions into one-line messages and exit codes.</summary>
@@ -68,6 +80,3 @@ internal static class ErrorBoundary
         return code;
     }
 }
-
-/// <summary>The environment lacks something the command needs (a GPU, a native library).</summary>
-internal sealed class EnvironmentException(string message) : Exception(message);

@@ -9,11 +9,12 @@ internal static class InspectCommand
     public static Command Create(Option<bool> verbose)
     {
         var model = new Argument<string>("model") { Description = "A built-in model name (minilm, arctic-xs) or a Hugging Face model folder" };
-        var command = new Command("inspect", "Show a model's architecture, size, dtypes and tokenizer") { model };
+        var allowNonFinite = ModelOptions.AllowNonFiniteWeights();
+        var command = new Command("inspect", "Show a model's architecture, size, dtypes and tokenizer") { model, allowNonFinite };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
             string directory = ModelResolver.Resolve(parse.GetValue(model)!, new Progress<string>(m => Console.Error.WriteLine(m)));
-            using TransformerModel loaded = TransformerModel.Load(directory);
+            using TransformerModel loaded = TransformerModel.Load(directory, options: new ModelLoadOptions { AllowNonFiniteWeights = parse.GetValue(allowNonFinite) });
             TransformerConfig c = loaded.Config;
             var table = new Table().Border(TableBorder.Rounded).AddColumn("property").AddColumn("value");
             void Row(string k, string v) => table.AddRow(Markup.Escape(k), Markup.Escape(v));
@@ -27,6 +28,7 @@ internal static class InspectCommand
             Row("vocabulary", c.VocabSize.ToString());
             Row("parameters", $"{loaded.ParameterCount:N0}");
             Row("checkpoint dtypes", string.Join(", ", loaded.CheckpointDTypes));
+            if (loaded.NonFiniteWeightCount > 0) Row("non-finite weights", $"{loaded.NonFiniteWeightCount:N0} NaN or infinite values (allowed by --allow-nonfinite-weights)");
             Row("weight name prefix", loaded.WeightNamePrefix.Length == 0 ? "(none)" : loaded.WeightNamePrefix);
             Row("tokenizer", $"{loaded.Tokenizer.Kind}, {loaded.Tokenizer.VocabularySize} entries, pad id {loaded.Tokenizer.PadId} ({loaded.Tokenizer.Source})");
             AnsiConsole.Write(table);

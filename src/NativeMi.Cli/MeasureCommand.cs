@@ -35,10 +35,11 @@ internal static class MeasureCommand
         var baseline = new Option<string>("--baseline") { Description = "Also measure a baseline", DefaultValueFactory = _ => "none" };
         baseline.AcceptOnlyFromAmong("none", "random-init", "shuffled");
         var cache = new Option<string?>("--cache") { Description = "Cache folder (default $NATIVEMI_CACHE or ~/.cache/nativemi)" };
+        var allowNonFinite = ModelOptions.AllowNonFiniteWeights();
 
         var command = new Command("measure", "Measure token recoverability and the Fano / Barber-Agakov bounds layer by layer")
         {
-            model, corpus, maxSentences, layers, pool, probe, hidden, epochs, batchSize, probeBatch, seed, maxTokens, backend, output, alphabet, bootstrap, baseline, cache,
+            model, corpus, maxSentences, layers, pool, probe, hidden, epochs, batchSize, probeBatch, seed, maxTokens, backend, output, alphabet, bootstrap, baseline, cache, allowNonFinite,
         };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
@@ -61,6 +62,7 @@ internal static class MeasureCommand
                 Bootstrap = parse.GetValue(bootstrap),
                 Baseline = parse.GetValue(baseline) switch { "random-init" => BaselineKind.RandomInit, "shuffled" => BaselineKind.Shuffled, _ => BaselineKind.None },
                 CacheDirectory = parse.GetValue(cache),
+                AllowNonFiniteWeights = parse.GetValue(allowNonFinite),
             };
             string folder = parse.GetValue(output) ?? Path.Combine("results",
                 $"{SafeName(options.Model)}-{DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}");
@@ -112,7 +114,7 @@ internal static class MeasureCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new NativeMi.IO.OutputWriteException(Path.GetFullPath(folder), $"output folder is not writable: {e.Message}", e);
+            throw new NativeMi.IO.OutputWriteException(Path.GetFullPath(folder), $"output folder is not writable: {NativeMi.IO.OutputWriteException.FolderProblem(folder, e)}", e);
         }
     }
 

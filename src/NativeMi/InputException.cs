@@ -23,3 +23,14 @@ public sealed class ModelFormatException : InputException
     /// <summary>The file or folder that is wrong.</summary>
     public string FilePath { get; }
 }
+
+/// <summary>
+/// Base type of every error caused by the environment rather than by the input or a bug: no GPU, a missing
+/// native library, not enough device memory, an output folder that cannot be written. The message says what
+/// was missing and, where there is one, what to change.
+/// </summary>
+public class EnvironmentException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public EnvironmentException(string message, Exception? inner = null) : base(message, inner) { }
+}

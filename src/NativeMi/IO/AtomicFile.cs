@@ -20,7 +20,7 @@ public static class AtomicFile
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new OutputWriteException(fullPath, $"cannot create folder '{directory}': {e.Message}", e);
+            throw new OutputWriteException(fullPath, $"cannot create folder '{directory}': {OutputWriteException.FolderProblem(directory, e)}", e);
         }
         string temporary = Path.Combine(directory, $".{Path.GetFileName(fullPath)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
@@ -77,4 +77,19 @@ public sealed class OutputWriteException : IOException
 
     /// <summary>The output file that could not be written.</summary>
     public string FilePath { get; }
+
+    /// <summary>
+    /// Why <paramref name="folder"/> could not be created or written: "'/a/b' is a file, not a folder" when an existing
+    /// ancestor is a regular file (the system's own message is misleading there), else the message of <paramref name="cause"/>.
+    /// </summary>
+    public static string FolderProblem(string folder, Exception cause)
+    {
+        ArgumentNullException.ThrowIfNull(cause);
+        for (string? current = Path.GetFullPath(folder); !string.IsNullOrEmpty(current); current = Path.GetDirectoryName(current))
+        {
+            if (File.Exists(current)) return $"'{current}' is a file, not a folder";
+            if (Directory.Exists(current)) break;
+        }
+        return cause.Message;
+    }
 }

@@ -25,7 +25,7 @@ public sealed class SafetensorsFileBuilder : IDisposable
         try { Directory.CreateDirectory(directory); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new OutputWriteException(_path, $"cannot create folder '{directory}': {e.Message}", e);
+            throw new OutputWriteException(_path, $"cannot create folder '{directory}': {OutputWriteException.FolderProblem(directory, e)}", e);
         }
         // The header is built from zero-length placeholders of the right size: SafetensorsWriter validates
         // names and shapes and produces the exact same header bytes the real data will need.

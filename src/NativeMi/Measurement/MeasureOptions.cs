@@ -66,6 +66,8 @@ public sealed record MeasureOptions
     public double ValidationFraction { get; init; } = 0.1;
     /// <summary>Folder of the embedding cache; null for the default cache folder.</summary>
     public string? CacheDirectory { get; init; }
+    /// <summary>Load a model whose weights hold NaN or infinite values (refused by default; see <see cref="Models.ModelLoadOptions"/>).</summary>
+    public bool AllowNonFiniteWeights { get; init; }
 
     /// <summary>Sample size of the default run, chosen so that `nativemi measure` finishes in minutes on a 2-core CPU.</summary>
     public const int DefaultMaxSentences = 2000;

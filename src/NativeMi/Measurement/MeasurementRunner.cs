@@ -32,7 +32,9 @@ public static class MeasurementRunner
         string cacheRoot = options.CacheDirectory ?? BuiltinModels.CacheRoot();
 
         string modelDirectory = ModelResolver.Resolve(options.Model, progress is null ? null : new ImportLog(progress));
-        using TransformerModel model = TransformerModel.Load(modelDirectory, backend);
+        using TransformerModel model = TransformerModel.Load(modelDirectory, backend, new ModelLoadOptions { AllowNonFiniteWeights = options.AllowNonFiniteWeights });
+        if (model.NonFiniteWeightCount > 0)
+            warnings.Add($"the weights hold {model.NonFiniteWeightCount} NaN or infinite value(s), loaded because non-finite weights were allowed");
         string identity = ModelIdentity(modelDirectory);
         timings["load"] = Lap(clock);
 

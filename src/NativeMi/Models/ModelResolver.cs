@@ -18,6 +18,7 @@ public static class ModelResolver
     }
 
     /// <summary>Resolves and loads the model on the CPU backend unless another is given.</summary>
-    public static TransformerModel Load(string nameOrDirectory, Compute.IComputeBackend? backend = null, IProgress<string>? log = null) =>
-        TransformerModel.Load(Resolve(nameOrDirectory, log), backend);
+    public static TransformerModel Load(string nameOrDirectory, Compute.IComputeBackend? backend = null, IProgress<string>? log = null,
+        ModelLoadOptions? options = null) =>
+        TransformerModel.Load(Resolve(nameOrDirectory, log), backend, options);
 }

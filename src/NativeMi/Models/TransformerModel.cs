@@ -6,6 +6,17 @@ using NativeMi.Transformer;
 
 namespace NativeMi.Models;
 
+/// <summary>Choices for <see cref="TransformerModel.Load"/>.</summary>
+public sealed record ModelLoadOptions
+{
+    /// <summary>
+    /// Load weights that hold NaN or infinite values instead of refusing them (the default refuses, naming the
+    /// file, the tensor, how many there are and where the first is). The count is in
+    /// <see cref="TransformerModel.NonFiniteWeightCount"/>. The CLI's --allow-nonfinite-weights sets this.
+    /// </summary>
+    public bool AllowNonFiniteWeights { get; init; }
+}
+
 /// <summary>
 /// A Hugging Face model folder loaded onto a backend: its config, tokenizer and weights, ready to run
 /// the forward pass.
@@ -39,16 +50,21 @@ public sealed class TransformerModel : IDisposable
     public IReadOnlyCollection<string> CheckpointDTypes => _weights.DTypes.Keys.ToArray();
     /// <summary>Prefix the checkpoint's tensor names carry ("", "bert.", "transformer.", ...).</summary>
     public string WeightNamePrefix => _weights.NamePrefix;
+    /// <summary>NaN and infinite values in the weights: 0 unless <see cref="ModelLoadOptions.AllowNonFiniteWeights"/> let them in.</summary>
+    public long NonFiniteWeightCount => _weights.NonFiniteValueCount;
     /// <summary>Number of hidden-state entries <see cref="Forward"/> returns in <see cref="HiddenStates.Layers"/> (L + 1).</summary>
     public int LayerCount => Config.NumLayers + 1;
 
     /// <summary>Reads config.json, the weights (single or sharded safetensors) and the tokenizer of <paramref name="directory"/>.</summary>
     /// <param name="directory">A Hugging Face model folder.</param>
     /// <param name="backend">Where to put the weights; the CPU backend when null.</param>
-    /// <exception cref="ModelFormatException">A file is missing, malformed or contradicts the config.</exception>
+    /// <param name="options">Load choices; the defaults when null.</param>
+    /// <exception cref="ModelFormatException">A file is missing, malformed or contradicts the config, or a weight is NaN or infinite
+    /// and <see cref="ModelLoadOptions.AllowNonFiniteWeights"/> is off.</exception>
     /// <exception cref="SafetensorsException">A weight file is malformed.</exception>
-    public static TransformerModel Load(string directory, IComputeBackend? backend = null)
+    public static TransformerModel Load(string directory, IComputeBackend? backend = null, ModelLoadOptions? options = null)
     {
+        options ??= new ModelLoadOptions();
         string full = Path.GetFullPath(directory);
         if (!System.IO.Directory.Exists(full)) throw new ModelFormatException(full, "model folder not found");
         backend ??= new CpuBackend();
@@ -59,7 +75,7 @@ public sealed class TransformerModel : IDisposable
         catch (FileNotFoundException e) { throw new ModelFormatException(full, e.Message, e); }
         using (store)
         {
-            TransformerWeights weights = TransformerWeights.Load(store, config, backend);
+            TransformerWeights weights = TransformerWeights.Load(store, config, backend, options.AllowNonFiniteWeights);
             return new TransformerModel(full, config, tokenizer, weights, backend);
         }
     }

@@ -72,6 +72,7 @@ public static class ResultWriter
             w.WriteString("fano_alphabet", o.FanoAlphabet == FanoAlphabet.Vocabulary ? "vocab" : "observed");
             w.WriteNumber("bootstrap", o.Bootstrap);
             w.WriteString("baseline", BaselineName(o.Baseline));
+            w.WriteBoolean("allow_nonfinite_weights", o.AllowNonFiniteWeights);
             w.WriteNumber("train_fraction", o.TrainFraction);
             w.WriteNumber("validation_fraction", o.ValidationFraction);
             w.WriteString("learning_rate", "1e-3");

@@ -67,10 +67,43 @@ public sealed partial class TextTokenizer
                 config.Family == ArchitectureFamily.Bert
                     ? "no tokenizer: expected vocab.txt (WordPiece) in the model folder"
                     : "no tokenizer: expected vocab.json and merges.txt (GPT-2 byte-level BPE) in the model folder");
-        if (tokenizer.VocabularySize > config.VocabSize)
-            throw new ModelFormatException(tokenizer.Source,
-                $"tokenizer has {tokenizer.VocabularySize} entries but the model's vocab_size is {config.VocabSize}; the tokenizer does not belong to this model");
+        if (tokenizer.VocabularySize > config.VocabSize) throw TooLarge(tokenizer.Source, tokenizer.VocabularySize, config);
         return tokenizer;
+    }
+
+    private static ModelFormatException TooLarge(string source, int entries, TransformerConfig config) =>
+        new(source, $"tokenizer has {entries} entries but config.json's vocab_size is {config.VocabSize}; the tokenizer does not belong to this model");
+
+    /// <summary>
+    /// A byte-level BPE vocabulary must fit the embedding table (every id below vocab_size), and a smaller one must
+    /// still hold the special ids config.json makes the model read (padding, and for encoders &lt;s&gt; and &lt;/s&gt;).
+    /// </summary>
+    private static void CheckBpeIds(string vocabPath, List<KeyValuePair<string, int>> vocabulary, TransformerConfig config)
+    {
+        string file = Path.GetFullPath(vocabPath);
+        if (vocabulary.Count > config.VocabSize) throw TooLarge(file, vocabulary.Count, config);
+        var ids = new HashSet<int>();
+        foreach (var (token, id) in vocabulary)
+        {
+            if (id >= config.VocabSize)
+                throw new ModelFormatException(file,
+                    $"token '{token}' has id {id}, but config.json's vocab_size is {config.VocabSize} (ids must be below it); the tokenizer does not belong to this model");
+            ids.Add(id);
+        }
+        var special = new List<(string Field, int Id)>
+        {
+            (config.Family == ArchitectureFamily.Gpt2 ? "pad_token_id (eos_token_id when absent)" : "pad_token_id", config.PadTokenId),
+        };
+        if (config.Family == ArchitectureFamily.Bert)
+        {
+            if (config.BosTokenId is int bos) special.Add(("bos_token_id", bos));
+            if (config.EosTokenId is int eos) special.Add(("eos_token_id", eos));
+        }
+        foreach (var (field, id) in special)
+            if (!ids.Contains(id))
+                throw new ModelFormatException(file,
+                    $"tokenizer has {vocabulary.Count} entries and no token with id {id}, which config.json's {field} names (vocab_size {config.VocabSize}); " +
+                    "the tokenizer does not belong to this model");
     }
 
     private static TextTokenizer LoadWordPiece(string directory, string vocabPath, TransformerConfig config)
@@ -127,6 +160,7 @@ public sealed partial class TextTokenizer
                 }
             }
             vocabularySize = vocabulary.Count;
+            CheckBpeIds(vocabPath, vocabulary, config);
             // merges.txt: an optional "#version" header, then one "left right" pair per line.
             var merges = File.ReadLines(mergesPath).Where((line, index) => !(index == 0 && line.StartsWith("#version", StringComparison.Ordinal)) && line.Length > 0).ToList();
             // Plain byte-level BPE with GPT-2's pattern. Text that spells a special token ("<|endoftext|>")

@@ -139,7 +139,7 @@ public sealed unsafe class CudaBackend : IComputeBackend
             reason = "";
             return backend;
         }
-        catch (CudaException e)
+        catch (Exception e) when (e is CudaException or DeviceOutOfMemoryException)
         {
             reason = e.Message;
             return null;

@@ -52,9 +52,15 @@ internal static unsafe partial class CublasApi
         }
     }
 
-    /// <summary>Throws a <see cref="CudaException"/> named after the cuBLAS status unless it is CUBLAS_STATUS_SUCCESS.</summary>
+    /// <summary>
+    /// Throws a <see cref="CudaException"/> named after the cuBLAS status unless it is CUBLAS_STATUS_SUCCESS;
+    /// CUBLAS_STATUS_ALLOC_FAILED becomes a <see cref="DeviceOutOfMemoryException"/>.
+    /// </summary>
     internal static void Check(int status, string call)
     {
-        if (status != 0) throw new CudaException(StatusName(status), status, call);
+        if (status == 0) return;
+        if (status == DeviceOutOfMemoryException.CublasStatusAllocFailed)
+            throw DeviceOutOfMemoryException.WithDeviceMemory(call, StatusName(status), status, requestedBytes: null);
+        throw new CudaException(StatusName(status), status, call);
     }
 }

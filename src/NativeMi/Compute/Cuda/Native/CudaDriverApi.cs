@@ -38,6 +38,7 @@ internal static unsafe partial class CudaDriverApi
 
     [LibraryImport(Library, EntryPoint = "cuMemAlloc_v2")] internal static partial int MemoryAllocate(out ulong devicePointer, nuint bytes);
     [LibraryImport(Library, EntryPoint = "cuMemFree_v2")] internal static partial int MemoryFree(ulong devicePointer);
+    [LibraryImport(Library, EntryPoint = "cuMemGetInfo_v2")] internal static partial int MemoryGetInfo(out nuint freeBytes, out nuint totalBytes);
     [LibraryImport(Library, EntryPoint = "cuMemHostAlloc")] internal static partial int HostAllocate(out void* hostPointer, nuint bytes, uint flags);
     [LibraryImport(Library, EntryPoint = "cuMemFreeHost")] internal static partial int HostFree(void* hostPointer);
     [LibraryImport(Library, EntryPoint = "cuMemcpyHtoD_v2")] internal static partial int CopyHostToDevice(ulong destination, void* source, nuint bytes);
@@ -70,6 +71,19 @@ internal static unsafe partial class CudaDriverApi
     /// <summary>The driver's name for a status (CUDA_ERROR_OUT_OF_MEMORY), or a numeric fallback.</summary>
     internal static string StatusName(int status) =>
         GetErrorName(status, out byte* name) == 0 && name != null ? Marshal.PtrToStringUTF8((nint)name) ?? $"CUDA_ERROR_{status}" : $"CUDA_ERROR_{status}";
+
+    /// <summary>Free and total memory of the current context's device, or nulls when the driver cannot say (for error messages).</summary>
+    internal static (long? Free, long? Total) TryMemoryInfo()
+    {
+        try
+        {
+            return MemoryGetInfo(out nuint free, out nuint total) == 0 ? ((long)free, (long)total) : (null, null);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return (null, null);
+        }
+    }
 
     /// <summary>Throws a <see cref="CudaException"/> named after the driver status unless it is CUDA_SUCCESS.</summary>
     internal static void Check(int status, string call)

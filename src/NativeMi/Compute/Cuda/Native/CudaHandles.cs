@@ -82,10 +82,14 @@ public sealed class CudaDeviceMemory : CudaContextBoundHandle
     public ulong Pointer => (ulong)handle;
 
     /// <summary>Allocates <paramref name="bytes"/> (at least one 4-byte word, because cuMemAlloc rejects zero).</summary>
+    /// <exception cref="DeviceOutOfMemoryException">The device has not that much free memory.</exception>
     internal static CudaDeviceMemory Allocate(CudaContextHandle context, long bytes)
     {
         long size = Math.Max(4, bytes);
-        CudaDriverApi.Check(CudaDriverApi.MemoryAllocate(out ulong pointer, (nuint)size), $"cuMemAlloc({size} bytes)");
+        int status = CudaDriverApi.MemoryAllocate(out ulong pointer, (nuint)size);
+        if (status == DeviceOutOfMemoryException.CudaErrorOutOfMemory)
+            throw DeviceOutOfMemoryException.WithDeviceMemory($"cuMemAlloc({size} bytes)", CudaDriverApi.StatusName(status), status, size);
+        CudaDriverApi.Check(status, $"cuMemAlloc({size} bytes)");
         var memory = new CudaDeviceMemory { Bytes = bytes };
         memory.Attach(context, (nint)pointer);
         return memory;

@@ -71,8 +71,16 @@ internal static class MeasureCommand
                 $"{(options.MaxSentences is int n ? $"seeded sample of {n} sentences" : "every sentence")}, {options.Probe.ToString().ToLowerInvariant()} probe, seed {options.Seed}");
 
             MeasurementResult result = RunWithProgress(options, compute);
-            IReadOnlyList<string> files = ResultWriter.WriteAll(result, folder);
-            MiPlot.WriteMeasurement(folder, result);
+            // All five outputs are written to temporary files before any is renamed into place, results.json
+            // last: a run killed while writing leaves the previous outputs (or none), never a mixture that
+            // includes a results.json describing files that are not there.
+            IReadOnlyList<string> files;
+            using (var outputs = new NativeMi.IO.AtomicFileSet())
+            {
+                MiPlot.StageMeasurement(outputs, folder, result);
+                files = ResultWriter.Stage(result, folder, outputs);
+                outputs.Commit();
+            }
             PrintTable(result);
             foreach (string warning in result.Warnings) Console.Error.WriteLine($"warning: {warning}");
             Console.WriteLine($"wrote {string.Join(", ", files.Select(Path.GetFileName))}, mi.png, mi.svg to {Path.GetFullPath(folder)}");
@@ -108,9 +116,11 @@ internal static class MeasureCommand
         try
         {
             Directory.CreateDirectory(folder);
-            string probe = Path.Combine(folder, $".write-check-{Environment.ProcessId}");
+            // Named like an atomic-write temporary, so that if a kill strands it the next run's sweep removes it.
+            string probe = Path.Combine(folder, NativeMi.IO.AtomicFile.TemporaryName("write-check"));
             File.WriteAllText(probe, "");
             File.Delete(probe);
+            NativeMi.IO.AtomicFile.RemoveStaleTemporaries(folder);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -10,6 +10,15 @@ internal static class MiPlot
 
     public static void Write(string folder, string baseName, string title, string yLabel, IReadOnlyList<Series> series, IReadOnlyList<Series>? rightAxis = null, string? rightLabel = null)
     {
+        using var files = new AtomicFileSet();
+        Stage(files, folder, baseName, title, yLabel, series, rightAxis, rightLabel);
+        files.Commit();
+    }
+
+    /// <summary>Adds the PNG and SVG to <paramref name="files"/>, to be renamed into place with the rest of a run's outputs.</summary>
+    public static void Stage(AtomicFileSet files, string folder, string baseName, string title, string yLabel, IReadOnlyList<Series> series,
+        IReadOnlyList<Series>? rightAxis = null, string? rightLabel = null)
+    {
         var plot = new ScottPlot.Plot();
         var palette = new ScottPlot.Palettes.Category10();
         int colour = 0;
@@ -24,8 +33,8 @@ internal static class MiPlot
         plot.YLabel(yLabel);
         plot.ShowLegend(ScottPlot.Alignment.LowerLeft);
         string png = Path.Combine(folder, baseName + ".png"), svg = Path.Combine(folder, baseName + ".svg");
-        AtomicFile.Write(png, stream => stream.Write(plot.GetImageBytes(1000, 600, ScottPlot.ImageFormat.Png)));
-        AtomicFile.WriteAllText(svg, plot.GetSvgXml(1000, 600));
+        files.AddBytes(png, plot.GetImageBytes(1000, 600, ScottPlot.ImageFormat.Png));
+        files.AddText(svg, plot.GetSvgXml(1000, 600));
     }
 
     /// <summary>One series: its interval band (when it has one) and its line, on the left or right axis.</summary>
@@ -57,7 +66,7 @@ internal static class MiPlot
         }
     }
 
-    public static void WriteMeasurement(string folder, MeasurementResult r)
+    public static void StageMeasurement(AtomicFileSet files, string folder, MeasurementResult r)
     {
         var layers = r.Layers.Where(l => l.Name != "final").ToArray();
         double[] depth = layers.Select(l => l.Depth).ToArray();
@@ -80,7 +89,7 @@ internal static class MiPlot
             new("accuracy (right axis)", depth, layers.Select(l => l.Figures.Accuracy).ToArray(),
                 layers.Select(l => l.Figures.AccuracyInterval?.Lower ?? l.Figures.Accuracy).ToArray(), layers.Select(l => l.Figures.AccuracyInterval?.Upper ?? l.Figures.Accuracy).ToArray()),
         };
-        Write(folder, "mi", $"{r.Model.Name}: token recoverability by layer ({r.ProbeLabel} probe, {r.Corpus.HeldOut} held-out sentences)",
+        Stage(files, folder, "mi", $"{r.Model.Name}: token recoverability by layer ({r.ProbeLabel} probe, {r.Corpus.HeldOut} held-out sentences)",
             "bits (held-out; bands: 95% bootstrap)", series, accuracy, "recoverability (accuracy)");
     }
 }

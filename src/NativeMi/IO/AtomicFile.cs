@@ -1,18 +1,98 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+
 namespace NativeMi.IO;
 
 /// <summary>
 /// Writes files so that a reader never sees a half-written result: the content goes to a temporary
 /// file in the destination folder, is flushed, and is then renamed over the destination.
 /// </summary>
-public static class AtomicFile
+public static partial class AtomicFile
 {
     /// <summary>Writes the file by calling <paramref name="write"/> on a temporary stream, then renames it into place.</summary>
     /// <param name="path">Destination path.</param>
     /// <param name="write">Writes the whole content to the stream it is given.</param>
     public static void Write(string path, Action<Stream> write)
     {
-        ArgumentNullException.ThrowIfNull(write);
         string fullPath = Path.GetFullPath(path);
+        MoveIntoPlace(WriteTemporary(fullPath, write), fullPath);
+    }
+
+    /// <summary>Writes UTF-8 text atomically.</summary>
+    public static void WriteAllText(string path, string text) => Write(path, TextWriter(text));
+
+    /// <summary>Writes bytes atomically.</summary>
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
+    {
+        byte[] copy = bytes.ToArray();
+        Write(path, stream => stream.Write(copy));
+    }
+
+    /// <summary>
+    /// Deletes the temporary files that writers killed before their rename left in <paramref name="folder"/>
+    /// (a killed process cannot clean up after itself). Only files named like this class's temporaries whose
+    /// writing process is gone are removed, so a concurrent writer's file is left alone. A missing folder is fine.
+    /// </summary>
+    /// <returns>How many files were removed.</returns>
+    public static int RemoveStaleTemporaries(string folder)
+    {
+        if (!Directory.Exists(folder)) return 0;
+        int removed = 0;
+        IEnumerable<string> candidates;
+        try
+        {
+            candidates = Directory.EnumerateFiles(folder, ".*.tmp").ToArray();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
+        foreach (string file in candidates)
+        {
+            Match match = TemporaryName().Match(Path.GetFileName(file));
+            if (!match.Success || !int.TryParse(match.Groups["pid"].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) continue;
+            if (IsAlive(pid)) continue;
+            if (TryDelete(file)) removed++;
+        }
+        return removed;
+    }
+
+    /// <summary>Whether the process <paramref name="pid"/> still runs (this process counts as running).</summary>
+    internal static bool IsAlive(int pid)
+    {
+        if (pid == Environment.ProcessId) return true;
+        try
+        {
+            using Process process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// A fresh hidden temporary name for <paramref name="fileName"/>, of the form <see cref="RemoveStaleTemporaries"/>
+    /// recognises: the writer's process id in it lets a later run tell a killed writer's leftover from a live write.
+    /// </summary>
+    public static string TemporaryName(string fileName) =>
+        $".{fileName}.{Environment.ProcessId.ToString(CultureInfo.InvariantCulture)}.{Guid.NewGuid():N}.tmp";
+
+    [GeneratedRegex(@"^\..+\.(?<pid>[0-9]+)\.[0-9a-f]{32}\.tmp$", RegexOptions.CultureInvariant)]
+    private static partial Regex TemporaryName();
+
+    internal static Action<Stream> TextWriter(string text) => stream => stream.Write(new System.Text.UTF8Encoding(false).GetBytes(text));
+
+    /// <summary>Writes and flushes the content to a new temporary file beside <paramref name="fullPath"/> and returns its path.</summary>
+    internal static string WriteTemporary(string fullPath, Action<Stream> write)
+    {
+        ArgumentNullException.ThrowIfNull(write);
         string directory = Path.GetDirectoryName(fullPath) ?? ".";
         try
         {
@@ -22,7 +102,7 @@ public static class AtomicFile
         {
             throw new OutputWriteException(fullPath, $"cannot create folder '{directory}': {OutputWriteException.FolderProblem(directory, e)}", e);
         }
-        string temporary = Path.Combine(directory, $".{Path.GetFileName(fullPath)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        string temporary = Path.Combine(directory, TemporaryName(Path.GetFileName(fullPath)));
         try
         {
             using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
@@ -30,7 +110,7 @@ public static class AtomicFile
                 write(stream);
                 stream.Flush(flushToDisk: true);
             }
-            File.Move(temporary, fullPath, overwrite: true);
+            return temporary;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -44,24 +124,79 @@ public static class AtomicFile
         }
     }
 
-    /// <summary>Writes UTF-8 text atomically.</summary>
-    public static void WriteAllText(string path, string text) =>
-        Write(path, stream =>
-        {
-            var bytes = new System.Text.UTF8Encoding(false).GetBytes(text);
-            stream.Write(bytes);
-        });
-
-    /// <summary>Writes bytes atomically.</summary>
-    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
+    /// <summary>Renames a finished temporary file over <paramref name="fullPath"/> (deleting it when that fails).</summary>
+    internal static void MoveIntoPlace(string temporary, string fullPath)
     {
-        byte[] copy = bytes.ToArray();
-        Write(path, stream => stream.Write(copy));
+        if (TestPausePoint.Armed) TestPausePoint.Reach("before-rename:" + Path.GetFileName(fullPath));
+        try
+        {
+            File.Move(temporary, fullPath, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(temporary);
+            throw new OutputWriteException(fullPath, e.Message, e);
+        }
     }
 
-    private static void TryDelete(string path)
+    internal static bool TryDelete(string path)
     {
-        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try
+        {
+            File.Delete(path);
+            return true;
+        }
+        catch (IOException) { return false; }
+        catch (UnauthorizedAccessException) { return false; }
+    }
+}
+
+/// <summary>
+/// Several files that belong together (a run's outputs), written in two steps: each is first written to its own
+/// temporary file, and only when all are written are they renamed into place, in the order they were added.
+/// A crash while writing leaves every destination as it was; one during the renames leaves each destination
+/// either old or new, never partial, and a destination added after another is only new if that one is too.
+/// </summary>
+public sealed class AtomicFileSet : IDisposable
+{
+    private readonly List<(string Temporary, string Path)> _staged = [];
+    private int _renamed;
+    private bool _committing, _disposed;
+
+    /// <summary>Writes <paramref name="path"/>'s content to a temporary file now; it replaces the destination at <see cref="Commit"/>.</summary>
+    public void Add(string path, Action<Stream> write)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_committing) throw new InvalidOperationException("the set has already been committed");
+        string fullPath = Path.GetFullPath(path);
+        _staged.Add((AtomicFile.WriteTemporary(fullPath, write), fullPath));
+    }
+
+    /// <summary>Adds UTF-8 text.</summary>
+    public void AddText(string path, string text) => Add(path, AtomicFile.TextWriter(text));
+
+    /// <summary>Adds bytes.</summary>
+    public void AddBytes(string path, byte[] bytes)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        Add(path, stream => stream.Write(bytes));
+    }
+
+    /// <summary>Renames every added file into place, in the order added, and returns their paths.</summary>
+    public IReadOnlyList<string> Commit()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _committing = true;
+        for (; _renamed < _staged.Count; _renamed++) AtomicFile.MoveIntoPlace(_staged[_renamed].Temporary, _staged[_renamed].Path);
+        return _staged.Select(s => s.Path).ToArray();
+    }
+
+    /// <summary>Deletes the temporary files not renamed into place (all of them when <see cref="Commit"/> was never called or failed).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        for (int i = _renamed; i < _staged.Count; i++) AtomicFile.TryDelete(_staged[i].Temporary);
     }
 }
 

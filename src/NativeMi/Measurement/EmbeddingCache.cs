@@ -19,6 +19,8 @@ public sealed class EmbeddingCache
     public EmbeddingCache(string root, string key, int layerEntries, int width)
     {
         Folder = Path.Combine(root, "embeddings", key);
+        // A run killed while writing a chunk leaves its temporary file behind; it is never read, only wasted space.
+        AtomicFile.RemoveStaleTemporaries(Folder);
         Key = key;
         LayerEntries = layerEntries;
         Width = width;
@@ -102,5 +104,6 @@ public sealed class EmbeddingCache
         }
         var metadata = new Dictionary<string, string> { ["format"] = FormatVersion, ["sha256"] = Convert.ToHexStringLower(hash.GetHashAndReset()), ["key"] = Key };
         SafetensorsWriter.Write(ChunkPath(chunk), entries, metadata);
+        if (TestPausePoint.Armed) TestPausePoint.Reach($"cache-chunk-written:{chunk}");
     }
 }

@@ -226,6 +226,7 @@ public static class MeasurementRunner
                             pooledBatch.AsSpan(k * d, d).CopyTo(vectors[l].AsSpan((members[k] - start) * d, d));
                     }
                     progress?.Report(new MeasureEvent(phase, done + b + members.Length, n));
+                    if (TestPausePoint.Armed) TestPausePoint.Reach($"{phase}-batch:{done + b + members.Length}");
                 }
                 cache.Write(chunk, count, vectors);
             }
@@ -258,7 +259,11 @@ public static class MeasurementRunner
         var zeros = new float[(long)targets.Length * d];
         return ProbeMeasurement.TrainControl(backend, Dataset(zeros, splits.Train, targets, d), Dataset(zeros, splits.Validation, targets, d),
             Dataset(zeros, splits.HeldOut, targets, d), probeOptions, vocabulary,
-            new Progress<ProbeEpoch>(e => progress?.Report(new MeasureEvent("control", e.Epoch, e.MaxEpochs, $"val CE {e.ValidationCrossEntropyBits:F3} bits"))), cancellation);
+            new SynchronousProgress<ProbeEpoch>(e =>
+            {
+                progress?.Report(new MeasureEvent("control", e.Epoch, e.MaxEpochs, $"val CE {e.ValidationCrossEntropyBits:F3} bits"));
+                if (TestPausePoint.Armed) TestPausePoint.Reach($"control-epoch:{e.Epoch}");
+            }), cancellation);
     }
 
     private static List<LayerResult> ProbeLayers(IComputeBackend backend, float[][] pooled, int[] selected, SplitIndex splits, int[][] targets,
@@ -273,12 +278,25 @@ public static class MeasurementRunner
             string name = layer <= numLayers ? layer.ToString(System.Globalization.CultureInfo.InvariantCulture) : "final";
             LayerResult result = ProbeMeasurement.MeasureLayer(backend, Dataset(pooled[layer], splits.Train, targets, d), Dataset(pooled[layer], splits.Validation, targets, d),
                 Dataset(pooled[layer], splits.HeldOut, targets, d), probeOptions, figureOptions, control,
-                new Progress<ProbeEpoch>(e => progress?.Report(new MeasureEvent(phase, e.Epoch, e.MaxEpochs, $"layer {name}: val CE {e.ValidationCrossEntropyBits:F3} bits"))),
+                new SynchronousProgress<ProbeEpoch>(e =>
+                {
+                    progress?.Report(new MeasureEvent(phase, e.Epoch, e.MaxEpochs, $"layer {name}: val CE {e.ValidationCrossEntropyBits:F3} bits"));
+                    if (TestPausePoint.Armed) TestPausePoint.Reach($"{phase}-epoch:{name}:{e.Epoch}");
+                }),
                 cancellation) with { Layer = layer, Name = name, Depth = Math.Min(layer, numLayers) / (double)numLayers };
             results.Add(result);
             progress?.Report(new MeasureEvent(phase + " done", results.Count, selected.Length, $"layer {name}: acc {result.Figures.Accuracy:F3}, I_F {result.Figures.FanoBits:F3} bits"));
         }
         return results;
+    }
+
+    /// <summary>
+    /// Calls back on the training thread. Progress&lt;T&gt; would post each epoch to the thread pool, so events
+    /// could arrive after the layer's "done" event, and a test pause point would stop a pool thread, not the run.
+    /// </summary>
+    private sealed class SynchronousProgress<T>(Action<T> handler) : IProgress<T>
+    {
+        public void Report(T value) => handler(value);
     }
 
     /// <summary>The shuffled baseline: each split's vectors permuted among that split's sentences (seeded).</summary>

@@ -14,6 +14,7 @@ public static class RandomInitModel
     {
         string target = Path.Combine(cacheRoot, "random-init", $"{identity[..16]}-{seed}");
         if (File.Exists(Path.Combine(target, "model.safetensors"))) return target;
+        RemoveStaleStaging(target);
         string staging = target + $".{Environment.ProcessId}.tmp";
         if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
         Directory.CreateDirectory(staging);
@@ -47,5 +48,19 @@ public static class RandomInitModel
         if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
         Directory.Move(staging, target);
         return target;
+    }
+
+    /// <summary>Removes staging folders of runs killed before their move into place (a killed process cannot clean up itself).</summary>
+    private static void RemoveStaleStaging(string target)
+    {
+        string parent = Path.GetDirectoryName(target)!;
+        if (!Directory.Exists(parent)) return;
+        string prefix = Path.GetFileName(target) + ".";
+        foreach (string folder in Directory.EnumerateDirectories(parent, prefix + "*.tmp").ToArray())
+        {
+            string pid = Path.GetFileName(folder)[prefix.Length..^".tmp".Length];
+            if (!int.TryParse(pid, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id) || AtomicFile.IsAlive(id)) continue;
+            try { Directory.Delete(folder, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
     }
 }

@@ -15,10 +15,24 @@ public static class ResultWriter
     /// <summary>Writes the three data files into <paramref name="folder"/> and returns their paths.</summary>
     public static IReadOnlyList<string> WriteAll(MeasurementResult result, string folder)
     {
+        using var files = new AtomicFileSet();
+        IReadOnlyList<string> paths = Stage(result, folder, files);
+        files.Commit();
+        return paths;
+    }
+
+    /// <summary>
+    /// Adds the three data files to <paramref name="files"/> (renamed into place at its commit) and returns their
+    /// paths, results.json first. results.json is added last: renamed after everything staged before it, a
+    /// results.json from this run means the rest of the run's files are in place too.
+    /// </summary>
+    public static IReadOnlyList<string> Stage(MeasurementResult result, string folder, AtomicFileSet files)
+    {
+        ArgumentNullException.ThrowIfNull(files);
         string json = Path.Combine(folder, "results.json"), layers = Path.Combine(folder, "layers.csv"), positions = Path.Combine(folder, "positions.csv");
-        AtomicFile.WriteAllBytes(json, ToJson(result));
-        AtomicFile.WriteAllText(layers, LayersCsv(result));
-        AtomicFile.WriteAllText(positions, PositionsCsv(result));
+        files.AddText(layers, LayersCsv(result));
+        files.AddText(positions, PositionsCsv(result));
+        files.AddBytes(json, ToJson(result));
         return [json, layers, positions];
     }
 

@@ -13,7 +13,7 @@ target=${1:?target: safetensors, index, configs or onnx}
 seconds=${2:?seconds to fuzz}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 run=${3:-$repo/fuzz/runs/$target}
-publish=$repo/fuzz/runs/harness
+publish=${FUZZ_HARNESS:-$repo/fuzz/runs/harness}   # a fresh folder lets one target restart on new code while others run
 export PATH="$PATH:$HOME/.dotnet/tools"
 
 if [[ ! -f $publish/.instrumented ]]; then

@@ -229,7 +229,7 @@ public sealed class OnnxBertGraph
         if (div is not { OpType: "Div" } || div.Inputs.Count != 2)
             throw Fail($"{prefix}: expected the scaled value to come from Div(x - mean, Sqrt(var + eps)), found {div?.Describe() ?? "a graph input"}");
         OnnxNode? sqrt = _graph.ProducerOf(div.Inputs[1]);
-        if (sqrt is not { OpType: "Sqrt" })
+        if (sqrt is not { OpType: "Sqrt", Inputs.Count: 1 })
             throw Fail($"{prefix}: expected the divisor of {div.Describe()} to be a Sqrt, found {sqrt?.Describe() ?? "no node"}");
         OnnxNode? add = _graph.ProducerOf(sqrt.Inputs[0]);
         if (add is not { OpType: "Add" } || add.Inputs.Count != 2)
@@ -292,7 +292,7 @@ public sealed class OnnxBertGraph
     {
         if (_graph.Initializers.TryGetValue(valueName, out OnnxTensor? direct)) return (direct, !transposedByGraph);
         OnnxNode? transpose = _graph.ProducerOf(valueName);
-        if (transpose is { OpType: "Transpose" } && _graph.Initializers.TryGetValue(transpose.Inputs[0], out OnnxTensor? inner)
+        if (transpose is { OpType: "Transpose", Inputs.Count: 1 } && _graph.Initializers.TryGetValue(transpose.Inputs[0], out OnnxTensor? inner)
             && (!transpose.Attributes.TryGetValue("perm", out OnnxAttribute? perm) || perm.Ints.SequenceEqual([1L, 0L])))
             return (inner, transposedByGraph);
         return (null, false);
@@ -320,7 +320,8 @@ public sealed class OnnxBertGraph
                         if (shape.Length != 4 || shape[2] is not > 0 || shape[3] is not > 0)
                             throw Fail($"{prefix}: {node.Describe()} reshapes to [{string.Join(", ", shape.Select(s => s?.ToString(CultureInfo.InvariantCulture) ?? "?"))}]; expected [batch, sequence, heads, head_dim]");
                         long heads = shape[2]!.Value, headDim = shape[3]!.Value;
-                        if (heads * headDim != HiddenSize)
+                        // Each factor is bounded first so that the product cannot wrap around to the hidden size.
+                        if (heads > HiddenSize || headDim > HiddenSize || heads * headDim != HiddenSize)
                             throw Fail($"{prefix}: {node.Describe()} splits into {heads} heads of {headDim}, which does not multiply to hidden size {HiddenSize}");
                         return (int)heads;
                     }

@@ -74,6 +74,7 @@ public static class MeasurementRunner
         float[][] pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
             new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, "model"), entries, model.Config.HiddenSize),
             "forward", progress, warnings, cancellation);
+        model.ReleaseWeights();
         timings["forward"] = Lap(clock);
 
         int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, gpt2);

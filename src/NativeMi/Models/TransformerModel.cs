@@ -23,8 +23,8 @@ public sealed record ModelLoadOptions
 /// </summary>
 public sealed class TransformerModel : IDisposable
 {
-    private readonly TransformerWeights _weights;
-    private readonly TransformerForward _forward;
+    private TransformerWeights? _weights;
+    private TransformerForward? _forward;
 
     private TransformerModel(string directory, TransformerConfig config, TextTokenizer tokenizer, TransformerWeights weights, IComputeBackend backend)
     {
@@ -34,6 +34,10 @@ public sealed class TransformerModel : IDisposable
         _weights = weights;
         Backend = backend;
         _forward = new TransformerForward(config, weights, backend);
+        ParameterCount = weights.ParameterCount;
+        CheckpointDTypes = weights.DTypes.Keys.ToArray();
+        WeightNamePrefix = weights.NamePrefix;
+        NonFiniteWeightCount = weights.NonFiniteValueCount;
     }
 
     /// <summary>The folder the model was read from.</summary>
@@ -45,13 +49,15 @@ public sealed class TransformerModel : IDisposable
     /// <summary>The backend the weights live on.</summary>
     public IComputeBackend Backend { get; }
     /// <summary>Number of parameters read.</summary>
-    public long ParameterCount => _weights.ParameterCount;
+    public long ParameterCount { get; }
     /// <summary>Element types found in the checkpoint.</summary>
-    public IReadOnlyCollection<string> CheckpointDTypes => _weights.DTypes.Keys.ToArray();
+    public IReadOnlyCollection<string> CheckpointDTypes { get; }
     /// <summary>Prefix the checkpoint's tensor names carry ("", "bert.", "transformer.", ...).</summary>
-    public string WeightNamePrefix => _weights.NamePrefix;
+    public string WeightNamePrefix { get; }
     /// <summary>NaN and infinite values in the weights: 0 unless <see cref="ModelLoadOptions.AllowNonFiniteWeights"/> let them in.</summary>
-    public long NonFiniteWeightCount => _weights.NonFiniteValueCount;
+    public long NonFiniteWeightCount { get; }
+    /// <summary>Whether the weights are still held (<see cref="ReleaseWeights"/> not called yet).</summary>
+    public bool HasWeights => _weights is not null;
     /// <summary>Number of hidden-state entries <see cref="Forward"/> returns in <see cref="HiddenStates.Layers"/> (L + 1).</summary>
     public int LayerCount => Config.NumLayers + 1;
 
@@ -88,8 +94,22 @@ public sealed class TransformerModel : IDisposable
     }
 
     /// <summary>Runs the forward pass and returns the hidden states of every layer.</summary>
-    public HiddenStates Forward(EncodedBatch batch) => _forward.Run(batch);
+    /// <exception cref="ObjectDisposedException">The weights were released.</exception>
+    public HiddenStates Forward(EncodedBatch batch) =>
+        (_forward ?? throw new ObjectDisposedException(nameof(TransformerModel), $"{Directory}: the weights were released; load the model again to run it")).Run(batch);
+
+    /// <summary>
+    /// Frees the weights (and, on the CPU, lets the GC reclaim them) while keeping the config and
+    /// tokenizer: a measurement needs the weights only until the sentence vectors are computed, and
+    /// the probes that follow should not pay for them in memory.
+    /// </summary>
+    public void ReleaseWeights()
+    {
+        _weights?.Dispose();
+        _weights = null;
+        _forward = null;
+    }
 
     /// <summary>Releases the weights.</summary>
-    public void Dispose() => _weights.Dispose();
+    public void Dispose() => ReleaseWeights();
 }

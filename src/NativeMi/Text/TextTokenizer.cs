@@ -220,23 +220,21 @@ public sealed partial class TextTokenizer
             string path = Path.Combine(directory, "tokenizer_config.json");
             var settings = new WordPieceSettings(true, null, true, "[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]");
             if (!File.Exists(path)) return settings;
+            using JsonDocument document = JsonInput.ParseFile(path);
+            JsonElement root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new ModelFormatException(Path.GetFullPath(path), "expected a JSON object");
+            return settings with
             {
-                using JsonDocument document = JsonInput.ParseFile(path);
-                JsonElement root = document.RootElement;
-                if (root.ValueKind != JsonValueKind.Object)
-                    throw new ModelFormatException(Path.GetFullPath(path), "expected a JSON object");
-                return settings with
-                {
-                    LowerCase = Bool(root, "do_lower_case") ?? settings.LowerCase,
-                    StripAccents = Bool(root, "strip_accents"),
-                    TokenizeChineseChars = Bool(root, "tokenize_chinese_chars") ?? settings.TokenizeChineseChars,
-                    UnknownToken = Token(root, "unk_token") ?? settings.UnknownToken,
-                    ClassificationToken = Token(root, "cls_token") ?? settings.ClassificationToken,
-                    SeparatorToken = Token(root, "sep_token") ?? settings.SeparatorToken,
-                    PaddingToken = Token(root, "pad_token") ?? settings.PaddingToken,
-                    MaskToken = Token(root, "mask_token") ?? settings.MaskToken,
-                };
-            }
+                LowerCase = Bool(root, "do_lower_case") ?? settings.LowerCase,
+                StripAccents = Bool(root, "strip_accents"),
+                TokenizeChineseChars = Bool(root, "tokenize_chinese_chars") ?? settings.TokenizeChineseChars,
+                UnknownToken = Token(root, "unk_token") ?? settings.UnknownToken,
+                ClassificationToken = Token(root, "cls_token") ?? settings.ClassificationToken,
+                SeparatorToken = Token(root, "sep_token") ?? settings.SeparatorToken,
+                PaddingToken = Token(root, "pad_token") ?? settings.PaddingToken,
+                MaskToken = Token(root, "mask_token") ?? settings.MaskToken,
+            };
 
             bool? Bool(JsonElement root, string field) =>
                 root.TryGetProperty(field, out JsonElement v) ? v.ValueKind switch

@@ -88,6 +88,18 @@ public sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
     /// <inheritdoc />
     public void Zero(DeviceBuffer<float> buffer, long count) => Time("Zero", () => inner.Zero(buffer, count));
     /// <inheritdoc />
+    public void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
+        int batch, int seq, int width, NativeMi.Measurement.PoolingMode mode) =>
+        Time("PoolSentences", () => inner.PoolSentences(layer, attentionMask, isTarget, output, batch, seq, width, mode));
+    /// <inheritdoc />
+    public PredictionCounts CountPredictions(DeviceBuffer<int> predictions, DeviceBuffer<int> targets, DeviceBuffer<int> positions,
+        long count, int classes, int positionCount)
+    {
+        PredictionCounts? counts = null;
+        Time("CountPredictions", () => counts = inner.CountPredictions(predictions, targets, positions, count, classes, positionCount));
+        return counts!;
+    }
+    /// <inheritdoc />
     public void Dispose() => inner.Dispose();
 }
 

@@ -117,6 +117,11 @@ public static class BackendParity
                     if (firstNonFinite < 0) firstNonFinite = j;
                     continue;
                 }
+                if (float.IsNaN(r[j]) && !float.IsNaN(c[j]))
+                {
+                    failures.Add(string.Create(CultureInfo.InvariantCulture, $"{array.Name}: {c[j]} at element {j} where the reference has NaN"));
+                    break;
+                }
                 if (!float.IsFinite(r[j])) continue;
                 double d = (double)c[j] - r[j];
                 differenceSquares += d * d;

@@ -128,7 +128,33 @@ public interface IComputeBackend : IDisposable
 
     /// <summary>Sets the first <paramref name="count"/> elements to zero.</summary>
     void Zero(DeviceBuffer<float> buffer, long count);
+
+    /// <summary>
+    /// Mask-aware pooling of one layer [batch·seq, width] into sentence vectors [batch, width]: mean or max over the
+    /// real target tokens, or the first or last real token. Positions come from <paramref name="attentionMask"/> and
+    /// <paramref name="isTarget"/> (1 at text tokens, 0 at special tokens and padding), never from the padding side.
+    /// A sentence with nothing to pool (no real token; for mean and max, no target) gets NaN in every element.
+    /// </summary>
+    void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
+        int batch, int seq, int width, Measurement.PoolingMode mode);
+
+    /// <summary>
+    /// The integer counts behind the Fano bounds over <paramref name="count"/> predictions: how many differ from their
+    /// target, the histogram of the targets over [0, <paramref name="classes"/>) (targets outside it are counted
+    /// apart), and per position p in [0, <paramref name="positionCount"/>) the trials and errors (items whose
+    /// position is outside that range are left out of the per-position counts). Exact whatever the scheduling.
+    /// </summary>
+    PredictionCounts CountPredictions(DeviceBuffer<int> predictions, DeviceBuffer<int> targets, DeviceBuffer<int> positions,
+        long count, int classes, int positionCount);
 }
+
+/// <summary>What <see cref="IComputeBackend.CountPredictions"/> returns.</summary>
+/// <param name="Errors">Predictions that differ from their target.</param>
+/// <param name="TargetHistogram">Entry c: targets equal to c.</param>
+/// <param name="TargetsOutOfRange">Targets outside [0, classes).</param>
+/// <param name="PositionTrials">Entry p: items at position p.</param>
+/// <param name="PositionErrors">Entry p: wrong predictions at position p.</param>
+public sealed record PredictionCounts(long Errors, long[] TargetHistogram, long TargetsOutOfRange, long[] PositionTrials, long[] PositionErrors);
 
 /// <summary>Hyper-parameters of one AdamW step.</summary>
 /// <param name="LearningRate">lr.</param>

@@ -154,6 +154,47 @@ internal static class ParityCases
                 c.Body = (backend, b) => backend.SoftmaxCrossEntropy(b.F(logits), b.I(targets), b.F(loss), b.I(argmax), rows, classes, scale, writeGradient);
                 yield return c;
             }
+        foreach (Measurement.PoolingMode mode in Enum.GetValues<Measurement.PoolingMode>())
+        {
+            const int Batch = 5, Seq = 11, Width = 301;
+            var c = new ParityCase("PoolSentences", $"batch={Batch} seq={Seq} width={Width} {mode.ToString().ToLowerInvariant()}");
+            var mask = new int[Batch * Seq];
+            var isTarget = new int[Batch * Seq];
+            for (int s = 0; s < Batch; s++)
+                for (int i = 0; i < Seq; i++)
+                {
+                    // 0 full, 1 right-padded, 2 left-padded, 3 real tokens but no target, 4 entirely masked.
+                    bool real = s switch { 0 or 3 => true, 1 => i < 7, 2 => i >= 3, _ => false };
+                    mask[s * Seq + i] = real ? 1 : 0;
+                    int firstReal = s == 2 ? 3 : 0, lastReal = s == 1 ? 6 : Seq - 1;
+                    isTarget[s * Seq + i] = real && s != 3 && i != firstReal && i != lastReal && random.Next(5) != 0 ? 1 : 0;
+                }
+            int layer = c.Float("layer", Uniform((long)Batch * Seq * Width, 3f)), output = c.Float("output", Uniform((long)Batch * Width));
+            int maskIndex = c.Int("attentionMask", mask), targetIndex = c.Int("isTarget", isTarget);
+            c.Body = (backend, b) => backend.PoolSentences(b.F(layer), b.I(maskIndex), b.I(targetIndex), b.F(output), Batch, Seq, Width, mode);
+            yield return c;
+        }
+        foreach (var (count, classes, positions) in new[] { (1, 1, 1), (5003, 97, 23) })
+        {
+            var c = new ParityCase("CountPredictions", $"count={count} classes={classes} positions={positions}");
+            int[] predicted = Indices(count, classes), target = Indices(count, classes + 2), position = Indices(count, positions + 3);
+            // About half right; some targets out of range and some positions outside [0, positions) (padding's -1).
+            for (int i = 0; i < count; i++)
+            {
+                if (random.Next(2) == 0) predicted[i] = target[i];
+                if (random.Next(17) == 0) position[i] = -1;
+            }
+            int predictions = c.Int("predictions", predicted), targets = c.Int("targets", target), positionIndex = c.Int("positions", position);
+            int counts = c.Int("counts", new int[2 + classes + 2 * positions]);
+            c.Body = (backend, b) =>
+            {
+                PredictionCounts result = backend.CountPredictions(b.I(predictions), b.I(targets), b.I(positionIndex), count, classes, positions);
+                int[] flat = [.. new[] { result.Errors, result.TargetsOutOfRange }.Concat(result.TargetHistogram).Concat(result.PositionTrials).Concat(result.PositionErrors)
+                    .Select(v => checked((int)v))];
+                backend.CopyFromHost<int>(flat, b.I(counts));
+            };
+            yield return c;
+        }
         foreach (int step in new[] { 1, 9 })
         {
             const int Count = 777;

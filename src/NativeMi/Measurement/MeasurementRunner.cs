@@ -218,14 +218,10 @@ public static class MeasurementRunner
                     cancellation.ThrowIfCancellationRequested();
                     int[] members = order.AsSpan(b, Math.Min(options.BatchSize, order.Length - b)).ToArray();
                     EncodedBatch batch = EncodedBatch.Pad(members.Select(i => encoded[i]).ToArray(), model.Tokenizer.PadId);
-                    HiddenStates states = model.Forward(batch);
+                    float[][] pooled = model.ForwardPooled(batch, options.Pool);
                     for (int l = 0; l < entries; l++)
-                    {
-                        float[] layer = l < states.Layers.Count ? states.Layers[l] : states.Final!;
-                        float[] pooledBatch = Pooling.Pool(layer, batch, d, options.Pool);
                         for (int k = 0; k < members.Length; k++)
-                            pooledBatch.AsSpan(k * d, d).CopyTo(vectors[l].AsSpan((members[k] - start) * d, d));
-                    }
+                            pooled[l].AsSpan(k * d, d).CopyTo(vectors[l].AsSpan((members[k] - start) * d, d));
                     progress?.Report(new MeasureEvent(phase, done + b + members.Length, n));
                     if (TestPausePoint.Armed) TestPausePoint.Reach($"{phase}-batch:{done + b + members.Length}");
                 }

@@ -99,6 +99,16 @@ public sealed class TransformerModel : IDisposable
         (_forward ?? throw new ObjectDisposedException(nameof(TransformerModel), $"{Directory}: the weights were released; load the model again to run it")).Run(batch);
 
     /// <summary>
+    /// Runs the forward pass and pools every layer on the backend (<see cref="IComputeBackend.PoolSentences"/>):
+    /// entry l is [batch·d] for l = 0..L, followed by GPT-2's final (after ln_f) entry. Equal to pooling
+    /// <see cref="Forward"/>'s states with <see cref="Measurement.Pooling.Pool"/>, without copying every token's state to the host.
+    /// </summary>
+    /// <exception cref="ArgumentException">A sentence has nothing to pool (no real token; for mean and max, no target).</exception>
+    /// <exception cref="ObjectDisposedException">The weights were released.</exception>
+    public float[][] ForwardPooled(EncodedBatch batch, Measurement.PoolingMode mode) =>
+        (_forward ?? throw new ObjectDisposedException(nameof(TransformerModel), $"{Directory}: the weights were released; load the model again to run it")).RunPooled(batch, mode);
+
+    /// <summary>
     /// Frees the weights (and, on the CPU, lets the GC reclaim them) while keeping the config and
     /// tokenizer: a measurement needs the weights only until the sentence vectors are computed, and
     /// the probes that follow should not pay for them in memory.

@@ -8,6 +8,40 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
 {
     public HiddenStates Run(EncodedBatch batch)
     {
+        int rows = batch.BatchSize * batch.SequenceLength, d = config.HiddenSize;
+        var (layers, final) = RunCapturing(batch, buffer =>
+        {
+            var host = new float[(long)rows * d];
+            backend.Download(buffer, host);
+            return host;
+        });
+        return new HiddenStates(batch.BatchSize, batch.SequenceLength, d, layers, final);
+    }
+
+    /// <summary>
+    /// The forward pass with every layer pooled on the backend, so only [batch, d] per layer crosses to the host
+    /// (on a GPU that is the difference between copying every token state and copying one vector per sentence).
+    /// Entry l is [batch·d] for l = 0..L, then GPT-2's final (after ln_f) entry.
+    /// </summary>
+    public float[][] RunPooled(EncodedBatch batch, Measurement.PoolingMode mode)
+    {
+        Measurement.Pooling.CheckPoolable(batch, mode);
+        int b = batch.BatchSize, t = batch.SequenceLength, d = config.HiddenSize;
+        using DeviceBuffer<int> mask = backend.Upload<int>(batch.AttentionMask);
+        using DeviceBuffer<int> targets = backend.Upload<int>(Measurement.Pooling.TargetFlags(batch));
+        using DeviceBuffer<float> pooled = backend.Allocate<float>((long)b * d);
+        var (layers, final) = RunCapturing(batch, buffer =>
+        {
+            backend.PoolSentences(buffer, mask, targets, pooled, b, t, d, mode);
+            var host = new float[(long)b * d];
+            backend.Download(pooled, host);
+            return host;
+        });
+        return final is null ? [.. layers] : [.. layers, final];
+    }
+
+    private (List<float[]> Layers, float[]? Final) RunCapturing(EncodedBatch batch, Func<DeviceBuffer<float>, float[]> Snapshot)
+    {
         int b = batch.BatchSize, t = batch.SequenceLength, rows = b * t, d = config.HiddenSize, ff = config.IntermediateSize;
         if (t > config.MaxSequenceLength)
             throw new ArgumentException($"sequence length {t} exceeds the model's {config.MaxSequenceLength} positions", nameof(batch));
@@ -25,12 +59,6 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
         using DeviceBuffer<float> intermediate = backend.Allocate<float>((long)rows * ff);
 
         var layers = new List<float[]>(config.NumLayers + 1);
-        float[] Snapshot(DeviceBuffer<float> buffer)
-        {
-            var host = new float[(long)rows * d];
-            backend.Download(buffer, host);
-            return host;
-        }
 
         bool bert = config.Family == ArchitectureFamily.Bert;
         backend.EmbeddingGather(ids, positions, types, weights.WordEmbeddings, weights.PositionEmbeddings, weights.TypeEmbeddings,
@@ -73,7 +101,7 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
             backend.LayerNorm(hidden, null, weights.NormGamma, weights.NormBeta, normed, rows, d, config.LayerNormEps);
             final = Snapshot(normed);
         }
-        return new HiddenStates(b, t, d, layers, final);
+        return (layers, final);
     }
 
     private Activation GeluActivation => config.Activation == GeluKind.Exact ? Activation.GeluExact : Activation.GeluTanh;

@@ -10,6 +10,7 @@ public class BackendParityTests
     [
         "Allocate", "CopyFromHost", "Zero", "AddInPlace", "Gemm", "LayerNorm", "EmbeddingGather", "Attention", "GemmEx",
         "GatherRows", "ScatterAddRows", "BiasActivation", "GeluBackward", "ColumnSums", "SoftmaxCrossEntropy", "AdamW",
+        "PoolSentences", "CountPredictions",
     ];
 
     [Fact]
@@ -32,6 +33,8 @@ public class BackendParityTests
     [InlineData(FaultKind.WriteToInput, "LayerNorm", "input: relative L2 error")]
     [InlineData(FaultKind.WrongIndex, "SoftmaxCrossEntropy", "argmax: ")]
     [InlineData(FaultKind.Throws, "Gemm", "threw InvalidOperationException: kernel gemm missing")]
+    [InlineData(FaultKind.PoolsNothingAsZero, "PoolSentences", "where the reference has NaN")]
+    [InlineData(FaultKind.MiscountsErrors, "CountPredictions", "counts: 1 of ")]
     public void EachFaultIsCaughtOnTheFaultyOpOnly(FaultKind fault, string faultyOp, string expectedMessage)
     {
         using var candidate = new FaultyBackend(fault);
@@ -53,5 +56,56 @@ public class BackendParityTests
         // A 1 % scaling error is a relative L2 error of exactly 1e-2: above 5e-3, below 2e-2.
         Assert.False(BackendParity.Run(candidate, new ParityOptions(Tolerance: 5e-3)).Passed);
         Assert.True(BackendParity.Run(candidate, new ParityOptions(Tolerance: 2e-2)).Passed);
+    }
+}
+
+public class ReductionOpTests
+{
+    [Fact]
+    public void PoolSentencesOnTheCpuBackendEqualsPoolingBitForBitAndMarksEmptySentences()
+    {
+        var random = new Random(7);
+        const int Batch = 3, Seq = 6, Width = 5;
+        float[] layer = [.. Enumerable.Range(0, Batch * Seq * Width).Select(_ => (float)random.NextDouble())];
+        // Sentence 0 right-padded, 1 left-padded, 2 special tokens only (no target).
+        int[] mask = [1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0];
+        bool[] targets = [false, true, true, false, false, false, false, false, true, true, true, false, false, false, false, false, false, false];
+        var batch = new NativeMi.Transformer.EncodedBatch(Batch, Seq, new int[Batch * Seq], mask, null, targets);
+        using var backend = new CpuBackend();
+        foreach (NativeMi.Measurement.PoolingMode mode in Enum.GetValues<NativeMi.Measurement.PoolingMode>())
+        {
+            using var states = backend.Upload<float>(layer);
+            using var maskBuffer = backend.Upload<int>(mask);
+            using var targetBuffer = backend.Upload<int>(NativeMi.Measurement.Pooling.TargetFlags(batch));
+            using var output = backend.Allocate<float>(Batch * Width);
+            backend.PoolSentences(states, maskBuffer, targetBuffer, output, Batch, Seq, Width, mode);
+            float[] pooled = CpuBackend.Array(output);
+
+            var firstTwo = new NativeMi.Transformer.EncodedBatch(2, Seq, new int[2 * Seq], mask[..(2 * Seq)], null, targets[..(2 * Seq)]);
+            float[] expected = NativeMi.Measurement.Pooling.Pool(layer.AsSpan(0, 2 * Seq * Width), firstTwo, Width, mode);
+            Assert.Equal(expected, pooled[..(2 * Width)]);
+            bool nothingToPool = mode is NativeMi.Measurement.PoolingMode.Mean or NativeMi.Measurement.PoolingMode.Max;
+            Assert.All(pooled[(2 * Width)..], v => Assert.Equal(nothingToPool, float.IsNaN(v)));
+        }
+    }
+
+    [Fact]
+    public void CountPredictionsCountsErrorsHistogramAndPositions()
+    {
+        using var backend = new CpuBackend();
+        int[] predicted = [0, 1, 2, 2, 1, 0];
+        int[] target = [0, 2, 2, 5, 1, -1];
+        int[] position = [0, 0, 1, 1, 2, -1];
+        using var p = backend.Upload<int>(predicted);
+        using var t = backend.Upload<int>(target);
+        using var q = backend.Upload<int>(position);
+
+        PredictionCounts counts = backend.CountPredictions(p, t, q, 6, classes: 3, positionCount: 2);
+
+        Assert.Equal(3, counts.Errors);
+        Assert.Equal([1L, 1, 2], counts.TargetHistogram);
+        Assert.Equal(2, counts.TargetsOutOfRange);
+        Assert.Equal([2L, 2], counts.PositionTrials);
+        Assert.Equal([1L, 1], counts.PositionErrors);
     }
 }

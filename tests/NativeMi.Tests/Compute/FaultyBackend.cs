@@ -20,6 +20,10 @@ public enum FaultKind
     WrongIndex,
     /// <summary>Throws, as a missing kernel would.</summary>
     Throws,
+    /// <summary>Pools with a finite value where there is nothing to pool (NaN expected).</summary>
+    PoolsNothingAsZero,
+    /// <summary>One error too many in the Fano counts.</summary>
+    MiscountsErrors,
 }
 
 /// <summary>The CPU backend with one deliberate fault in Gemm, LayerNorm or SoftmaxCrossEntropy.</summary>
@@ -75,6 +79,23 @@ public sealed class FaultyBackend(FaultKind fault) : IComputeBackend
     }
 
     public void AddInPlace(DeviceBuffer<float> accumulator, DeviceBuffer<float> addend, long count) => _inner.AddInPlace(accumulator, addend, count);
+
+    public void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
+        int batch, int seq, int width, NativeMi.Measurement.PoolingMode mode)
+    {
+        _inner.PoolSentences(layer, attentionMask, isTarget, output, batch, seq, width, mode);
+        if (fault != FaultKind.PoolsNothingAsZero) return;
+        float[] pooled = CpuBackend.Array(output);
+        for (int i = 0; i < batch * width; i++)
+            if (float.IsNaN(pooled[i])) pooled[i] = 0f;
+    }
+
+    public PredictionCounts CountPredictions(DeviceBuffer<int> predictions, DeviceBuffer<int> targets, DeviceBuffer<int> positions,
+        long count, int classes, int positionCount)
+    {
+        PredictionCounts counts = _inner.CountPredictions(predictions, targets, positions, count, classes, positionCount);
+        return fault == FaultKind.MiscountsErrors ? counts with { Errors = counts.Errors + 1 } : counts;
+    }
 
     public void EmbeddingGather(DeviceBuffer<int> ids, DeviceBuffer<int> positionIds, DeviceBuffer<int>? typeIds, DeviceBuffer<float> words,
         DeviceBuffer<float> positions, DeviceBuffer<float>? types, DeviceBuffer<float> output, int rows, int width) =>

@@ -76,6 +76,37 @@ public class PoolingTests
 
     [Theory]
     [MemberData(nameof(ModelsAndModes))]
+    public void PoolingOnTheBackendEqualsPoolingTheDownloadedStatesBitForBit(string name, PoolingMode mode)
+    {
+        using var model = TransformerModel.Load(Fixtures.Folder(name));
+        EncodedSentence[] encoded = Sentences.Select(s => model.Tokenizer.Encode(s, model.Config.MaxSequenceLength)).ToArray();
+        EncodedBatch batch = EncodedBatch.Pad(encoded, model.Tokenizer.PadId, padLeft: name.StartsWith("gpt2", StringComparison.Ordinal));
+        int d = model.Config.HiddenSize;
+
+        HiddenStates states = model.Forward(batch);
+        float[][] pooled = model.ForwardPooled(batch, mode);
+
+        List<float[]> layers = [.. states.Layers];
+        if (states.Final is not null) layers.Add(states.Final);
+        Assert.Equal(layers.Count, pooled.Length);
+        for (int l = 0; l < layers.Count; l++)
+            Assert.Equal(Pooling.Pool(layers[l], batch, d, mode), pooled[l]);
+    }
+
+    [Fact]
+    public void PoolingOnTheBackendRefusesASentenceWithoutTargetsLikePoolingOnTheHost()
+    {
+        using var model = TransformerModel.Load(Fixtures.Folder("bert-tiny"));
+        EncodedSentence sentence = model.Tokenizer.Encode("the cat", model.Config.MaxSequenceLength);
+        var noTargets = new EncodedBatch(1, sentence.Ids.Length, sentence.Ids, [.. sentence.Ids.Select(_ => 1)], null, new bool[sentence.Ids.Length]);
+
+        var error = Assert.Throws<ArgumentException>(() => model.ForwardPooled(noTargets, PoolingMode.Mean));
+        Assert.Contains("sentence 0 of the batch has no target token to average", error.Message);
+        Assert.Equal(model.LayerCount, model.ForwardPooled(noTargets, PoolingMode.Cls).Length);
+    }
+
+    [Theory]
+    [MemberData(nameof(ModelsAndModes))]
     public void APaddedSentencePoolsLikeTheSameSentenceAlone(string name, PoolingMode mode)
     {
         using var model = TransformerModel.Load(Fixtures.Folder(name));

@@ -29,7 +29,7 @@ internal sealed class CpuWeightMatrix(PackedMatrix packed) : DeviceBuffer<float>
 }
 
 /// <summary>The CPU backend: managed SIMD kernels spread over the thread pool.</summary>
-public sealed class CpuBackend : IComputeBackend
+public sealed partial class CpuBackend : IComputeBackend
 {
     /// <inheritdoc />
     public string Name => "cpu";

@@ -46,7 +46,7 @@ public sealed unsafe class CudaBackend : IComputeBackend
 {
     private const int ElementwiseBlock = 256;
     private const int RowBlock = 256;
-    private static readonly string[] KernelFiles = ["activation.cu", "adamw.cu", "attention.cu", "embedding.cu", "layernorm.cu", "probe.cu"];
+    private static readonly string[] KernelFiles = ["activation.cu", "adamw.cu", "attention.cu", "embedding.cu", "fano.cu", "layernorm.cu", "pooling.cu", "probe.cu"];
 
     private readonly CudaContextHandle _context;
     private readonly CudaStreamHandle _stream;
@@ -62,6 +62,7 @@ public sealed unsafe class CudaBackend : IComputeBackend
 
     private readonly nint _embeddingGather, _layerNorm, _biasActivationInPlace, _biasGeluKeepPreactivation, _geluBackward, _addInPlace;
     private readonly nint _attentionFused, _attentionMaskedSoftmax, _softmaxCrossEntropy, _gatherRows, _scatterAddRows, _columnSums, _adamW;
+    private readonly nint _poolSentences, _countErrors, _targetHistogram, _perPositionCounts;
 
     private CudaBackend(CudaBackendOptions options)
     {
@@ -104,6 +105,10 @@ public sealed unsafe class CudaBackend : IComputeBackend
             _scatterAddRows = functions["scatter_add_rows"];
             _columnSums = functions["column_sums"];
             _adamW = functions["adamw_step"];
+            _poolSentences = functions["pool_sentences"];
+            _countErrors = functions["count_errors"];
+            _targetHistogram = functions["target_histogram"];
+            _perPositionCounts = functions["per_position_counts"];
 
             // Beyond 48 KiB of dynamic shared memory a kernel must opt in; the static part (32 floats of
             // reduction scratch) and a margin come off the device's per-block limit.
@@ -510,6 +515,56 @@ public sealed unsafe class CudaBackend : IComputeBackend
         ulong pointer = Own(buffer, count, nameof(buffer)).Pointer;
         if (count == 0) return;
         CudaDriverApi.Check(CudaDriverApi.Memset32Async(pointer, 0, (nuint)count, Stream), "cuMemsetD32Async");
+    }
+
+    /// <inheritdoc />
+    public void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
+        int batch, int seq, int width, Measurement.PoolingMode mode)
+    {
+        Enter();
+        long cells = (long)batch * seq;
+        ulong states = Own(layer, cells * width, nameof(layer)).Pointer, mask = Own(attentionMask, cells, nameof(attentionMask)).Pointer;
+        ulong targets = Own(isTarget, cells, nameof(isTarget)).Pointer, pooled = Own(output, (long)batch * width, nameof(output)).Pointer;
+        if (batch == 0 || width == 0) return;
+        int modeCode = (int)mode;
+        void** arguments = stackalloc void*[] { &states, &mask, &targets, &pooled, &batch, &seq, &width, &modeCode };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_poolSentences, (uint)batch, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "pool_sentences");
+    }
+
+    /// <inheritdoc />
+    public PredictionCounts CountPredictions(DeviceBuffer<int> predictions, DeviceBuffer<int> targets, DeviceBuffer<int> positions,
+        long count, int classes, int positionCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfNegative(classes);
+        ArgumentOutOfRangeException.ThrowIfNegative(positionCount);
+        Enter();
+        ulong predicted = Own(predictions, count, nameof(predictions)).Pointer, target = Own(targets, count, nameof(targets)).Pointer;
+        ulong position = Own(positions, count, nameof(positions)).Pointer;
+        // One zeroed block of 64-bit counters: [errors, out of range, histogram[classes], trials[positions], errors[positions]].
+        long counters = 2L + classes + 2L * positionCount;
+        using CudaDeviceMemory memory = CudaDeviceMemory.Allocate(_context, counters * sizeof(ulong));
+        CudaDriverApi.Check(CudaDriverApi.MemsetBytesAsync(memory.Pointer, 0, (nuint)(counters * sizeof(ulong)), Stream), "cuMemsetD8Async");
+        ulong errors = memory.Pointer, outOfRange = errors + sizeof(ulong), histogram = outOfRange + sizeof(ulong);
+        ulong trials = histogram + (ulong)classes * sizeof(ulong), positionErrors = trials + (ulong)positionCount * sizeof(ulong);
+        if (count > 0)
+        {
+            uint grid = GridFor(count);
+            void** errorArguments = stackalloc void*[] { &predicted, &target, &count, &errors };
+            CheckLaunch(CudaDriverApi.LaunchKernel(_countErrors, grid, 1, 1, ElementwiseBlock, 1, 1, 0, Stream, errorArguments, null), "count_errors");
+            void** histogramArguments = stackalloc void*[] { &target, &count, &classes, &histogram, &outOfRange };
+            CheckLaunch(CudaDriverApi.LaunchKernel(_targetHistogram, grid, 1, 1, ElementwiseBlock, 1, 1, 0, Stream, histogramArguments, null), "target_histogram");
+            if (positionCount > 0)
+            {
+                void** positionArguments = stackalloc void*[] { &predicted, &target, &position, &count, &positionCount, &trials, &positionErrors };
+                CheckLaunch(CudaDriverApi.LaunchKernel(_perPositionCounts, grid, 1, 1, ElementwiseBlock, 1, 1, 0, Stream, positionArguments, null), "per_position_counts");
+            }
+        }
+        var host = new long[counters];
+        fixed (long* pointer = host)
+            CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(pointer, memory.Pointer, (nuint)(counters * sizeof(ulong)), Stream), "cuMemcpyDtoHAsync");
+        _stream.Synchronize();
+        return new PredictionCounts(host[0], host[2..(2 + classes)], host[1], host[(2 + classes)..(2 + classes + positionCount)], host[(2 + classes + positionCount)..]);
     }
 
     /// <summary>Waits for queued work, then frees the scratch, the kernels, cuBLAS, the stream and the context (in that order).</summary>

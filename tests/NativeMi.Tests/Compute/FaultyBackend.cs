@@ -22,6 +22,8 @@ public enum FaultKind
     Throws,
     /// <summary>Pools with a finite value where there is nothing to pool (NaN expected).</summary>
     PoolsNothingAsZero,
+    /// <summary>Every pooled sentence vector is the same constant (the sentence is lost).</summary>
+    PoolsConstant,
     /// <summary>One error too many in the Fano counts.</summary>
     MiscountsErrors,
 }
@@ -84,6 +86,7 @@ public sealed class FaultyBackend(FaultKind fault) : IComputeBackend
         int batch, int seq, int width, NativeMi.Measurement.PoolingMode mode)
     {
         _inner.PoolSentences(layer, attentionMask, isTarget, output, batch, seq, width, mode);
+        if (fault == FaultKind.PoolsConstant) System.Array.Fill(CpuBackend.Array(output), 0.5f, 0, batch * width);
         if (fault != FaultKind.PoolsNothingAsZero) return;
         float[] pooled = CpuBackend.Array(output);
         for (int i = 0; i < batch * width; i++)

@@ -1,0 +1,180 @@
+using System.Globalization;
+using System.Text;
+using NativeMi.Compute;
+using NativeMi.Information;
+using NativeMi.Models;
+using NativeMi.Transformer;
+
+namespace NativeMi.Measurement;
+
+/// <summary>One layer's hidden states on a candidate backend against a reference backend.</summary>
+/// <param name="Layer">"0".."L", or "final" (GPT-2's ln_f output).</param>
+/// <param name="RelativeError">‖candidate − reference‖ / ‖reference‖ over every real token of every batch.</param>
+/// <param name="Passed">Whether the error is within the tolerance (and finite).</param>
+public sealed record LayerAgreement(string Layer, double RelativeError, bool Passed);
+
+/// <summary>The forward pass of one model run on two backends over the same sentences.</summary>
+/// <param name="Model">The model folder.</param>
+/// <param name="Candidate">The candidate backend's description.</param>
+/// <param name="Reference">The reference backend's description.</param>
+/// <param name="Sentences">Sentences compared (padding excluded from the errors).</param>
+/// <param name="Tolerance">Largest relative L2 error accepted per layer.</param>
+/// <param name="Layers">One entry per hidden-state entry.</param>
+public sealed record ForwardAgreementReport(string Model, string Candidate, string Reference, int Sentences, double Tolerance, IReadOnlyList<LayerAgreement> Layers)
+{
+    /// <summary>Whether every layer agrees.</summary>
+    public bool Passed => Layers.Count > 0 && Layers.All(l => l.Passed);
+
+    /// <summary>A plain-text table, one row per layer.</summary>
+    public string Format()
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"forward pass: {Model}, {Sentences} sentences");
+        text.AppendLine(CultureInfo.InvariantCulture, $"  {Candidate}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"  against {Reference}, relative L2 tolerance {Tolerance:G3} per layer");
+        foreach (LayerAgreement layer in Layers)
+            text.AppendLine(CultureInfo.InvariantCulture, $"  {(layer.Passed ? "ok  " : "FAIL")} layer {layer.Layer,-6} {layer.RelativeError:E2}");
+        text.Append(CultureInfo.InvariantCulture, $"  {Layers.Count(l => l.Passed)} of {Layers.Count} layers agree");
+        return text.ToString();
+    }
+}
+
+/// <summary>One figure of one layer measured on the candidate, checked against the reference run's bootstrap interval.</summary>
+/// <param name="Layer">The layer's name.</param>
+/// <param name="Figure">"accuracy", "I_F" or "I_BA".</param>
+/// <param name="Candidate">The candidate's value.</param>
+/// <param name="Reference">The reference's value.</param>
+/// <param name="Interval">The reference's bootstrap interval.</param>
+public sealed record FigureAgreement(string Layer, string Figure, double Candidate, double Reference, Interval Interval)
+{
+    /// <summary>Whether the candidate's value lies inside the reference's interval.</summary>
+    public bool Passed => Interval.Contains(Candidate);
+}
+
+/// <summary>A whole measurement (forward pass, pooling, probe training, figures) run on two backends.</summary>
+/// <param name="Candidate">The candidate backend's description.</param>
+/// <param name="Reference">The reference backend's description.</param>
+/// <param name="Options">The measurement both ran.</param>
+/// <param name="Figures">Accuracy, I_F and I_BA of every measured layer.</param>
+/// <param name="CandidateSeconds">Wall time of the candidate's run.</param>
+/// <param name="ReferenceSeconds">Wall time of the reference's run.</param>
+public sealed record ProbeAgreementReport(string Candidate, string Reference, MeasureOptions Options, IReadOnlyList<FigureAgreement> Figures,
+    double CandidateSeconds, double ReferenceSeconds)
+{
+    /// <summary>Whether every figure lies inside the reference's interval.</summary>
+    public bool Passed => Figures.Count > 0 && Figures.All(f => f.Passed);
+
+    /// <summary>A plain-text table, one row per layer and figure.</summary>
+    public string Format()
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"probe: {Options.Model}, {Options.MaxSentences} sentences, {Options.Probe.ToString().ToLowerInvariant()} probe, layers {(Options.Layers is null ? "all" : string.Join(",", Options.Layers))}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"  {Candidate} ({CandidateSeconds:F1} s)");
+        text.AppendLine(CultureInfo.InvariantCulture, $"  inside the bootstrap intervals of {Reference} ({ReferenceSeconds:F1} s)");
+        foreach (FigureAgreement figure in Figures)
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"  {(figure.Passed ? "ok  " : "FAIL")} layer {figure.Layer,-6} {figure.Figure,-9} {figure.Candidate,9:F4}  reference {figure.Reference,9:F4} [{figure.Interval.Lower:F4}, {figure.Interval.Upper:F4}]");
+        text.Append(CultureInfo.InvariantCulture, $"  {Figures.Count(f => f.Passed)} of {Figures.Count} figures inside");
+        return text.ToString();
+    }
+}
+
+/// <summary>
+/// Checks that a backend gives the same science as the reference (the CPU): the forward pass of a real model layer
+/// by layer, and a whole measurement whose figures must fall inside the reference run's bootstrap intervals (a probe
+/// trained on another backend follows a different rounding path, so its figures may differ by noise, not by more).
+/// </summary>
+public static class BackendAgreement
+{
+    /// <summary>Runs <paramref name="model"/> on both backends over <paramref name="sentences"/> and compares every layer.</summary>
+    /// <param name="model">Built-in model name or model folder.</param>
+    /// <param name="candidate">The backend under test.</param>
+    /// <param name="reference">The reference backend.</param>
+    /// <param name="sentences">Sentences to encode; batches are right-padded, so padding is exercised.</param>
+    /// <param name="batchSize">Sentences per forward batch.</param>
+    /// <param name="tolerance">Largest relative L2 error accepted per layer.</param>
+    public static ForwardAgreementReport Forward(string model, IComputeBackend candidate, IComputeBackend reference,
+        IReadOnlyList<string> sentences, int batchSize, double tolerance)
+    {
+        ArgumentNullException.ThrowIfNull(candidate);
+        ArgumentNullException.ThrowIfNull(reference);
+        ArgumentNullException.ThrowIfNull(sentences);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        if (sentences.Count == 0) throw new ArgumentException("no sentences to compare", nameof(sentences));
+        string folder = ModelResolver.Resolve(model);
+        using TransformerModel onCandidate = TransformerModel.Load(folder, candidate);
+        using TransformerModel onReference = TransformerModel.Load(folder, reference);
+        int entries = onReference.LayerCount + (onReference.Config.Family == ArchitectureFamily.Gpt2 ? 1 : 0);
+        var differenceSquares = new double[entries];
+        var referenceSquares = new double[entries];
+        var nonFinite = new bool[entries];
+        for (int start = 0; start < sentences.Count; start += batchSize)
+        {
+            EncodedBatch batch = onReference.Encode(sentences.Skip(start).Take(batchSize).ToArray());
+            HiddenStates expected = onReference.Forward(batch), actual = onCandidate.Forward(batch);
+            for (int l = 0; l < entries; l++)
+            {
+                float[] r = l < expected.Layers.Count ? expected.Layers[l] : expected.Final!;
+                float[] c = l < actual.Layers.Count ? actual.Layers[l] : actual.Final!;
+                int width = expected.Width;
+                for (int cell = 0; cell < batch.AttentionMask.Length; cell++)
+                {
+                    if (batch.AttentionMask[cell] == 0) continue;
+                    for (int j = cell * width; j < (cell + 1) * width; j++)
+                    {
+                        if (!float.IsFinite(c[j])) nonFinite[l] = true;
+                        double d = (double)c[j] - r[j];
+                        differenceSquares[l] += d * d;
+                        referenceSquares[l] += (double)r[j] * r[j];
+                    }
+                }
+            }
+        }
+        var layers = new LayerAgreement[entries];
+        for (int l = 0; l < entries; l++)
+        {
+            double error = nonFinite[l] ? double.NaN : Math.Sqrt(differenceSquares[l]) / Math.Max(Math.Sqrt(referenceSquares[l]), 1e-30);
+            layers[l] = new LayerAgreement(l < onReference.LayerCount ? l.ToString(CultureInfo.InvariantCulture) : "final", error, error <= tolerance);
+        }
+        return new ForwardAgreementReport(folder, candidate.Description, reference.Description, sentences.Count, tolerance, layers);
+    }
+
+    /// <summary>
+    /// Runs the measurement <paramref name="options"/> on both backends, each with a fresh embedding cache (so each runs
+    /// its own forward pass), and checks the candidate's accuracy, I_F and I_BA of every layer against the reference's
+    /// bootstrap intervals. <paramref name="options"/> must ask for bootstrap resamples.
+    /// </summary>
+    public static ProbeAgreementReport Probe(MeasureOptions options, IComputeBackend candidate, IComputeBackend reference,
+        IProgress<MeasureEvent>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(candidate);
+        ArgumentNullException.ThrowIfNull(reference);
+        if (options.Bootstrap < 1) throw new ArgumentException("the check needs bootstrap intervals: set Bootstrap to at least 1", nameof(options));
+        string cacheRoot = Path.Combine(Path.GetTempPath(), $"nativemi-agreement-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        try
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            MeasurementResult expected = MeasurementRunner.Run(options with { CacheDirectory = Path.Combine(cacheRoot, "reference") }, progress, reference, cancellation);
+            double referenceSeconds = clock.Elapsed.TotalSeconds;
+            clock.Restart();
+            MeasurementResult actual = MeasurementRunner.Run(options with { CacheDirectory = Path.Combine(cacheRoot, "candidate") }, progress, candidate, cancellation);
+            double candidateSeconds = clock.Elapsed.TotalSeconds;
+
+            var figures = new List<FigureAgreement>();
+            foreach (LayerResult r in expected.Layers)
+            {
+                LayerResult c = actual.Layers.Single(l => l.Layer == r.Layer && l.Name == r.Name);
+                figures.Add(new FigureAgreement(r.Name, "accuracy", c.Figures.Accuracy, r.Figures.Accuracy, r.Figures.AccuracyInterval!.Value));
+                figures.Add(new FigureAgreement(r.Name, "I_F", c.Figures.FanoBits, r.Figures.FanoBits, r.Figures.FanoInterval!.Value));
+                figures.Add(new FigureAgreement(r.Name, "I_BA", c.Figures.BarberAgakovBits, r.Figures.BarberAgakovBits, r.Figures.BarberAgakovInterval!.Value));
+            }
+            return new ProbeAgreementReport(candidate.Description, reference.Description, options, figures, candidateSeconds, referenceSeconds);
+        }
+        finally
+        {
+            try { if (Directory.Exists(cacheRoot)) Directory.Delete(cacheRoot, recursive: true); }
+            catch (IOException) { /* a leftover temporary cache costs disk space, never the result */ }
+        }
+    }
+}

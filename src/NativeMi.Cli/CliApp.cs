@@ -17,6 +17,7 @@ public static class CliApp
         root.Subcommands.Add(HiddenCommand.Create(verbose));
         root.Subcommands.Add(ImportOnnxCommand.Create(verbose));
         root.Subcommands.Add(DoctorCommand.Create(verbose));
+        root.Subcommands.Add(BenchCommand.Create(verbose));
 
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

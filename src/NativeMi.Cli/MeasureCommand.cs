@@ -26,8 +26,8 @@ internal static class MeasureCommand
         var probeBatch = new Option<int>("--probe-batch-size") { Description = "Sentences per probe mini-batch", DefaultValueFactory = _ => 32 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of sampling, split, probes and bootstrap", DefaultValueFactory = _ => 0UL };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Truncate sentences to this many tokens (default: the model's context)" };
-        var backend = new Option<string>("--backend") { Description = "Compute backend", DefaultValueFactory = _ => "auto" };
-        backend.AcceptOnlyFromAmong("auto", "cpu", "cuda");
+        var backend = BackendChoice.BackendOption();
+        var tf32 = BackendChoice.Tf32Option();
         var output = new Option<string?>("--out") { Description = "Output folder (default results/<model>-<UTC timestamp>/)" };
         var alphabet = new Option<string>("--fano-alphabet") { Description = "|X| of the Fano bound: vocab (conservative) or observed (K+1)", DefaultValueFactory = _ => "vocab" };
         alphabet.AcceptOnlyFromAmong("vocab", "observed");
@@ -39,11 +39,11 @@ internal static class MeasureCommand
 
         var command = new Command("measure", "Measure token recoverability and the Fano / Barber-Agakov bounds layer by layer")
         {
-            model, corpus, maxSentences, layers, pool, probe, hidden, epochs, batchSize, probeBatch, seed, maxTokens, backend, output, alphabet, bootstrap, baseline, cache, allowNonFinite,
+            model, corpus, maxSentences, layers, pool, probe, hidden, epochs, batchSize, probeBatch, seed, maxTokens, backend, tf32, output, alphabet, bootstrap, baseline, cache, allowNonFinite,
         };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
-            using NativeMi.Compute.IComputeBackend compute = ChooseBackend(parse.GetValue(backend)!);
+            using NativeMi.Compute.IComputeBackend compute = BackendChoice.Choose(parse.GetValue(backend)!, parse.GetValue(tf32));
             var options = new MeasureOptions
             {
                 Model = parse.GetValue(model)!,
@@ -127,32 +127,6 @@ internal static class MeasureCommand
             throw new NativeMi.IO.OutputWriteException(Path.GetFullPath(folder), $"output folder is not writable: {NativeMi.IO.OutputWriteException.FolderProblem(folder, e)}", e);
         }
     }
-
-    /// <summary>cpu, cuda (an error when unusable) or auto (CUDA when a usable GPU is present, else the CPU, said in one line).</summary>
-    internal static NativeMi.Compute.IComputeBackend ChooseBackend(string choice)
-    {
-        if (choice == "cpu") return new NativeMi.Compute.Cpu.CpuBackend();
-        var cuda = NativeMi.Compute.Cuda.CudaBackend.TryCreate(out string reason);
-        if (cuda is not null)
-        {
-            // The CUDA backend is young: every op is checked against the CPU on small random inputs before a
-            // measurement trusts it (well under a second on a GPU).
-            var parity = NativeMi.Compute.BackendParity.Run(cuda);
-            if (parity.Passed)
-            {
-                Console.Error.WriteLine($"backend: {choice} -> {cuda.Description} (parity with the CPU backend: {parity.Results.Count} op cases match)");
-                return cuda;
-            }
-            cuda.Dispose();
-            reason = $"CUDA ops disagree with the CPU backend in {parity.Results.Count(r => !r.Passed)} of {parity.Results.Count} cases (run 'nativemi doctor' for the table)";
-            if (choice == "cuda") throw new EnvironmentException($"--backend cuda: {reason}");
-        }
-        if (choice == "cuda") throw new EnvironmentException($"--backend cuda: no usable GPU: {reason}");
-        Console.Error.WriteLine($"backend: auto -> cpu (no usable GPU: {FirstLine(reason)})");
-        return new NativeMi.Compute.Cpu.CpuBackend();
-    }
-
-    private static string FirstLine(string text) => text.Split('\n', 2)[0].Trim();
 
     private static MeasurementResult RunWithProgress(MeasureOptions options, NativeMi.Compute.IComputeBackend backend)
     {

@@ -3,105 +3,195 @@
 # safetensors, and a published nativemi binary (no dotnet or network needed there):
 #   dotnet publish src/NativeMi.Cli -c Release -r linux-x64 -p:PublishAot=true -o publish   # on a build machine
 #   scripts/gpu-check.sh [path/to/nativemi]
-# `nativemi hidden` runs the forward pass on the CPU backend until the CUDA backend is wired into it; the
-# CUDA ops themselves are checked by doctor.
-# Prints nvidia-smi and where libcuda/cuBLAS/NVRTC were found, runs `nativemi doctor --require-gpu` (every CUDA
-# op against the CPU backend), builds seeded random-init BERT-base and GPT-2-small with transformers, compares
-# our hidden states with theirs, times both, and prints a summary table last (also written under
-# benchmarks/results/). Exits non-zero when any step fails.
+# Steps, each recorded in the summary printed last (and written to benchmarks/results/gpu-check-<date>.md):
+#   1. nvidia-smi, and where libcuda / cuBLAS / NVRTC were found (doctor prints them);
+#   2. builds seeded random-init BERT-base and GPT-2-small with transformers (save_pretrained);
+#   3. `nativemi doctor --require-gpu`: every CUDA op against the CPU backend (fp32 and TF32), a model's forward
+#      pass on both backends, and a measurement whose GPU figures must fall inside the CPU run's intervals
+#      (the built-in minilm when the binary finds it, else the random-init BERT-base);
+#   4. hidden states of `nativemi hidden --backend cuda` against transformers on the GPU, both models;
+#   5. forward throughput, every layer, batch 64 and 256 x 128 tokens: `nativemi bench --backend cuda` beside
+#      PyTorch eager fp32 and bf16 on the same shapes;
+#   6. the whole measure run at batch 64 and 256: `nativemi measure --backend cuda` beside
+#      scripts/measure_torch.py (the same pipeline in PyTorch, fp32 and bf16) on the same model and corpus.
+# Exits non-zero when any check fails. GPU_CHECK_RUNS (default 10) sets the timed runs per throughput shape.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd)
 nativemi=${1:-${NATIVEMI_BIN:-publish/nativemi}}
+runs=${GPU_CHECK_RUNS:-10}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 summary="$work/summary.txt"
 status=0
-row() { printf '%-34s %s\n' "$1" "$2" >> "$summary"; }
+row() { printf '%-44s %s\n' "$1" "$2" >> "$summary"; }
+export NATIVEMI_CACHE="$work/cache"
 
 echo "== nvidia-smi"
 if nvidia-smi; then gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1); else gpu="none"; status=1; fi
 row "gpu, driver" "$gpu"
-
-echo "== nativemi doctor"
 if [ ! -x "$nativemi" ]; then
   echo "no nativemi binary at $nativemi (publish one, or pass its path)" >&2
-  row "nativemi doctor" "not run: no binary at $nativemi"
+  row "nativemi" "not run: no binary at $nativemi"
   cat "$summary"; exit 1
 fi
-"$nativemi" doctor --require-gpu | tee "$work/doctor.txt"
+
+echo "== random-init BERT-base and GPT-2-small (transformers, seed 1234)"
+head -n 2000 data/wordnet-examples.txt > "$work/corpus.txt"
+python3 - "$work" "$repo/data/wordnet-examples.txt" <<'PY' || { row "random-init models" "FAIL"; cat "$summary"; exit 1; }
+import collections, json, os, re, sys
+import torch
+from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
+from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+work, corpus = sys.argv[1], sys.argv[2]
+text = open(corpus, encoding="utf-8").read().lower()
+# WordPiece vocabulary: the corpus's 25,000 most frequent words, every character and its ## form, so any word tokenises.
+words = collections.Counter(re.findall(r"\w+|[^\w\s]", text))
+characters = sorted({c for c in text if not c.isspace()})
+vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + characters + ["##" + c for c in characters]
+vocab += [w for w, _ in words.most_common(25000) if w not in set(vocab)]
+torch.manual_seed(1234)
+folder = os.path.join(work, "bert")
+os.makedirs(folder, exist_ok=True)
+open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8").write("\n".join(vocab) + "\n")
+json.dump({"do_lower_case": True, "model_max_length": 512, "tokenizer_class": "BertTokenizer"}, open(os.path.join(folder, "tokenizer_config.json"), "w"))
+BertModel(BertConfig(vocab_size=len(vocab), hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)).save_pretrained(folder)
+# GPT-2: byte-level BPE with the 256 byte symbols and no merges (every byte is a token).
+torch.manual_seed(1234)
+folder = os.path.join(work, "gpt2")
+os.makedirs(folder, exist_ok=True)
+symbols = list(bytes_to_unicode().values())
+json.dump({s: i for i, s in enumerate(symbols + ["<|endoftext|>"])}, open(os.path.join(folder, "vocab.json"), "w"))
+open(os.path.join(folder, "merges.txt"), "w").write("#version: 0.2\n")
+json.dump({"model_max_length": 1024, "tokenizer_class": "GPT2Tokenizer"}, open(os.path.join(folder, "tokenizer_config.json"), "w"))
+GPT2Model(GPT2Config(vocab_size=len(symbols) + 1, n_embd=768, n_layer=12, n_head=12, bos_token_id=256, eos_token_id=256)).save_pretrained(folder)
+print(f"bert vocabulary {len(vocab)}; gpt2 vocabulary {len(symbols) + 1}")
+PY
+
+echo "== nativemi doctor"
+doctor_model=minilm
+"$nativemi" inspect minilm > /dev/null 2>&1 || doctor_model="$work/bert"
+"$nativemi" doctor --require-gpu --model "$doctor_model" | tee "$work/doctor.txt"
 doctor=${PIPESTATUS[0]}
-row "nativemi doctor (CUDA vs CPU ops)" "$([ "$doctor" = 0 ] && echo pass || echo "FAIL (exit $doctor)")"
+row "doctor: ops, forward, probe (CUDA vs CPU)" "$([ "$doctor" = 0 ] && echo pass || echo "FAIL (exit $doctor)"); model $( [ "$doctor_model" = minilm ] && echo minilm || echo random-init bert-base)"
+grep -E "cases match|layers agree|figures inside" "$work/doctor.txt" | sed 's/^ */    /' >> "$summary"
 [ "$doctor" = 0 ] || status=1
 
-echo "== hidden states against transformers (seeded random init)"
-python3 - "$nativemi" "$work" "$summary" <<'PY' || status=1
-import json, os, subprocess, sys, time
+echo "== hidden states against transformers, throughput, whole measure run"
+python3 - "$nativemi" "$work" "$summary" "$runs" "$repo" <<'PY' || status=1
+import json, os, statistics, subprocess, sys, time
 import torch
 from safetensors.torch import load_file
-from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
+from transformers import AutoModel
 
-nativemi, work, summary = sys.argv[1], sys.argv[2], sys.argv[3]
-sentences = ["The quick brown fox jumps over the lazy dog.", "A short one.",
-             "Mutual information bounds need held-out predictions from a probe trained on pooled states."] * 22
-text = os.path.join(work, "sentences.txt")
-open(text, "w").write("\n".join(sentences) + "\n")
-device = "cuda" if torch.cuda.is_available() else "cpu"
+nativemi, work, summary, runs, repo = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+device = "cuda"
 failed = False
 
-def write_wordpiece_vocabulary(folder):
-    # nativemi reads the tokenizer from the model folder; a vocabulary of the test sentences' words is enough
-    # for a random-init model, and the comparison feeds nativemi's own token ids to transformers.
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted({w.strip(".,").lower() for s in sentences for w in s.split()}) + [".", ","]
-    open(os.path.join(folder, "vocab.txt"), "w").write("\n".join(words) + "\n")
-    json.dump({"do_lower_case": True, "model_max_length": 512}, open(os.path.join(folder, "tokenizer_config.json"), "w"))
-    return len(words)
+def line(label, text):
+    open(summary, "a").write(f"{label:<44} {text}\n")
+
+def run(arguments):
+    start = time.perf_counter()
+    done = subprocess.run([nativemi] + arguments, capture_output=True, text=True)
+    return done, time.perf_counter() - start
+
+def median_ms(call, warmup=3):
+    for _ in range(warmup):
+        call()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+sentences = [l.strip() for l in open(os.path.join(work, "corpus.txt"), encoding="utf-8")][:64]
+sentences_file = os.path.join(work, "sentences.txt")
+open(sentences_file, "w", encoding="utf-8").write("\n".join(sentences) + "\n")
 
 for kind in ("bert", "gpt2"):
-    torch.manual_seed(1234)
     folder = os.path.join(work, kind)
-    os.makedirs(folder, exist_ok=True)
-    if kind == "bert":
-        vocab = write_wordpiece_vocabulary(folder)
-        model = BertModel(BertConfig(vocab_size=vocab, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072))
-    else:
-        # Byte-level BPE with only the 256 byte symbols and no merges: every byte is a token.
-        from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-        symbols = list(bytes_to_unicode().values())
-        json.dump({s: i for i, s in enumerate(symbols + ["<|endoftext|>"])}, open(os.path.join(folder, "vocab.json"), "w"))
-        open(os.path.join(folder, "merges.txt"), "w").write("#version: 0.2\n")
-        model = GPT2Model(GPT2Config(vocab_size=len(symbols) + 1, n_embd=768, n_layer=12, n_head=12, bos_token_id=256, eos_token_id=256))
-    model.save_pretrained(folder)
+    # 4. Hidden states: nativemi's own token ids go to transformers, every layer compared over real tokens.
     out = os.path.join(work, kind + ".safetensors")
-    start = time.perf_counter()
-    run = subprocess.run([nativemi, "hidden", "--model", folder, "--input", text, "--out", out, "--batch-size", "32"], capture_output=True, text=True)
-    ours_seconds = time.perf_counter() - start
-    if run.returncode != 0:
-        print(run.stderr, file=sys.stderr)
-        open(summary, "a").write(f"{kind + ' hidden states':<34} FAIL: nativemi hidden exited {run.returncode}\n")
+    done, _ = run(["hidden", "--backend", "cuda", "--model", folder, "--input", sentences_file, "--out", out, "--batch-size", "32"])
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        line(f"{kind}: hidden states vs transformers", f"FAIL: nativemi hidden exited {done.returncode}")
         failed = True
         continue
     ours = load_file(out)
     ids, mask = ours["input_ids"].long(), ours["attention_mask"].long()
-    model = model.to(device).eval()
+    model = AutoModel.from_pretrained(folder).to(device).eval()
     with torch.no_grad():
-        torch.cuda.synchronize() if device == "cuda" else None
-        start = time.perf_counter()
         theirs = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True).hidden_states
-        torch.cuda.synchronize() if device == "cuda" else None
-        their_seconds = time.perf_counter() - start
     real = mask.bool()
-    worst = 0.0
-    names = sorted((k for k in ours if k.startswith("hidden.")), key=lambda k: (k == "hidden.final", k))
-    for name in names:
+    worst, compared = 0.0, 0
+    for name in sorted((k for k in ours if k.startswith("hidden.")), key=lambda k: (k == "hidden.final", k)):
         layer = len(theirs) - 1 if name == "hidden.final" else int(name.split(".")[1])
         if kind == "gpt2" and name != "hidden.final" and layer == len(theirs) - 1:
-            continue  # Hugging Face's last GPT-2 state is after ln_f; ours before it is hidden.<L>, after it hidden.final.
+            continue  # transformers' last GPT-2 state is after ln_f: ours before it is hidden.<L>, after it hidden.final
         a, b = ours[name][real].double(), theirs[layer].cpu()[real].double()
         worst = max(worst, ((a - b).norm() / b.norm().clamp_min(1e-30)).item())
+        compared += 1
     verdict = "pass" if worst < 1e-4 else "FAIL"
     failed |= verdict != "pass"
-    open(summary, "a").write(f"{kind + ' hidden states vs HF':<34} {verdict}: worst relative L2 {worst:.2e} over {len(names)} layers\n")
-    open(summary, "a").write(f"{kind + ' time (ours end-to-end / HF)':<34} {ours_seconds:.2f} s (nativemi, incl. start and load) / {their_seconds:.3f} s ({device} forward)\n")
+    line(f"{kind}: hidden states vs transformers (CUDA)", f"{verdict}: worst relative L2 {worst:.2e} over {compared} layers, {len(sentences)} sentences")
+
+    # 5. Forward throughput, every layer, full-length synthetic batches.
+    bench_json = os.path.join(work, kind + "-bench.json")
+    done, _ = run(["bench", "--backend", "cuda", "--model", folder, "--batch-sizes", "64,256", "--seq", "128",
+                   "--runs", str(runs), "--warmup", "3", "--json", bench_json])
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        line(f"{kind}: forward throughput", f"FAIL: nativemi bench exited {done.returncode}")
+        failed = True
+        continue
+    ours_rows = {r["batch_size"]: r for r in json.load(open(bench_json))["rows"]}
+    bf16 = AutoModel.from_pretrained(folder, torch_dtype=torch.bfloat16).to(device).eval()
+    generator = torch.Generator().manual_seed(20261128)
+    for batch in (64, 256):
+        ids = torch.randint(1000 if kind == "bert" else 0, model.config.vocab_size, (batch, 128), generator=generator).to(device)
+        attention = torch.ones_like(ids)
+        with torch.no_grad():
+            fp32_ms = median_ms(lambda: model(input_ids=ids, attention_mask=attention, output_hidden_states=True))
+            bf16_ms = median_ms(lambda: bf16(input_ids=ids, attention_mask=attention, output_hidden_states=True))
+        r = ours_rows[batch]
+        line(f"{kind}: forward b{batch} x128, ms (median of {runs})",
+             f"nativemi {r['pooled_median_ms']:.2f} pooled / {r['all_states_median_ms']:.2f} all states to host; "
+             f"torch fp32 {fp32_ms:.2f}, bf16 {bf16_ms:.2f}; nativemi/torch fp32 {r['pooled_median_ms'] / fp32_ms:.2f}x, /bf16 {r['pooled_median_ms'] / bf16_ms:.2f}x")
+    del model, bf16
+    torch.cuda.empty_cache()
+
+# 6. The whole measure run on random-init BERT-base over the first 2000 corpus lines.
+folder, corpus = os.path.join(work, "bert"), os.path.join(work, "corpus.txt")
+for batch in (64, 256):
+    out = os.path.join(work, f"measure-{batch}")
+    done, seconds = run(["measure", "--backend", "cuda", "--model", folder, "--corpus", corpus, "--max-sentences", "all",
+                         "--batch-size", str(batch), "--out", out])
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        line(f"measure b{batch}", f"FAIL: nativemi measure exited {done.returncode}")
+        failed = True
+        continue
+    timings = json.load(open(os.path.join(out, "results.json")))["timings_s"]
+    torch_seconds = {}
+    for dtype in ("fp32", "bf16"):
+        result = subprocess.run([sys.executable, os.path.join(repo, "scripts", "measure_torch.py"), "--model", folder, "--corpus", corpus,
+                                 "--results", os.path.join(out, "results.json"), "--batch-size", str(batch), "--dtype", dtype],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            print(result.stderr, file=sys.stderr)
+            failed = True
+            continue
+        torch_seconds[dtype] = json.loads(result.stdout.strip().splitlines()[-1])["timings_s"]["total"]
+    line(f"measure b{batch} (bert-base, 2000 lines), s",
+         f"nativemi {timings['total']:.1f} (forward {timings['forward']:.1f}, probes {timings['probes']:.1f}; wall {seconds:.1f}); "
+         + "; ".join(f"torch {d} {s:.1f} ({timings['total'] / s:.2f}x)" for d, s in torch_seconds.items()))
 sys.exit(1 if failed else 0)
 PY
 

@@ -46,6 +46,22 @@ public class KernelCompileTests
             Assert.Contains($".entry {kernel}(", compiled.Ptx);
     }
 
+    [NvrtcTheory]
+    [MemberData(nameof(EveryKernelFileAndArchitecture))]
+    public void KernelFileCompilesToACubinHoldingEveryKernel(string file, int major)
+    {
+        KernelSource source = KernelSource.Embedded(file);
+        CompiledCubin compiled = KernelCompiler.CompileCubin(source, major, 0);
+
+        Assert.Equal($"sm_{major}0", compiled.Architecture);
+        Assert.Equal("", compiled.Log);
+        Assert.Equal([0x7F, (byte)'E', (byte)'L', (byte)'F'], compiled.Image[..4]);
+        // Kernel names sit in the ELF string table as plain bytes.
+        string strings = System.Text.Encoding.ASCII.GetString(compiled.Image);
+        foreach (string kernel in source.KernelNames())
+            Assert.Contains(kernel, strings);
+    }
+
     [NvrtcFact]
     public void CompileErrorCarriesTheStatusNameAndTheLog()
     {

@@ -401,14 +401,27 @@ public sealed unsafe class CudaBackend : IComputeBackend
         {
             ulong queries = qkv + (ulong)(b * perSentence), keys = queries + (ulong)(width * sizeof(float)), values = keys + (ulong)(width * sizeof(float));
             // Scores, column-major [keys, queries] per head = row-major [queries, keys]: S = scale · Kᵀ(as stored) · Q.
-            CublasApi.Check(CublasApi.SgemmStridedBatched(handle, CublasApi.OperationTranspose, CublasApi.OperationNone, seq, seq, headDim,
-                &scale, keys, stride, headDim, queries, stride, headDim, &zero, scores, seq, (long)seq * seq, heads), "cublasSgemmStridedBatched(scores)");
+            StridedBatchedGemm(handle, CublasApi.OperationTranspose, CublasApi.OperationNone, seq, seq, headDim,
+                &scale, keys, stride, headDim, queries, stride, headDim, &zero, scores, seq, (long)seq * seq, heads, "scores");
             sentenceMask = mask + (ulong)((long)b * seq * sizeof(int));
             CheckLaunch(CudaDriverApi.LaunchKernel(_attentionMaskedSoftmax, (uint)seq, (uint)heads, 1, 128, 1, 1, 0, Stream, arguments, null), "attention_masked_softmax");
             ulong sentenceOutput = output + (ulong)((long)b * seq * width * sizeof(float));
-            CublasApi.Check(CublasApi.SgemmStridedBatched(handle, CublasApi.OperationNone, CublasApi.OperationNone, headDim, seq, seq,
-                &one, values, stride, headDim, scores, seq, (long)seq * seq, &zero, sentenceOutput, width, headDim, heads), "cublasSgemmStridedBatched(values)");
+            StridedBatchedGemm(handle, CublasApi.OperationNone, CublasApi.OperationNone, headDim, seq, seq,
+                &one, values, stride, headDim, scores, seq, (long)seq * seq, &zero, sentenceOutput, width, headDim, heads, "values");
         }
+    }
+
+    // fp32 storage either way; with TF32 allowed the Ex variant lets cuBLAS round the products to TF32, as RowMajorGemm does.
+    private void StridedBatchedGemm(nint handle, int operationA, int operationB, int m, int n, int k, float* alpha,
+        ulong a, int leadingA, long strideA, ulong b, int leadingB, long strideB, float* beta, ulong c, int leadingC, long strideC, int batches, string what)
+    {
+        if (_options.AllowTf32)
+            CublasApi.Check(CublasApi.GemmStridedBatchedEx(handle, operationA, operationB, m, n, k, alpha, a, CublasApi.DataTypeFloat32, leadingA, strideA,
+                b, CublasApi.DataTypeFloat32, leadingB, strideB, beta, c, CublasApi.DataTypeFloat32, leadingC, strideC, batches,
+                CublasApi.ComputeFloat32FastTf32, CublasApi.GemmDefaultAlgorithm), $"cublasGemmStridedBatchedEx({what})");
+        else
+            CublasApi.Check(CublasApi.SgemmStridedBatched(handle, operationA, operationB, m, n, k, alpha, a, leadingA, strideA, b, leadingB, strideB,
+                beta, c, leadingC, strideC, batches), $"cublasSgemmStridedBatched({what})");
     }
 
     /// <inheritdoc />

@@ -39,6 +39,11 @@ internal static unsafe partial class CublasApi
         float* alpha, ulong a, int leadingA, long strideA, ulong b, int leadingB, long strideB,
         float* beta, ulong c, int leadingC, long strideC, int batchCount);
 
+    [LibraryImport(Library, EntryPoint = "cublasGemmStridedBatchedEx")]
+    internal static partial int GemmStridedBatchedEx(nint handle, int transposeA, int transposeB, int m, int n, int k,
+        void* alpha, ulong a, int typeA, int leadingA, long strideA, ulong b, int typeB, int leadingB, long strideB,
+        void* beta, ulong c, int typeC, int leadingC, long strideC, int batchCount, int computeType, int algorithm);
+
     /// <summary>The status name (CUBLAS_STATUS_EXECUTION_FAILED), or a numeric fallback when the library predates cublasGetStatusName.</summary>
     internal static string StatusName(int status)
     {

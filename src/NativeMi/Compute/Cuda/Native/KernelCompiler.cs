@@ -23,6 +23,13 @@ public sealed record KernelCompileOptions(bool FusedMultiplyAdd = true, bool Tre
 /// <param name="FromCache">Whether the PTX came from the on-disk cache.</param>
 public sealed record CompiledKernel(string FileName, string Architecture, string Ptx, string Log, bool FromCache);
 
+/// <summary>The machine code of one compiled kernel source.</summary>
+/// <param name="FileName">The source's name.</param>
+/// <param name="Architecture">The real architecture it targets ("sm_90").</param>
+/// <param name="Image">The cubin (an ELF image), loadable with cuModuleLoadData.</param>
+/// <param name="Log">NVRTC's log (empty on a clean compile).</param>
+public sealed record CompiledCubin(string FileName, string Architecture, byte[] Image, string Log);
+
 /// <summary>
 /// Compiles kernel sources to PTX with NVRTC. Results are cached on disk under
 /// <c>&lt;cache root&gt;/kernels/</c>, keyed by a hash of the sources, the architecture, the options and the
@@ -71,13 +78,32 @@ public sealed class KernelCompiler
             if (cached is not null) return new CompiledKernel(source.FileName, architecture, cached, "", FromCache: true);
         }
 
-        (string ptx, string log) = CompileWithNvrtc(source, arguments, architecture);
+        (byte[] output, string log) = CompileWithNvrtc(source, arguments, architecture, cubin: false);
+        int end = Array.IndexOf(output, (byte)0);
+        string ptx = Encoding.UTF8.GetString(output, 0, end < 0 ? output.Length : end);
         if (options.TreatWarningsAsErrors && log.Contains("warning", StringComparison.OrdinalIgnoreCase))
             throw new CudaException("NVRTC_ERROR_COMPILATION", 6, $"nvrtcCompileProgram({source.FileName}, {architecture})",
                 "warnings are treated as errors:\n" + log);
 
         if (cachePath is not null) TryWriteCache(cachePath, ptx);
         return new CompiledKernel(source.FileName, architecture, ptx, log, FromCache: false);
+    }
+
+    /// <summary>
+    /// Compiles <paramref name="source"/> to a cubin (machine code) for the real architecture sm_<paramref name="major"/><paramref name="minor"/>,
+    /// which the driver loads without a JIT step. Not cached: PTX is the portable, cached form.
+    /// </summary>
+    /// <exception cref="CudaException">NVRTC is missing or too old for cubins, the source does not compile, or (with warnings as errors) it warns.</exception>
+    public static CompiledCubin CompileCubin(KernelSource source, int major, int minor, KernelCompileOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        options ??= KernelCompileOptions.Default;
+        string architecture = "sm_" + Architecture(major, minor)["compute_".Length..];
+        NvrtcVersion();
+        (byte[] image, string log) = CompileWithNvrtc(source, Arguments(architecture, options), architecture, cubin: true);
+        if (options.TreatWarningsAsErrors && log.Contains("warning", StringComparison.OrdinalIgnoreCase))
+            throw new CudaException("NVRTC_ERROR_COMPILATION", 6, $"nvrtcCompileProgram({source.FileName}, {architecture})", "warnings are treated as errors:\n" + log);
+        return new CompiledCubin(source.FileName, architecture, image, log);
     }
 
     private static string[] Arguments(string architecture, KernelCompileOptions options)
@@ -87,7 +113,7 @@ public sealed class KernelCompiler
         return [.. arguments];
     }
 
-    private static unsafe (string Ptx, string Log) CompileWithNvrtc(KernelSource source, string[] arguments, string architecture)
+    private static unsafe (byte[] Output, string Log) CompileWithNvrtc(KernelSource source, string[] arguments, string architecture, bool cubin)
     {
         string call = $"nvrtcCompileProgram({source.FileName}, {architecture})";
         var pinned = new List<byte[]>();
@@ -124,11 +150,17 @@ public sealed class KernelCompiler
             string log = ReadLog(program);
             NvrtcApi.Check(status, call, log);
 
+            if (cubin)
+            {
+                NvrtcApi.Check(NvrtcApi.GetCubinSize(program, out nuint cubinSize), "nvrtcGetCUBINSize");
+                byte[] image = new byte[(int)cubinSize];
+                fixed (byte* imagePointer = image) NvrtcApi.Check(NvrtcApi.GetCubin(program, imagePointer), "nvrtcGetCUBIN");
+                return (image, log);
+            }
             NvrtcApi.Check(NvrtcApi.GetPtxSize(program, out nuint size), "nvrtcGetPTXSize");
             byte[] ptx = new byte[(int)size];
             fixed (byte* ptxPointer = ptx) NvrtcApi.Check(NvrtcApi.GetPtx(program, ptxPointer), "nvrtcGetPTX");
-            int length = Array.IndexOf(ptx, (byte)0);
-            return (Encoding.UTF8.GetString(ptx, 0, length < 0 ? ptx.Length : length), log);
+            return (ptx, log);
         }
         finally
         {

@@ -28,6 +28,12 @@ internal static unsafe partial class NvrtcApi
     [LibraryImport(Library, EntryPoint = "nvrtcGetPTX")]
     internal static partial int GetPtx(nint program, byte* ptx);
 
+    [LibraryImport(Library, EntryPoint = "nvrtcGetCUBINSize")]
+    internal static partial int GetCubinSize(nint program, out nuint size);
+
+    [LibraryImport(Library, EntryPoint = "nvrtcGetCUBIN")]
+    internal static partial int GetCubin(nint program, byte* cubin);
+
     [LibraryImport(Library, EntryPoint = "nvrtcGetProgramLogSize")]
     internal static partial int GetProgramLogSize(nint program, out nuint size);
 

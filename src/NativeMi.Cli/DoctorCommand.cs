@@ -68,6 +68,8 @@ internal static class DoctorCommand
         {
             output.WriteLine("  not compiled: NVRTC not found");
         }
+        // Prebuilt PTX is optional, so what it reports is information, never a failure.
+        output.WriteLine("  " + PrebuiltKernels.Locate().Describe().Replace("\n", "\n  ", StringComparison.Ordinal));
         bool kernelsOk = compiled == KernelSource.EmbeddedFileNames.Count || !CudaLibraries.Get(CudaLibrary.Nvrtc).Found;
 
         IReadOnlyList<CudaDeviceInfo> devices;

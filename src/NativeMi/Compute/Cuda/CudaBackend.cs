@@ -38,7 +38,8 @@ public sealed class CudaBuffer<T> : DeviceBuffer<T> where T : unmanaged
 }
 
 /// <summary>
-/// The CUDA backend: NativeMi's kernels compiled at run time with NVRTC, and cuBLAS for the GEMMs. All work
+/// The CUDA backend: NativeMi's kernels compiled at run time with NVRTC (or nvcc's PTX from CMakeLists.txt when
+/// <see cref="PrebuiltKernels"/> proves it matches the embedded sources), and cuBLAS for the GEMMs. All work
 /// is queued on one stream; <see cref="Download{T}"/> (and the id check of <see cref="EmbeddingGather"/>)
 /// synchronise with it, so a kernel fault surfaces there as a <see cref="CudaException"/>.
 /// </summary>
@@ -59,6 +60,8 @@ public sealed unsafe class CudaBackend : IComputeBackend
     private readonly uint _gridLimit;
     private readonly int _fusedAttentionSharedLimit;
     private bool _disposed;
+    private int _prebuiltKernelFiles, _nvrtcKernelFiles;
+    private string? _prebuiltFallbackReason;
 
     private readonly nint _embeddingGather, _layerNorm, _biasActivationInPlace, _biasGeluKeepPreactivation, _geluBackward, _addInPlace;
     private readonly nint _attentionFused, _attentionMaskedSoftmax, _softmaxCrossEntropy, _gatherRows, _scatterAddRows, _columnSums, _adamW;
@@ -83,12 +86,11 @@ public sealed unsafe class CudaBackend : IComputeBackend
 
             var functions = new Dictionary<string, nint>(StringComparer.Ordinal);
             var compiler = new KernelCompiler(options.KernelCacheFolder);
+            var prebuilt = PrebuiltKernels.Locate();
             foreach (string file in KernelFiles)
             {
                 KernelSource source = KernelSource.Embedded(file);
-                CompiledKernel compiled = CompileForDevice(compiler, source);
-                CompiledArchitecture = compiled.Architecture;
-                CudaModuleHandle module = CudaModuleHandle.LoadPtx(_context, file, compiled.Ptx);
+                CudaModuleHandle module = LoadKernelModule(prebuilt, compiler, source);
                 _modules.Add(module);
                 foreach (string kernel in source.KernelNames()) functions[kernel] = module.Function(kernel);
             }
@@ -117,11 +119,10 @@ public sealed unsafe class CudaBackend : IComputeBackend
             if (_fusedAttentionSharedLimit > 48 * 1024)
                 CudaDriverApi.Check(CudaDriverApi.FunctionSetAttribute(_attentionFused, CudaDriverApi.FunctionAttributeMaxDynamicSharedSizeBytes, _fusedAttentionSharedLimit), "cuFuncSetAttribute(attention_fused)");
 
-            (int nvrtcMajor, int nvrtcMinor) = KernelCompiler.NvrtcVersion();
             CublasApi.GetProperty(CublasApi.PropertyMajorVersion, out int cublasMajor);
             CublasApi.GetProperty(CublasApi.PropertyMinorVersion, out int cublasMinor);
             (int driverMajor, int driverMinor) = CudaDevices.DriverVersion();
-            Description = $"cuda ({Device}; driver CUDA {driverMajor}.{driverMinor}; NVRTC {nvrtcMajor}.{nvrtcMinor} → {CompiledArchitecture}; " +
+            Description = $"cuda ({Device}; driver CUDA {driverMajor}.{driverMinor}; {KernelOrigin(prebuilt)}; " +
                           $"cuBLAS {cublasMajor}.{cublasMinor}; {(options.AllowTf32 ? "TF32 GEMMs" : "fp32 GEMMs")})";
         }
         catch
@@ -162,6 +163,48 @@ public sealed unsafe class CudaBackend : IComputeBackend
 
     /// <inheritdoc />
     public string Description { get; } = "";
+
+    // Prebuilt PTX (CMakeLists.txt's nvcc build) is used only when its manifest proves it comes from exactly the embedded
+    // sources; otherwise, or when the driver rejects it (PTX newer than the driver, say), NVRTC compiles the file. The
+    // first reason for falling back is kept for Description.
+    private CudaModuleHandle LoadKernelModule(PrebuiltKernels prebuilt, KernelCompiler compiler, KernelSource source)
+    {
+        if (prebuilt.TryFind(source, Device.ComputeCapabilityMajor, Device.ComputeCapabilityMinor, out PrebuiltKernel? kernel, out string reason))
+        {
+            try
+            {
+                CudaModuleHandle module = CudaModuleHandle.LoadPtx(_context, source.FileName, kernel.Ptx);
+                CompiledArchitecture = kernel.Architecture;
+                _prebuiltKernelFiles++;
+                return module;
+            }
+            catch (CudaException e)
+            {
+                reason = $"the driver rejected {Path.GetFileName(kernel.PtxPath)} ({e.StatusName})";
+            }
+        }
+        _prebuiltFallbackReason ??= reason;
+        _nvrtcKernelFiles++;
+        CompiledKernel compiled = CompileForDevice(compiler, source);
+        CompiledArchitecture = compiled.Architecture;
+        return CudaModuleHandle.LoadPtx(_context, source.FileName, compiled.Ptx);
+    }
+
+    // Where the kernels came from, for Description; NVRTC is asked for its version only when it compiled something,
+    // so an install with prebuilt PTX for every file needs no NVRTC.
+    private string KernelOrigin(PrebuiltKernels prebuilt)
+    {
+        string nvrtc = "";
+        if (_nvrtcKernelFiles > 0)
+        {
+            (int nvrtcMajor, int nvrtcMinor) = KernelCompiler.NvrtcVersion();
+            nvrtc = $"NVRTC {nvrtcMajor}.{nvrtcMinor}";
+        }
+        string target = $" → {CompiledArchitecture}";
+        if (_nvrtcKernelFiles == 0) return $"prebuilt PTX{target} ({_prebuiltKernelFiles} files from {prebuilt.Folder})";
+        if (_prebuiltKernelFiles == 0) return $"{nvrtc}{target} (prebuilt PTX unused: {_prebuiltFallbackReason})";
+        return $"prebuilt PTX for {_prebuiltKernelFiles} files from {prebuilt.Folder}, {nvrtc} for {_nvrtcKernelFiles}{target} ({_prebuiltFallbackReason})";
+    }
 
     // NVRTC older than the device (NVRTC 11.8 and a Blackwell GPU, say) cannot target its architecture; PTX for
     // an older one still runs, JIT-compiled by the driver.

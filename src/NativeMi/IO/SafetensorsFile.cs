@@ -35,7 +35,7 @@ public sealed record SafetensorsTensorInfo(string Name, SafetensorsDType DType, 
 /// A memory-mapped, validated safetensors file. Tensor bytes are read in place from the mapping.
 /// Every header field is checked when the file is opened; any problem raises <see cref="SafetensorsException"/>.
 /// </summary>
-public sealed unsafe class SafetensorsFile : IDisposable
+public sealed unsafe partial class SafetensorsFile : IDisposable
 {
     /// <summary>Largest header accepted (the reference implementation uses the same 100 MB limit).</summary>
     public const long MaxHeaderBytes = 100_000_000;
@@ -326,7 +326,27 @@ public sealed unsafe class SafetensorsFile : IDisposable
             default:
                 throw new SafetensorsException(FilePath, name, $"dtype is {SafetensorsDTypes.ToName(info.DType)}; expected a floating-point dtype (F32, F16, BF16, F64)");
         }
+        DropPages(info);
     }
+
+    /// <summary>
+    /// Tells the kernel the copied tensor's pages of the mapping are not needed any more, so a loaded model does
+    /// not also hold the whole file in its resident set until the mapping closes. The mapping is read-only and
+    /// file-backed, so the data stays valid: a later read faults the pages in again from the page cache.
+    /// </summary>
+    private void DropPages(SafetensorsTensorInfo info)
+    {
+        if (!OperatingSystem.IsLinux() || info.ByteLength < 1 << 16) return;
+        const long Page = 4096;
+        long begin = (long)(_base + _dataStart + info.Begin), end = begin + info.ByteLength;
+        long alignedBegin = begin & ~(Page - 1), alignedEnd = (end + Page - 1) & ~(Page - 1);
+        _ = Madvise((nint)alignedBegin, (nuint)(alignedEnd - alignedBegin), MadviseDontNeed); // advisory: a failure only costs memory
+    }
+
+    private const int MadviseDontNeed = 4;
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(nint address, nuint length, int advice);
 
     /// <summary>Reads the tensor as a new F32 array (converting F16, BF16 and F64).</summary>
     public float[] ReadFloat32(string name)

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using NativeMi.Compute;
+using NativeMi.Compute.Cpu;
 using NativeMi.IO;
 
 namespace NativeMi.Models;
@@ -157,7 +158,8 @@ internal sealed class TransformerWeights : IDisposable
                 "(ModelLoadOptions.AllowNonFiniteWeights in the library) to load them anyway");
         }
 
-        private DeviceBuffer<float> Upload(float[] values) => backend.Upload<float>(values);
+        /// <summary>The CPU backend adopts the freshly read array instead of copying it (the word embeddings alone are ~45 MiB for minilm).</summary>
+        private DeviceBuffer<float> Upload(float[] values) => backend is CpuBackend ? new CpuBuffer<float>(values) : backend.Upload<float>(values);
 
         /// <summary>A GEMM weight [rows, columns] ([in, out]), which the backend may keep in its own layout.</summary>
         private DeviceBuffer<float> Matrix(float[] values, int rows, int columns) => backend.UploadMatrix(values, rows, columns);

@@ -231,7 +231,7 @@ public sealed partial class CpuBackend : IComputeBackend
             TensorPrimitives.Add(x.AsSpan(r * width, width), b.AsSpan(0, width), u);
             Span<float> a = y.AsSpan(r * width, width);
             if (!gelu) { u.CopyTo(a); return; }
-            for (int j = 0; j < width; j++) a[j] = CpuMath.GeluExact(u[j]);
+            CpuProbeKernels.Gelu(u, a);
         });
     }
 
@@ -239,16 +239,20 @@ public sealed partial class CpuBackend : IComputeBackend
     public void GeluBackward(DeviceBuffer<float> preActivation, DeviceBuffer<float> upstream, DeviceBuffer<float> gradient, long count)
     {
         float[] u = Array(preActivation), g = Array(upstream), d = Array(gradient);
-        for (long i = 0; i < count; i++) d[i] = g[i] * CpuMath.GeluExactDerivative(u[i]);
+        int n = checked((int)count);
+        const int Chunk = 1 << 14;
+        if (n < 2 * Chunk) { CpuProbeKernels.GeluBackward(u.AsSpan(0, n), g.AsSpan(0, n), d.AsSpan(0, n)); return; }
+        Parallel.For(0, (n + Chunk - 1) / Chunk, c =>
+        {
+            int begin = c * Chunk, length = Math.Min(Chunk, n - begin);
+            CpuProbeKernels.GeluBackward(u.AsSpan(begin, length), g.AsSpan(begin, length), d.AsSpan(begin, length));
+        });
     }
 
     /// <inheritdoc />
     public void ColumnSums(DeviceBuffer<float> matrix, DeviceBuffer<float> columnSums, int rows, int width)
     {
-        float[] x = Array(matrix), s = Array(columnSums);
-        Span<float> sums = s.AsSpan(0, width);
-        sums.Clear();
-        for (int r = 0; r < rows; r++) TensorPrimitives.Add(sums, x.AsSpan(r * width, width), sums);
+        CpuProbeKernels.ColumnSums(Array(matrix), Array(columnSums).AsSpan(0, width), rows, width);
     }
 
     /// <inheritdoc />

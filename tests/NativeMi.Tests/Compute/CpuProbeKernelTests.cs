@@ -1,0 +1,164 @@
+using System.Runtime.Intrinsics;
+using NativeMi.Compute;
+using NativeMi.Compute.Cpu;
+using Xunit;
+
+namespace NativeMi.Tests.Compute;
+
+/// <summary>
+/// The vectorised probe kernels must return the bits of their scalar definitions (the measurement's figures
+/// are compared digit for digit across versions).
+/// </summary>
+public class CpuProbeKernelTests
+{
+    private static bool SameBits(float a, float b) => float.IsNaN(a) ? float.IsNaN(b) : BitConverter.SingleToUInt32Bits(a) == BitConverter.SingleToUInt32Bits(b);
+
+    private static IEnumerable<float> SampledFloats()
+    {
+        // Every 4099th bit pattern (all exponents, many mantissas) plus the edges of the special ranges.
+        for (ulong bits = 0; bits <= uint.MaxValue; bits += 4099) yield return BitConverter.UInt32BitsToSingle((uint)bits);
+        foreach (uint edge in new uint[] { 0x42b17217, 0xc2cff1b4, 0xc2ce8ecf, 0x42b00000, 0xc2b00000, 0x7f800000, 0xff800000, 0x7fc00000, 0x80000000, 0 })
+            for (int delta = -3; delta <= 3; delta++) yield return BitConverter.UInt32BitsToSingle((uint)(edge + delta));
+    }
+
+    [Fact]
+    public void ScalarExpMatchesMathFExpOnGlibc()
+    {
+        // ExpF reproduces glibc's expf (x86-64 FMA build); elsewhere MathF.Exp may round differently.
+        if (!OperatingSystem.IsLinux() || !System.Runtime.Intrinsics.X86.Fma.IsSupported) return;
+        long mismatches = 0;
+        string first = "";
+        foreach (float x in SampledFloats())
+        {
+            if (SameBits(MathF.Exp(x), ExpF.Exp(x))) continue;
+            if (mismatches++ == 0) first = $"x = {x:R}: MathF.Exp {MathF.Exp(x):R}, ExpF {ExpF.Exp(x):R}";
+        }
+        Assert.True(mismatches == 0, $"{mismatches} mismatches; first {first}");
+    }
+
+    [Fact]
+    public void VectorExpMatchesScalarExp()
+    {
+        if (!ExpF.IsVectorised) return;
+        float[] xs = SampledFloats().ToArray();
+        var lane = new float[8];
+        for (int i = 0; i + 8 <= xs.Length; i += 8)
+        {
+            ExpF.Exp(Vector256.Create(xs.AsSpan(i, 8))).CopyTo(lane);
+            for (int k = 0; k < 8; k++)
+                Assert.True(SameBits(ExpF.Exp(xs[i + k]), lane[k]), $"x = {xs[i + k]:R}: scalar {ExpF.Exp(xs[i + k]):R}, vector {lane[k]:R}");
+        }
+    }
+
+    /// <summary>The scalar definition the kernel had before it was vectorised.</summary>
+    private static (float Loss, int Argmax) ReferenceSoftmaxCrossEntropy(Span<float> row, int target, float scale, bool writeGradient)
+    {
+        float max = float.NegativeInfinity, sum = 0f;
+        int argmax = 0;
+        for (int j = 0; j < row.Length; j++)
+        {
+            float v = row[j];
+            if (v > max) { sum = sum * ExpF.Exp(max - v) + 1f; max = v; argmax = j; }
+            else sum += ExpF.Exp(v - max);
+        }
+        float loss = max + MathF.Log(sum) - row[target];
+        if (writeGradient)
+        {
+            float inverse = 1f / sum;
+            for (int j = 0; j < row.Length; j++) row[j] = ExpF.Exp(row[j] - max) * inverse * scale;
+            row[target] -= scale;
+        }
+        return (loss, argmax);
+    }
+
+    [Theory]
+    [InlineData(2500, 1)]
+    [InlineData(2503, 2)]
+    [InlineData(7, 3)]
+    [InlineData(64, 4)]
+    public void SoftmaxCrossEntropyRowIsBitIdenticalToTheScalarLoop(int classes, int seed)
+    {
+        var random = new Random(seed);
+        for (int trial = 0; trial < 20; trial++)
+        {
+            var row = new float[classes];
+            for (int j = 0; j < classes; j++) row[j] = (float)(random.NextDouble() * 20 - 10) * (trial % 3 == 0 ? 10 : 1);
+            if (trial == 5) row[classes / 2] = float.NaN;
+            if (trial == 6) row.AsSpan().Fill(float.NegativeInfinity);
+            if (trial == 7) for (int j = 0; j < classes; j++) row[j] = j; // the maximum moves in every chunk
+            var expected = (float[])row.Clone();
+            int target = random.Next(classes);
+            foreach (bool gradient in new[] { false, true })
+            {
+                var a = (float[])row.Clone();
+                var b = (float[])expected.Clone();
+                var (loss, argmax) = CpuProbeKernels.SoftmaxCrossEntropyRow(a, target, 1f / 350, gradient);
+                var (refLoss, refArgmax) = ReferenceSoftmaxCrossEntropy(b, target, 1f / 350, gradient);
+                Assert.True(SameBits(refLoss, loss), $"trial {trial}: loss {loss:R} vs {refLoss:R}");
+                Assert.Equal(refArgmax, argmax);
+                for (int j = 0; j < classes; j++) Assert.True(SameBits(b[j], a[j]), $"trial {trial}, class {j}: {a[j]:R} vs {b[j]:R}");
+            }
+        }
+    }
+
+    [Fact]
+    public void AdamWIsBitIdenticalToTheScalarLoop()
+    {
+        const int n = 100_003;
+        var random = new Random(7);
+        float[] Fill(double scale) => Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() - 0.5) * scale)).ToArray();
+        float[] p = Fill(1), g = Fill(0.01), m = Fill(0.001), v = Fill(1e-5).Select(Math.Abs).ToArray();
+        float[] p2 = (float[])p.Clone(), m2 = (float[])m.Clone(), v2 = (float[])v.Clone();
+        var step = new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 17);
+        CpuProbeKernels.AdamW(p, g, m, v, step);
+        float b1 = step.Beta1, b2 = step.Beta2;
+        float c1 = 1f - MathF.Pow(b1, step.Step), c2 = 1f - MathF.Pow(b2, step.Step);
+        float stepSize = step.LearningRate / c1, inverseSqrt = 1f / MathF.Sqrt(c2), decay = 1f - step.LearningRate * step.WeightDecay;
+        for (int i = 0; i < n; i++)
+        {
+            float mi = m2[i] = b1 * m2[i] + (1f - b1) * g[i];
+            float vi = v2[i] = b2 * v2[i] + (1f - b2) * g[i] * g[i];
+            p2[i] = p2[i] * decay - stepSize * mi / (MathF.Sqrt(vi) * inverseSqrt + step.Epsilon);
+        }
+        for (int i = 0; i < n; i++)
+        {
+            Assert.True(SameBits(p2[i], p[i]), $"parameter {i}");
+            Assert.True(SameBits(m2[i], m[i]) && SameBits(v2[i], v[i]), $"moment {i}");
+        }
+    }
+
+    [Fact]
+    public void GeluAndItsDerivativeAreBitIdenticalToCpuMath()
+    {
+        const int n = 40_009;
+        var random = new Random(3);
+        float[] u = Enumerable.Range(0, n).Select(i => i % 97 == 0 ? (i % 2 == 0 ? float.NaN : 30f) : (float)((random.NextDouble() - 0.5) * 12)).ToArray();
+        float[] upstream = Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var gelu = new float[n];
+        var derivative = new float[n];
+        CpuProbeKernels.Gelu(u, gelu);
+        CpuProbeKernels.GeluBackward(u, upstream, derivative);
+        for (int i = 0; i < n; i++)
+        {
+            Assert.True(SameBits(CpuMath.GeluExact(u[i]), gelu[i]), $"gelu({u[i]:R})");
+            float expected = upstream[i] * (0.5f * (1f + CpuMath.Erf(u[i] * 0.70710678118654752f)) + u[i] * 0.3989422804014327f * ExpF.Exp(-0.5f * u[i] * u[i]));
+            Assert.True(SameBits(expected, derivative[i]), $"gelu'({u[i]:R}): {derivative[i]:R} vs {expected:R}");
+        }
+    }
+
+    [Fact]
+    public void ColumnSumsAddRowsInOrder()
+    {
+        const int rows = 350, width = 2503;
+        var random = new Random(5);
+        float[] x = Enumerable.Range(0, rows * width).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var sums = new float[width];
+        CpuProbeKernels.ColumnSums(x, sums, rows, width);
+        for (int j = 0; j < width; j++)
+        {
+            float s = 0;
+            for (int r = 0; r < rows; r++) s += x[r * width + j];
+            Assert.True(SameBits(s, sums[j]), $"column {j}");
+        }
+    }
+}

@@ -30,5 +30,12 @@ if (args.Length > 0 && args[0] == "probe-compare")
     Console.WriteLine(report);
     return 0;
 }
+// `kernels [rounds] [filter]`: quick interleaved Stopwatch medians of the FMA peak, GEMM shapes and attention.
+if (args.Length > 0 && args[0] == "kernels")
+{
+    int rounds = args.Length > 1 && int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out int r) ? r : 15;
+    Console.WriteLine(QuickKernels.Run(rounds, args.Length > 2 ? args[2] : null));
+    return 0;
+}
 BenchmarkSwitcher.FromAssembly(typeof(ForwardBenchmarks).Assembly).Run(args);
 return 0;

@@ -296,6 +296,15 @@ public static class GemmChecks
                 failures++;
                 Console.WriteLine($"FAIL fused {activation} differs from CpuMath");
             }
+        foreach (var (batch, seq, heads, headDim, causal) in new[] { (3, 27, 2, 32, false), (2, 19, 2, 12, true) })
+        {
+            double worst = AttentionChecks.WorstError(batch, seq, heads, headDim, causal);
+            if (!(worst <= 1))
+            {
+                failures++;
+                Console.WriteLine($"FAIL attention {batch}×{seq}, {heads}×{headDim} causal={causal}: {worst:F2}× tolerance");
+            }
+        }
         Console.WriteLine($"failures={failures}");
         return failures;
     }

@@ -151,48 +151,8 @@ public sealed class CpuBackend : IComputeBackend
 
     /// <inheritdoc />
     public void Attention(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> output,
-        int batch, int seq, int heads, int headDim, bool causal)
-    {
-        float[] x = Array(qkv), o = Array(output);
-        int[] m = Array(mask);
-        int width = heads * headDim, stride = 3 * width;
-        float scale = 1f / MathF.Sqrt(headDim);
-        Parallel.For(0, batch * heads, () => new float[seq], (bh, _, scores) =>
-        {
-            int b = bh / heads, h = bh % heads;
-            int rowBase = b * seq;
-            for (int i = 0; i < seq; i++)
-            {
-                ReadOnlySpan<float> q = x.AsSpan((rowBase + i) * stride + h * headDim, headDim);
-                Span<float> dst = o.AsSpan((rowBase + i) * width + h * headDim, headDim);
-                int keyEnd = causal ? i + 1 : seq;
-                float max = float.NegativeInfinity;
-                for (int j = 0; j < keyEnd; j++)
-                {
-                    if (m[rowBase + j] == 0) { scores[j] = float.NegativeInfinity; continue; }
-                    float s = TensorPrimitives.Dot(q, x.AsSpan((rowBase + j) * stride + width + h * headDim, headDim)) * scale;
-                    scores[j] = s;
-                    if (s > max) max = s;
-                }
-                dst.Clear();
-                if (float.IsNegativeInfinity(max)) continue;
-                float sum = 0;
-                for (int j = 0; j < keyEnd; j++)
-                {
-                    float e = float.IsNegativeInfinity(scores[j]) ? 0f : MathF.Exp(scores[j] - max);
-                    scores[j] = e;
-                    sum += e;
-                }
-                float inverse = 1f / sum;
-                for (int j = 0; j < keyEnd; j++)
-                {
-                    if (scores[j] == 0f) continue;
-                    TensorPrimitives.MultiplyAdd(x.AsSpan((rowBase + j) * stride + 2 * width + h * headDim, headDim), scores[j] * inverse, dst, dst);
-                }
-            }
-            return scores;
-        }, _ => { });
-    }
+        int batch, int seq, int heads, int headDim, bool causal) =>
+        CpuAttention.Run(Array(qkv), Array(mask), Array(output), batch, seq, heads, headDim, causal);
 
     /// <inheritdoc />
     public void GemmEx(DeviceBuffer<float> a, bool transposeA, DeviceBuffer<float> b, bool transposeB, DeviceBuffer<float> c,

@@ -13,7 +13,8 @@ namespace NativeMi.Benchmarks;
 /// `kernels [rounds]`: a quick Stopwatch harness (no BenchmarkDotNet) for A/B comparisons on a noisy machine. Each
 /// round times every case once, rounds interleave the cases, and the report gives medians over rounds. Cases: the
 /// FMA peak (512-bit, 1 and all threads), minilm's GEMM shapes with a pre-packed weight as the forward pass runs
-/// them (batch 32 and 8 × 27 tokens and 1024 rows) and with raw B, and the attention op.
+/// them (batch 32 and 8 × 27 tokens and 1024 rows) and with raw B, and the attention op. The filter keeps the cases whose
+/// name contains any of its '|'-separated parts.
 /// </summary>
 public static class QuickKernels
 {
@@ -30,11 +31,18 @@ public static class QuickKernels
         foreach (int m in new[] { 1024, 864, 216 })
             foreach (var (k, n) in new[] { (384, 1152), (384, 384), (384, 1536), (1536, 384) })
                 cases.Add(Packed(rng, m, k, n, m == 864 && n == 1536 ? Activation.GeluExact : Activation.None));
+        // Narrow products: packing A dominates.
+        cases.Add(Packed(rng, 1024, 384, 32, Activation.None));
+        cases.Add(Packed(rng, 216, 1536, 32, Activation.None));
         foreach (var (m, k, n) in new[] { (1024, 384, 1152), (350, 512, 879) })
             cases.Add(Raw(rng, m, k, n));
         foreach (int batch in new[] { 32, 8 })
             cases.Add(AttentionCase(rng, batch, 27, 12, 32));
-        if (filter is not null) cases = cases.Where(c => c.Name.Contains(filter, StringComparison.OrdinalIgnoreCase)).ToList();
+        if (filter is not null)
+        {
+            string[] parts = filter.Split('|');
+            cases = cases.Where(c => parts.Any(p => c.Name.Contains(p, StringComparison.OrdinalIgnoreCase))).ToList();
+        }
 
         foreach (Case c in cases) { c.Body(); c.Body(); }
         var times = cases.ToDictionary(c => c, _ => new List<double>());

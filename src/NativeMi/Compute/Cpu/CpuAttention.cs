@@ -61,6 +61,7 @@ public static class CpuAttention
         public readonly int[] Valid = new int[(seq + Lanes - 1) / Lanes * Lanes];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Item(float[] qkv, int[] mask, float[] output, int item, int seq, int heads, int headDim, bool causal, Scratch scratch)
     {
         int b = item / heads, h = item % heads, width = heads * headDim, stride = 3 * width, padded = scratch.Padded;

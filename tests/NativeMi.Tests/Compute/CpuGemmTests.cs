@@ -276,7 +276,7 @@ public static class GemmChecks
     {
         Console.WriteLine($"path={CpuGemm.ActivePath}");
         int failures = 0;
-        var shapes = new (int M, int K, int N)[] { (1, 1, 1), (5, 3, 17), (17, 33, 65), (129, 257, 31), (40, 300, 100) };
+        var shapes = new (int M, int K, int N)[] { (1, 1, 1), (5, 3, 17), (17, 33, 65), (129, 257, 31), (40, 300, 100), (30, 800, 70) };
         foreach (var (m, k, n) in shapes)
             foreach (bool transposeA in new[] { false, true })
                 foreach (bool transposeB in new[] { false, true })

@@ -24,20 +24,15 @@ public static class CpuGemm
     private static readonly Path Selected =
         Avx512F.IsSupported ? Path.Avx512 : Avx2.IsSupported && Fma.IsSupported ? Path.Avx2 : Path.Scalar;
 
-    private static int Knob(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out int v) ? v : fallback;
-    private static readonly int KC = Knob("NMI_KC", 256);
-    private static readonly int Order = Knob("NMI_ORDER", 0);
-    private static readonly int Static = Knob("NMI_STATIC", 0);
-    private static readonly int PrefetchFloats = Knob("NMI_PF", 0);
-    private static readonly int Shape512 = Knob("NMI_SHAPE", 0);
-    private static readonly int Skip = Knob("NMI_SKIP", 0);
-    private static readonly int Mr512 = Shape512 switch { 1 => 6, 2 => 8, 3 => 14, _ => 12 };
-    private static readonly int Nr512 = Shape512 switch { 1 => 64, 2 => 48, _ => 32 };
-    private const int Mr256 = 6, Nr256 = 16, MrScalar = 4, NrScalar = 4;
-    private const int MaxTile = 16 * 64;
+    // K block: with K = 384 (the models' hidden size) a tile is finished in one pass, so C is written once.
+    private const int KC = 384;
+    private const int Mr512 = 12, Nr512 = 32, Mr256 = 6, Nr256 = 16, MrScalar = 4, NrScalar = 4;
+    private const int MaxTile = 16 * 32;
+    // Packed B is prefetched this many floats (8 K steps of a 32-wide panel) ahead of the loads.
+    private const int PrefetchFloats = 512;
     private const double ParallelFlops = 2_000_000;
-    private static readonly int BlockBytes = Knob("NMI_BB", 512 * 1024);
-    private static readonly int MaxRowPanels = Knob("NMI_RP", 8);
+    private const int BlockBytes = 512 * 1024;
+    private const int MaxRowPanels = 8;
 
     /// <summary>The instruction-set path the micro-kernel uses on this process: "avx512", "avx2" or "scalar".</summary>
     public static string ActivePath => Selected switch { Path.Avx512 => "avx512", Path.Avx2 => "avx2", _ => "scalar" };
@@ -215,14 +210,7 @@ public static class CpuGemm
             {
                 var options = new ParallelOptions { MaxDegreeOfParallelism = workers };
                 Parallel.For(0, packItems, options, Pack);
-                if (Static == 1)
-                    Parallel.For(0, workers, options, w =>
-                    {
-                        int start = (int)((long)w * _tiles / workers), end = (int)((long)(w + 1) * _tiles / workers);
-                        for (int t = start; t < end; t++) Tile(t);
-                    });
-                else
-                    Parallel.For(0, _tiles, options, Tile);
+                Parallel.For(0, _tiles, options, Tile);
             }
             else
             {
@@ -233,7 +221,6 @@ public static class CpuGemm
 
         private void Pack(int item)
         {
-            if (Skip == 1) return;
             if (item < MPanels) PackA(item);
             else PackBPanel(item - MPanels);
         }
@@ -346,16 +333,9 @@ public static class CpuGemm
                 int kc = Math.Min(KC, k - kb);
                 bool load = kb > 0 || Accumulate;
                 float* bias = kb + kc == k ? Bias : null;
-                if (Order == 0)
-                {
-                    for (int ip = ip0; ip < ip1; ip++)
-                        for (int jp = jp0; jp < jp1; jp++) Block(ip, jp, kb, kc, load, bias, edge);
-                }
-                else
-                {
-                    for (int jp = jp0; jp < jp1; jp++)
-                        for (int ip = ip0; ip < ip1; ip++) Block(ip, jp, kb, kc, load, bias, edge);
-                }
+                // The row panel (MR × KC, broadcast operand) stays in L1 while the column panels stream from L2.
+                for (int ip = ip0; ip < ip1; ip++)
+                    for (int jp = jp0; jp < jp1; jp++) Block(ip, jp, kb, kc, load, bias, edge);
             }
             if (Activation != Activation.None)
             {
@@ -375,10 +355,11 @@ public static class CpuGemm
                 }
             }
         }
+
+        /// <summary>One MR × NR block of C over one K block, through the edge buffer where it overhangs C.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Block(int ip, int jp, int kb, int kc, bool load, float* bias, float* edge)
         {
-            if (Skip == 2) return;
             int mr = Mr, nr = Nr, k = K, n = N;
             int row0 = ip * mr, rows = Math.Min(mr, M - row0);
             float* pa = PackedA + (long)ip * mr * k + (long)kb * mr;
@@ -454,15 +435,7 @@ public static class CpuGemm
     {
         switch (Selected)
         {
-            case Path.Avx512:
-                switch (Shape512)
-                {
-                    case 1: Kernel512x6x64(kc, pa, pb, c, ldc, load, bias); break;
-                    case 2: Kernel512x8x48(kc, pa, pb, c, ldc, load, bias); break;
-                    case 3: Kernel512x14x32(kc, pa, pb, c, ldc, load, bias); break;
-                    default: Kernel512(kc, pa, pb, c, ldc, load, bias); break;
-                }
-                break;
+            case Path.Avx512: Kernel512(kc, pa, pb, c, ldc, load, bias); break;
             case Path.Avx2: Kernel256(kc, pa, pb, c, ldc, load, bias); break;
             default: KernelScalar(kc, pa, pb, c, ldc, load, bias); break;
         }
@@ -565,13 +538,10 @@ public static class CpuGemm
                 x = Vector512.Create(pa[22]); cA0 = Avx512F.FusedMultiplyAdd(x, b0, cA0); cA1 = Avx512F.FusedMultiplyAdd(x, b1, cA1);
                 x = Vector512.Create(pa[23]); cB0 = Avx512F.FusedMultiplyAdd(x, b0, cB0); cB1 = Avx512F.FusedMultiplyAdd(x, b1, cB1);
             }
-            if (PrefetchFloats > 0)
-            {
-                Sse.Prefetch0(pb + PrefetchFloats);
-                Sse.Prefetch0(pb + PrefetchFloats + 16);
-                Sse.Prefetch0(pb + PrefetchFloats + 32);
-                Sse.Prefetch0(pb + PrefetchFloats + 48);
-            }
+            Sse.Prefetch0(pb + PrefetchFloats);
+            Sse.Prefetch0(pb + PrefetchFloats + 16);
+            Sse.Prefetch0(pb + PrefetchFloats + 32);
+            Sse.Prefetch0(pb + PrefetchFloats + 48);
             pa += 24;
             pb += 64;
         }
@@ -604,263 +574,6 @@ public static class CpuGemm
         Store512(c + 9 * ldc, c90, c91, load, bias);
         Store512(c + 10 * ldc, cA0, cA1, load, bias);
         Store512(c + 11 * ldc, cB0, cB1, load, bias);
-    }
-
-    /// <summary>6×64 micro-kernel: 24 Vector512 accumulators over <paramref name="kc"/> packed steps.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Kernel512x6x64(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
-    {
-        Vector512<float> c0_0 = default, c0_1 = default, c0_2 = default, c0_3 = default;
-        Vector512<float> c1_0 = default, c1_1 = default, c1_2 = default, c1_3 = default;
-        Vector512<float> c2_0 = default, c2_1 = default, c2_2 = default, c2_3 = default;
-        Vector512<float> c3_0 = default, c3_1 = default, c3_2 = default, c3_3 = default;
-        Vector512<float> c4_0 = default, c4_1 = default, c4_2 = default, c4_3 = default;
-        Vector512<float> c5_0 = default, c5_1 = default, c5_2 = default, c5_3 = default;
-        int p = 0;
-        for (; p + 2 <= kc; p += 2)
-        {
-            {
-                Vector512<float> b0 = Vector512.Load(pb + 0), b1 = Vector512.Load(pb + 16), b2 = Vector512.Load(pb + 32), b3 = Vector512.Load(pb + 48);
-                Vector512<float> x;
-                x = Vector512.Create(pa[0]); c0_0 = Avx512F.FusedMultiplyAdd(x, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(x, b1, c0_1); c0_2 = Avx512F.FusedMultiplyAdd(x, b2, c0_2); c0_3 = Avx512F.FusedMultiplyAdd(x, b3, c0_3);
-                x = Vector512.Create(pa[1]); c1_0 = Avx512F.FusedMultiplyAdd(x, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(x, b1, c1_1); c1_2 = Avx512F.FusedMultiplyAdd(x, b2, c1_2); c1_3 = Avx512F.FusedMultiplyAdd(x, b3, c1_3);
-                x = Vector512.Create(pa[2]); c2_0 = Avx512F.FusedMultiplyAdd(x, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(x, b1, c2_1); c2_2 = Avx512F.FusedMultiplyAdd(x, b2, c2_2); c2_3 = Avx512F.FusedMultiplyAdd(x, b3, c2_3);
-                x = Vector512.Create(pa[3]); c3_0 = Avx512F.FusedMultiplyAdd(x, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(x, b1, c3_1); c3_2 = Avx512F.FusedMultiplyAdd(x, b2, c3_2); c3_3 = Avx512F.FusedMultiplyAdd(x, b3, c3_3);
-                x = Vector512.Create(pa[4]); c4_0 = Avx512F.FusedMultiplyAdd(x, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(x, b1, c4_1); c4_2 = Avx512F.FusedMultiplyAdd(x, b2, c4_2); c4_3 = Avx512F.FusedMultiplyAdd(x, b3, c4_3);
-                x = Vector512.Create(pa[5]); c5_0 = Avx512F.FusedMultiplyAdd(x, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(x, b1, c5_1); c5_2 = Avx512F.FusedMultiplyAdd(x, b2, c5_2); c5_3 = Avx512F.FusedMultiplyAdd(x, b3, c5_3);
-            }
-            {
-                Vector512<float> b0 = Vector512.Load(pb + 64), b1 = Vector512.Load(pb + 80), b2 = Vector512.Load(pb + 96), b3 = Vector512.Load(pb + 112);
-                Vector512<float> x;
-                x = Vector512.Create(pa[6]); c0_0 = Avx512F.FusedMultiplyAdd(x, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(x, b1, c0_1); c0_2 = Avx512F.FusedMultiplyAdd(x, b2, c0_2); c0_3 = Avx512F.FusedMultiplyAdd(x, b3, c0_3);
-                x = Vector512.Create(pa[7]); c1_0 = Avx512F.FusedMultiplyAdd(x, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(x, b1, c1_1); c1_2 = Avx512F.FusedMultiplyAdd(x, b2, c1_2); c1_3 = Avx512F.FusedMultiplyAdd(x, b3, c1_3);
-                x = Vector512.Create(pa[8]); c2_0 = Avx512F.FusedMultiplyAdd(x, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(x, b1, c2_1); c2_2 = Avx512F.FusedMultiplyAdd(x, b2, c2_2); c2_3 = Avx512F.FusedMultiplyAdd(x, b3, c2_3);
-                x = Vector512.Create(pa[9]); c3_0 = Avx512F.FusedMultiplyAdd(x, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(x, b1, c3_1); c3_2 = Avx512F.FusedMultiplyAdd(x, b2, c3_2); c3_3 = Avx512F.FusedMultiplyAdd(x, b3, c3_3);
-                x = Vector512.Create(pa[10]); c4_0 = Avx512F.FusedMultiplyAdd(x, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(x, b1, c4_1); c4_2 = Avx512F.FusedMultiplyAdd(x, b2, c4_2); c4_3 = Avx512F.FusedMultiplyAdd(x, b3, c4_3);
-                x = Vector512.Create(pa[11]); c5_0 = Avx512F.FusedMultiplyAdd(x, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(x, b1, c5_1); c5_2 = Avx512F.FusedMultiplyAdd(x, b2, c5_2); c5_3 = Avx512F.FusedMultiplyAdd(x, b3, c5_3);
-            }
-            pa += 12;
-            pb += 128;
-        }
-        for (; p < kc; p++)
-        {
-            {
-                Vector512<float> b0 = Vector512.Load(pb + 0), b1 = Vector512.Load(pb + 16), b2 = Vector512.Load(pb + 32), b3 = Vector512.Load(pb + 48);
-                Vector512<float> x;
-                x = Vector512.Create(pa[0]); c0_0 = Avx512F.FusedMultiplyAdd(x, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(x, b1, c0_1); c0_2 = Avx512F.FusedMultiplyAdd(x, b2, c0_2); c0_3 = Avx512F.FusedMultiplyAdd(x, b3, c0_3);
-                x = Vector512.Create(pa[1]); c1_0 = Avx512F.FusedMultiplyAdd(x, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(x, b1, c1_1); c1_2 = Avx512F.FusedMultiplyAdd(x, b2, c1_2); c1_3 = Avx512F.FusedMultiplyAdd(x, b3, c1_3);
-                x = Vector512.Create(pa[2]); c2_0 = Avx512F.FusedMultiplyAdd(x, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(x, b1, c2_1); c2_2 = Avx512F.FusedMultiplyAdd(x, b2, c2_2); c2_3 = Avx512F.FusedMultiplyAdd(x, b3, c2_3);
-                x = Vector512.Create(pa[3]); c3_0 = Avx512F.FusedMultiplyAdd(x, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(x, b1, c3_1); c3_2 = Avx512F.FusedMultiplyAdd(x, b2, c3_2); c3_3 = Avx512F.FusedMultiplyAdd(x, b3, c3_3);
-                x = Vector512.Create(pa[4]); c4_0 = Avx512F.FusedMultiplyAdd(x, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(x, b1, c4_1); c4_2 = Avx512F.FusedMultiplyAdd(x, b2, c4_2); c4_3 = Avx512F.FusedMultiplyAdd(x, b3, c4_3);
-                x = Vector512.Create(pa[5]); c5_0 = Avx512F.FusedMultiplyAdd(x, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(x, b1, c5_1); c5_2 = Avx512F.FusedMultiplyAdd(x, b2, c5_2); c5_3 = Avx512F.FusedMultiplyAdd(x, b3, c5_3);
-            }
-            pa += 6;
-            pb += 64;
-        }
-        Store512x4(c + 0 * ldc, c0_0, c0_1, c0_2, c0_3, load, bias);
-        Store512x4(c + 1 * ldc, c1_0, c1_1, c1_2, c1_3, load, bias);
-        Store512x4(c + 2 * ldc, c2_0, c2_1, c2_2, c2_3, load, bias);
-        Store512x4(c + 3 * ldc, c3_0, c3_1, c3_2, c3_3, load, bias);
-        Store512x4(c + 4 * ldc, c4_0, c4_1, c4_2, c4_3, load, bias);
-        Store512x4(c + 5 * ldc, c5_0, c5_1, c5_2, c5_3, load, bias);
-    }
-
-    /// <summary>8×48 micro-kernel: 24 Vector512 accumulators over <paramref name="kc"/> packed steps.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Kernel512x8x48(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
-    {
-        Vector512<float> c0_0 = default, c0_1 = default, c0_2 = default;
-        Vector512<float> c1_0 = default, c1_1 = default, c1_2 = default;
-        Vector512<float> c2_0 = default, c2_1 = default, c2_2 = default;
-        Vector512<float> c3_0 = default, c3_1 = default, c3_2 = default;
-        Vector512<float> c4_0 = default, c4_1 = default, c4_2 = default;
-        Vector512<float> c5_0 = default, c5_1 = default, c5_2 = default;
-        Vector512<float> c6_0 = default, c6_1 = default, c6_2 = default;
-        Vector512<float> c7_0 = default, c7_1 = default, c7_2 = default;
-        int p = 0;
-        for (; p + 2 <= kc; p += 2)
-        {
-            {
-                Vector512<float> b0 = Vector512.Load(pb + 0), b1 = Vector512.Load(pb + 16), b2 = Vector512.Load(pb + 32);
-                Vector512<float> x;
-                x = Vector512.Create(pa[0]); c0_0 = Avx512F.FusedMultiplyAdd(x, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(x, b1, c0_1); c0_2 = Avx512F.FusedMultiplyAdd(x, b2, c0_2);
-                x = Vector512.Create(pa[1]); c1_0 = Avx512F.FusedMultiplyAdd(x, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(x, b1, c1_1); c1_2 = Avx512F.FusedMultiplyAdd(x, b2, c1_2);
-                x = Vector512.Create(pa[2]); c2_0 = Avx512F.FusedMultiplyAdd(x, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(x, b1, c2_1); c2_2 = Avx512F.FusedMultiplyAdd(x, b2, c2_2);
-                x = Vector512.Create(pa[3]); c3_0 = Avx512F.FusedMultiplyAdd(x, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(x, b1, c3_1); c3_2 = Avx512F.FusedMultiplyAdd(x, b2, c3_2);
-                x = Vector512.Create(pa[4]); c4_0 = Avx512F.FusedMultiplyAdd(x, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(x, b1, c4_1); c4_2 = Avx512F.FusedMultiplyAdd(x, b2, c4_2);
-                x = Vector512.Create(pa[5]); c5_0 = Avx512F.FusedMultiplyAdd(x, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(x, b1, c5_1); c5_2 = Avx512F.FusedMultiplyAdd(x, b2, c5_2);
-                x = Vector512.Create(pa[6]); c6_0 = Avx512F.FusedMultiplyAdd(x, b0, c6_0); c6_1 = Avx512F.FusedMultiplyAdd(x, b1, c6_1); c6_2 = Avx512F.FusedMultiplyAdd(x, b2, c6_2);
-                x = Vector512.Create(pa[7]); c7_0 = Avx512F.FusedMultiplyAdd(x, b0, c7_0); c7_1 = Avx512F.FusedMultiplyAdd(x, b1, c7_1); c7_2 = Avx512F.FusedMultiplyAdd(x, b2, c7_2);
-            }
-            {
-                Vector512<float> b0 = Vector512.Load(pb + 48), b1 = Vector512.Load(pb + 64), b2 = Vector512.Load(pb + 80);
-                Vector512<float> x;
-                x = Vector512.Create(pa[8]); c0_0 = Avx512F.FusedMultiplyAdd(x, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(x, b1, c0_1); c0_2 = Avx512F.FusedMultiplyAdd(x, b2, c0_2);
-                x = Vector512.Create(pa[9]); c1_0 = Avx512F.FusedMultiplyAdd(x, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(x, b1, c1_1); c1_2 = Avx512F.FusedMultiplyAdd(x, b2, c1_2);
-                x = Vector512.Create(pa[10]); c2_0 = Avx512F.FusedMultiplyAdd(x, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(x, b1, c2_1); c2_2 = Avx512F.FusedMultiplyAdd(x, b2, c2_2);
-                x = Vector512.Create(pa[11]); c3_0 = Avx512F.FusedMultiplyAdd(x, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(x, b1, c3_1); c3_2 = Avx512F.FusedMultiplyAdd(x, b2, c3_2);
-                x = Vector512.Create(pa[12]); c4_0 = Avx512F.FusedMultiplyAdd(x, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(x, b1, c4_1); c4_2 = Avx512F.FusedMultiplyAdd(x, b2, c4_2);
-                x = Vector512.Create(pa[13]); c5_0 = Avx512F.FusedMultiplyAdd(x, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(x, b1, c5_1); c5_2 = Avx512F.FusedMultiplyAdd(x, b2, c5_2);
-                x = Vector512.Create(pa[14]); c6_0 = Avx512F.FusedMultiplyAdd(x, b0, c6_0); c6_1 = Avx512F.FusedMultiplyAdd(x, b1, c6_1); c6_2 = Avx512F.FusedMultiplyAdd(x, b2, c6_2);
-                x = Vector512.Create(pa[15]); c7_0 = Avx512F.FusedMultiplyAdd(x, b0, c7_0); c7_1 = Avx512F.FusedMultiplyAdd(x, b1, c7_1); c7_2 = Avx512F.FusedMultiplyAdd(x, b2, c7_2);
-            }
-            pa += 16;
-            pb += 96;
-        }
-        for (; p < kc; p++)
-        {
-            {
-                Vector512<float> b0 = Vector512.Load(pb + 0), b1 = Vector512.Load(pb + 16), b2 = Vector512.Load(pb + 32);
-                Vector512<float> x;
-                x = Vector512.Create(pa[0]); c0_0 = Avx512F.FusedMultiplyAdd(x, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(x, b1, c0_1); c0_2 = Avx512F.FusedMultiplyAdd(x, b2, c0_2);
-                x = Vector512.Create(pa[1]); c1_0 = Avx512F.FusedMultiplyAdd(x, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(x, b1, c1_1); c1_2 = Avx512F.FusedMultiplyAdd(x, b2, c1_2);
-                x = Vector512.Create(pa[2]); c2_0 = Avx512F.FusedMultiplyAdd(x, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(x, b1, c2_1); c2_2 = Avx512F.FusedMultiplyAdd(x, b2, c2_2);
-                x = Vector512.Create(pa[3]); c3_0 = Avx512F.FusedMultiplyAdd(x, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(x, b1, c3_1); c3_2 = Avx512F.FusedMultiplyAdd(x, b2, c3_2);
-                x = Vector512.Create(pa[4]); c4_0 = Avx512F.FusedMultiplyAdd(x, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(x, b1, c4_1); c4_2 = Avx512F.FusedMultiplyAdd(x, b2, c4_2);
-                x = Vector512.Create(pa[5]); c5_0 = Avx512F.FusedMultiplyAdd(x, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(x, b1, c5_1); c5_2 = Avx512F.FusedMultiplyAdd(x, b2, c5_2);
-                x = Vector512.Create(pa[6]); c6_0 = Avx512F.FusedMultiplyAdd(x, b0, c6_0); c6_1 = Avx512F.FusedMultiplyAdd(x, b1, c6_1); c6_2 = Avx512F.FusedMultiplyAdd(x, b2, c6_2);
-                x = Vector512.Create(pa[7]); c7_0 = Avx512F.FusedMultiplyAdd(x, b0, c7_0); c7_1 = Avx512F.FusedMultiplyAdd(x, b1, c7_1); c7_2 = Avx512F.FusedMultiplyAdd(x, b2, c7_2);
-            }
-            pa += 8;
-            pb += 48;
-        }
-        Store512x3(c + 0 * ldc, c0_0, c0_1, c0_2, load, bias);
-        Store512x3(c + 1 * ldc, c1_0, c1_1, c1_2, load, bias);
-        Store512x3(c + 2 * ldc, c2_0, c2_1, c2_2, load, bias);
-        Store512x3(c + 3 * ldc, c3_0, c3_1, c3_2, load, bias);
-        Store512x3(c + 4 * ldc, c4_0, c4_1, c4_2, load, bias);
-        Store512x3(c + 5 * ldc, c5_0, c5_1, c5_2, load, bias);
-        Store512x3(c + 6 * ldc, c6_0, c6_1, c6_2, load, bias);
-        Store512x3(c + 7 * ldc, c7_0, c7_1, c7_2, load, bias);
-    }
-
-    /// <summary>14×32 micro-kernel: 28 Vector512 accumulators over <paramref name="kc"/> packed steps.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Kernel512x14x32(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
-    {
-        Vector512<float> c0_0 = default, c0_1 = default;
-        Vector512<float> c1_0 = default, c1_1 = default;
-        Vector512<float> c2_0 = default, c2_1 = default;
-        Vector512<float> c3_0 = default, c3_1 = default;
-        Vector512<float> c4_0 = default, c4_1 = default;
-        Vector512<float> c5_0 = default, c5_1 = default;
-        Vector512<float> c6_0 = default, c6_1 = default;
-        Vector512<float> c7_0 = default, c7_1 = default;
-        Vector512<float> c8_0 = default, c8_1 = default;
-        Vector512<float> c9_0 = default, c9_1 = default;
-        Vector512<float> c10_0 = default, c10_1 = default;
-        Vector512<float> c11_0 = default, c11_1 = default;
-        Vector512<float> c12_0 = default, c12_1 = default;
-        Vector512<float> c13_0 = default, c13_1 = default;
-        int p = 0;
-        for (; p + 2 <= kc; p += 2)
-        {
-            {
-                Vector512<float> b0 = Vector512.Load(pb + 0), b1 = Vector512.Load(pb + 16);
-                Vector512<float> x;
-                x = Vector512.Create(pa[0]); c0_0 = Avx512F.FusedMultiplyAdd(x, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(x, b1, c0_1);
-                x = Vector512.Create(pa[1]); c1_0 = Avx512F.FusedMultiplyAdd(x, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(x, b1, c1_1);
-                x = Vector512.Create(pa[2]); c2_0 = Avx512F.FusedMultiplyAdd(x, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(x, b1, c2_1);
-                x = Vector512.Create(pa[3]); c3_0 = Avx512F.FusedMultiplyAdd(x, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(x, b1, c3_1);
-                x = Vector512.Create(pa[4]); c4_0 = Avx512F.FusedMultiplyAdd(x, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(x, b1, c4_1);
-                x = Vector512.Create(pa[5]); c5_0 = Avx512F.FusedMultiplyAdd(x, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(x, b1, c5_1);
-                x = Vector512.Create(pa[6]); c6_0 = Avx512F.FusedMultiplyAdd(x, b0, c6_0); c6_1 = Avx512F.FusedMultiplyAdd(x, b1, c6_1);
-                x = Vector512.Create(pa[7]); c7_0 = Avx512F.FusedMultiplyAdd(x, b0, c7_0); c7_1 = Avx512F.FusedMultiplyAdd(x, b1, c7_1);
-                x = Vector512.Create(pa[8]); c8_0 = Avx512F.FusedMultiplyAdd(x, b0, c8_0); c8_1 = Avx512F.FusedMultiplyAdd(x, b1, c8_1);
-                x = Vector512.Create(pa[9]); c9_0 = Avx512F.FusedMultiplyAdd(x, b0, c9_0); c9_1 = Avx512F.FusedMultiplyAdd(x, b1, c9_1);
-                x = Vector512.Create(pa[10]); c10_0 = Avx512F.FusedMultiplyAdd(x, b0, c10_0); c10_1 = Avx512F.FusedMultiplyAdd(x, b1, c10_1);
-                x = Vector512.Create(pa[11]); c11_0 = Avx512F.FusedMultiplyAdd(x, b0, c11_0); c11_1 = Avx512F.FusedMultiplyAdd(x, b1, c11_1);
-                x = Vector512.Create(pa[12]); c12_0 = Avx512F.FusedMultiplyAdd(x, b0, c12_0); c12_1 = Avx512F.FusedMultiplyAdd(x, b1, c12_1);
-                x = Vector512.Create(pa[13]); c13_0 = Avx512F.FusedMultiplyAdd(x, b0, c13_0); c13_1 = Avx512F.FusedMultiplyAdd(x, b1, c13_1);
-            }
-            {
-                Vector512<float> b0 = Vector512.Load(pb + 32), b1 = Vector512.Load(pb + 48);
-                Vector512<float> x;
-                x = Vector512.Create(pa[14]); c0_0 = Avx512F.FusedMultiplyAdd(x, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(x, b1, c0_1);
-                x = Vector512.Create(pa[15]); c1_0 = Avx512F.FusedMultiplyAdd(x, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(x, b1, c1_1);
-                x = Vector512.Create(pa[16]); c2_0 = Avx512F.FusedMultiplyAdd(x, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(x, b1, c2_1);
-                x = Vector512.Create(pa[17]); c3_0 = Avx512F.FusedMultiplyAdd(x, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(x, b1, c3_1);
-                x = Vector512.Create(pa[18]); c4_0 = Avx512F.FusedMultiplyAdd(x, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(x, b1, c4_1);
-                x = Vector512.Create(pa[19]); c5_0 = Avx512F.FusedMultiplyAdd(x, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(x, b1, c5_1);
-                x = Vector512.Create(pa[20]); c6_0 = Avx512F.FusedMultiplyAdd(x, b0, c6_0); c6_1 = Avx512F.FusedMultiplyAdd(x, b1, c6_1);
-                x = Vector512.Create(pa[21]); c7_0 = Avx512F.FusedMultiplyAdd(x, b0, c7_0); c7_1 = Avx512F.FusedMultiplyAdd(x, b1, c7_1);
-                x = Vector512.Create(pa[22]); c8_0 = Avx512F.FusedMultiplyAdd(x, b0, c8_0); c8_1 = Avx512F.FusedMultiplyAdd(x, b1, c8_1);
-                x = Vector512.Create(pa[23]); c9_0 = Avx512F.FusedMultiplyAdd(x, b0, c9_0); c9_1 = Avx512F.FusedMultiplyAdd(x, b1, c9_1);
-                x = Vector512.Create(pa[24]); c10_0 = Avx512F.FusedMultiplyAdd(x, b0, c10_0); c10_1 = Avx512F.FusedMultiplyAdd(x, b1, c10_1);
-                x = Vector512.Create(pa[25]); c11_0 = Avx512F.FusedMultiplyAdd(x, b0, c11_0); c11_1 = Avx512F.FusedMultiplyAdd(x, b1, c11_1);
-                x = Vector512.Create(pa[26]); c12_0 = Avx512F.FusedMultiplyAdd(x, b0, c12_0); c12_1 = Avx512F.FusedMultiplyAdd(x, b1, c12_1);
-                x = Vector512.Create(pa[27]); c13_0 = Avx512F.FusedMultiplyAdd(x, b0, c13_0); c13_1 = Avx512F.FusedMultiplyAdd(x, b1, c13_1);
-            }
-            pa += 28;
-            pb += 64;
-        }
-        for (; p < kc; p++)
-        {
-            {
-                Vector512<float> b0 = Vector512.Load(pb + 0), b1 = Vector512.Load(pb + 16);
-                Vector512<float> x;
-                x = Vector512.Create(pa[0]); c0_0 = Avx512F.FusedMultiplyAdd(x, b0, c0_0); c0_1 = Avx512F.FusedMultiplyAdd(x, b1, c0_1);
-                x = Vector512.Create(pa[1]); c1_0 = Avx512F.FusedMultiplyAdd(x, b0, c1_0); c1_1 = Avx512F.FusedMultiplyAdd(x, b1, c1_1);
-                x = Vector512.Create(pa[2]); c2_0 = Avx512F.FusedMultiplyAdd(x, b0, c2_0); c2_1 = Avx512F.FusedMultiplyAdd(x, b1, c2_1);
-                x = Vector512.Create(pa[3]); c3_0 = Avx512F.FusedMultiplyAdd(x, b0, c3_0); c3_1 = Avx512F.FusedMultiplyAdd(x, b1, c3_1);
-                x = Vector512.Create(pa[4]); c4_0 = Avx512F.FusedMultiplyAdd(x, b0, c4_0); c4_1 = Avx512F.FusedMultiplyAdd(x, b1, c4_1);
-                x = Vector512.Create(pa[5]); c5_0 = Avx512F.FusedMultiplyAdd(x, b0, c5_0); c5_1 = Avx512F.FusedMultiplyAdd(x, b1, c5_1);
-                x = Vector512.Create(pa[6]); c6_0 = Avx512F.FusedMultiplyAdd(x, b0, c6_0); c6_1 = Avx512F.FusedMultiplyAdd(x, b1, c6_1);
-                x = Vector512.Create(pa[7]); c7_0 = Avx512F.FusedMultiplyAdd(x, b0, c7_0); c7_1 = Avx512F.FusedMultiplyAdd(x, b1, c7_1);
-                x = Vector512.Create(pa[8]); c8_0 = Avx512F.FusedMultiplyAdd(x, b0, c8_0); c8_1 = Avx512F.FusedMultiplyAdd(x, b1, c8_1);
-                x = Vector512.Create(pa[9]); c9_0 = Avx512F.FusedMultiplyAdd(x, b0, c9_0); c9_1 = Avx512F.FusedMultiplyAdd(x, b1, c9_1);
-                x = Vector512.Create(pa[10]); c10_0 = Avx512F.FusedMultiplyAdd(x, b0, c10_0); c10_1 = Avx512F.FusedMultiplyAdd(x, b1, c10_1);
-                x = Vector512.Create(pa[11]); c11_0 = Avx512F.FusedMultiplyAdd(x, b0, c11_0); c11_1 = Avx512F.FusedMultiplyAdd(x, b1, c11_1);
-                x = Vector512.Create(pa[12]); c12_0 = Avx512F.FusedMultiplyAdd(x, b0, c12_0); c12_1 = Avx512F.FusedMultiplyAdd(x, b1, c12_1);
-                x = Vector512.Create(pa[13]); c13_0 = Avx512F.FusedMultiplyAdd(x, b0, c13_0); c13_1 = Avx512F.FusedMultiplyAdd(x, b1, c13_1);
-            }
-            pa += 14;
-            pb += 32;
-        }
-        Store512x2(c + 0 * ldc, c0_0, c0_1, load, bias);
-        Store512x2(c + 1 * ldc, c1_0, c1_1, load, bias);
-        Store512x2(c + 2 * ldc, c2_0, c2_1, load, bias);
-        Store512x2(c + 3 * ldc, c3_0, c3_1, load, bias);
-        Store512x2(c + 4 * ldc, c4_0, c4_1, load, bias);
-        Store512x2(c + 5 * ldc, c5_0, c5_1, load, bias);
-        Store512x2(c + 6 * ldc, c6_0, c6_1, load, bias);
-        Store512x2(c + 7 * ldc, c7_0, c7_1, load, bias);
-        Store512x2(c + 8 * ldc, c8_0, c8_1, load, bias);
-        Store512x2(c + 9 * ldc, c9_0, c9_1, load, bias);
-        Store512x2(c + 10 * ldc, c10_0, c10_1, load, bias);
-        Store512x2(c + 11 * ldc, c11_0, c11_1, load, bias);
-        Store512x2(c + 12 * ldc, c12_0, c12_1, load, bias);
-        Store512x2(c + 13 * ldc, c13_0, c13_1, load, bias);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Store512x4(float* c, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3, bool load, float* bias)
-    {
-        if (load) { v0 += Vector512.Load(c + 0); v1 += Vector512.Load(c + 16); v2 += Vector512.Load(c + 32); v3 += Vector512.Load(c + 48); }
-        if (bias != null) { v0 += Vector512.Load(bias + 0); v1 += Vector512.Load(bias + 16); v2 += Vector512.Load(bias + 32); v3 += Vector512.Load(bias + 48); }
-        v0.Store(c + 0);
-        v1.Store(c + 16);
-        v2.Store(c + 32);
-        v3.Store(c + 48);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Store512x3(float* c, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, bool load, float* bias)
-    {
-        if (load) { v0 += Vector512.Load(c + 0); v1 += Vector512.Load(c + 16); v2 += Vector512.Load(c + 32); }
-        if (bias != null) { v0 += Vector512.Load(bias + 0); v1 += Vector512.Load(bias + 16); v2 += Vector512.Load(bias + 32); }
-        v0.Store(c + 0);
-        v1.Store(c + 16);
-        v2.Store(c + 32);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Store512x2(float* c, Vector512<float> v0, Vector512<float> v1, bool load, float* bias)
-    {
-        if (load) { v0 += Vector512.Load(c + 0); v1 += Vector512.Load(c + 16); }
-        if (bias != null) { v0 += Vector512.Load(bias + 0); v1 += Vector512.Load(bias + 16); }
-        v0.Store(c + 0);
-        v1.Store(c + 16);
     }
 
     /// <summary>6×16 micro-kernel: 12 Vector256 accumulators over <paramref name="kc"/> packed steps.</summary>

@@ -6,6 +6,8 @@ using System.Runtime.Intrinsics.X86;
 using System.Text;
 using NativeMi.Compute;
 using NativeMi.Compute.Cpu;
+using NativeMi.Models;
+using NativeMi.Transformer;
 
 namespace NativeMi.Benchmarks;
 
@@ -13,7 +15,7 @@ namespace NativeMi.Benchmarks;
 /// `kernels [rounds]`: a quick Stopwatch harness (no BenchmarkDotNet) for A/B comparisons on a noisy machine. Each
 /// round times every case once, rounds interleave the cases, and the report gives medians over rounds. Cases: the
 /// FMA peak (512-bit, 1 and all threads), minilm's GEMM shapes with a pre-packed weight as the forward pass runs
-/// them (batch 32 and 8 × 27 tokens and 1024 rows) and with raw B, and the attention op. The filter keeps the cases whose
+/// them (batch 32 and 8 × 27 tokens and 1024 rows) and with raw B, the attention op, and (filter 'Forward') minilm's forward pass. The filter keeps the cases whose
 /// name contains any of its '|'-separated parts.
 /// </summary>
 public static class QuickKernels
@@ -38,13 +40,26 @@ public static class QuickKernels
             cases.Add(Raw(rng, m, k, n));
         foreach (int batch in new[] { 32, 8 })
             cases.Add(AttentionCase(rng, batch, 27, 12, 32));
+        bool forward = filter is not null && filter.Contains("Forward", StringComparison.OrdinalIgnoreCase);
+        if (forward)
+        {
+            var model = ModelResolver.Load("minilm");
+            string[] sentences = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "data", "wordnet-examples.txt"))
+                .Where(l => l.Split(' ').Length >= 8).Take(32).ToArray();
+            foreach (int batchSize in new[] { 1, 8, 32 })
+            {
+                EncodedBatch batch = model.Encode(sentences.Take(batchSize).ToArray());
+                cases.Add(new Case($"Forward minilm batch {batchSize}", 0, () => model.Forward(batch)));
+            }
+        }
         if (filter is not null)
         {
             string[] parts = filter.Split('|');
             cases = cases.Where(c => parts.Any(p => c.Name.Contains(p, StringComparison.OrdinalIgnoreCase))).ToList();
         }
 
-        foreach (Case c in cases) { c.Body(); c.Body(); }
+        for (int w = 0; w < (forward ? 15 : 2); w++)
+            foreach (Case c in cases) c.Body();
         var times = cases.ToDictionary(c => c, _ => new List<double>());
         for (int r = 0; r < rounds; r++)
             foreach (Case c in cases)

@@ -40,6 +40,16 @@ public static class QuickKernels
             cases.Add(Raw(rng, m, k, n));
         foreach (int batch in new[] { 32, 8 })
             cases.Add(AttentionCase(rng, batch, 27, 12, 32));
+        foreach (int rows in new[] { 864, 216 })
+        {
+            var backend = new CpuBackend();
+            var x = new CpuBuffer<float>(Fill(rng, rows * 384));
+            var residual = new CpuBuffer<float>(Fill(rng, rows * 384));
+            var gamma = new CpuBuffer<float>(Fill(rng, 384));
+            var beta = new CpuBuffer<float>(Fill(rng, 384));
+            var y = new CpuBuffer<float>(new float[rows * 384]);
+            cases.Add(new Case($"LayerNorm+residual {rows}x384", 0, () => backend.LayerNorm(x, residual, gamma, beta, y, rows, 384, 1e-12f)));
+        }
         bool forward = filter is not null && filter.Contains("Forward", StringComparison.OrdinalIgnoreCase);
         if (forward)
         {

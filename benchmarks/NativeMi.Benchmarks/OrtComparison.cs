@@ -18,7 +18,14 @@ public static class OrtComparison
     private const int Warmup = 15;
 
     /// <summary>Runs the comparison and returns a Markdown report.</summary>
-    public static string Run(int runs, int[] batchSizes, int sequenceWords)
+    /// <param name="runs">Timed runs per cell.</param>
+    /// <param name="batchSizes">Sentences per batch, one cell each.</param>
+    /// <param name="sequenceWords">Minimum words per sentence.</param>
+    /// <param name="gapMilliseconds">
+    /// Idle time before each timed run. ORT's intra-op threads spin for a while after a run returns, and so do idle
+    /// .NET pool threads; with 0 each system's run starts while the other's threads may still hold the cores.
+    /// </param>
+    public static string Run(int runs, int[] batchSizes, int sequenceWords, int gapMilliseconds = 0)
     {
         var report = new StringBuilder();
         report.AppendLine(CultureInfo.InvariantCulture, $"# Forward pass: NativeMi CPU vs ONNX Runtime {typeof(InferenceSession).Assembly.GetName().Version}");
@@ -26,7 +33,7 @@ public static class OrtComparison
         report.AppendLine(CultureInfo.InvariantCulture, $"- machine: {CpuName()}, {Environment.ProcessorCount} logical cores, {Environment.OSVersion}, .NET {Environment.Version}");
         report.AppendLine(CultureInfo.InvariantCulture, $"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
         report.AppendLine(CultureInfo.InvariantCulture, $"- threads: NativeMi thread pool on {Environment.ProcessorCount} cores; ORT intra-op threads = {Environment.ProcessorCount}, ORT_ENABLE_ALL");
-        report.AppendLine(CultureInfo.InvariantCulture, $"- inputs: packaged WordNet sentences, our tokenizer, right padding; {runs} timed runs per cell after {Warmup} warm-up runs (the JIT has promoted the hot loops by then), alternating systems; every layer's hidden states returned by ours, last_hidden_state by ORT");
+        report.AppendLine(CultureInfo.InvariantCulture, $"- inputs: packaged WordNet sentences, our tokenizer, right padding; {runs} timed runs per cell after 3 untimed runs per batch size and {Warmup} warm-up runs per cell (the JIT has promoted the hot loops by then), alternating systems{(gapMilliseconds > 0 ? $", {gapMilliseconds} ms idle before each run" : ", back to back")}; every layer's hidden states returned by ours, last_hidden_state by ORT");
         report.AppendLine();
         report.AppendLine("| model | batch | tokens (padded) | NativeMi median ms | ORT median ms | NativeMi / ORT |");
         report.AppendLine("|---|---:|---:|---:|---:|---:|");
@@ -43,6 +50,17 @@ public static class OrtComparison
                 ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
             };
             using var session = new InferenceSession(BuiltinModels.GetOnnxPath(name), options);
+            // Three untimed passes of both systems at every batch size first, so that the first cell (batch 1 of the
+            // first model) does not pay for JIT tiering and thread-pool start-up that later cells find done.
+            foreach (int batchSize in batchSizes)
+            {
+                EncodedBatch warm = model.Encode(sentences.Take(batchSize).ToArray());
+                for (int i = 0; i < 3; i++)
+                {
+                    model.Forward(warm);
+                    using (session.Run(Feeds(session, warm), ["last_hidden_state"])) { }
+                }
+            }
             foreach (int batchSize in batchSizes)
             {
                 EncodedBatch batch = model.Encode(sentences.Take(batchSize).ToArray());
@@ -51,9 +69,11 @@ public static class OrtComparison
                 var theirs = new List<double>();
                 for (int i = 0; i < runs + Warmup; i++)
                 {
+                    if (gapMilliseconds > 0) Thread.Sleep(gapMilliseconds);
                     var clock = Stopwatch.StartNew();
                     model.Forward(batch);
                     double a = clock.Elapsed.TotalMilliseconds;
+                    if (gapMilliseconds > 0) Thread.Sleep(gapMilliseconds);
                     clock.Restart();
                     using (session.Run(feeds, ["last_hidden_state"])) { }
                     double b = clock.Elapsed.TotalMilliseconds;

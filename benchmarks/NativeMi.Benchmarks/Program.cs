@@ -2,12 +2,14 @@ using System.Globalization;
 using BenchmarkDotNet.Running;
 using NativeMi.Benchmarks;
 
-// `ort-compare [runs] [--out file.md]` times our forward pass against ONNX Runtime side by side;
+// `ort-compare [runs] [--gap-ms N] [--out file.md]` times our forward pass against ONNX Runtime side by side;
 // anything else goes to BenchmarkDotNet.
 if (args.Length > 0 && args[0] == "ort-compare")
 {
     int runs = args.Length > 1 && int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out int r) ? r : 10;
-    string report = OrtComparison.Run(runs, [1, 8, 32], sequenceWords: 8);
+    int gapIndex = Array.IndexOf(args, "--gap-ms");
+    int gap = gapIndex >= 0 && gapIndex + 1 < args.Length ? int.Parse(args[gapIndex + 1], CultureInfo.InvariantCulture) : 0;
+    string report = OrtComparison.Run(runs, [1, 8, 32], sequenceWords: 8, gap);
     int outIndex = Array.IndexOf(args, "--out");
     if (outIndex >= 0 && outIndex + 1 < args.Length) NativeMi.IO.AtomicFile.WriteAllText(args[outIndex + 1], report);
     Console.WriteLine(report);
@@ -28,6 +30,13 @@ if (args.Length > 0 && args[0] == "probe-compare")
     int outIndex = Array.IndexOf(args, "--out");
     if (outIndex >= 0 && outIndex + 1 < args.Length) NativeMi.IO.AtomicFile.WriteAllText(args[outIndex + 1], report);
     Console.WriteLine(report);
+    return 0;
+}
+// `kernels [rounds] [filter]`: quick interleaved Stopwatch medians of the FMA peak, GEMM shapes and attention.
+if (args.Length > 0 && args[0] == "kernels")
+{
+    int rounds = args.Length > 1 && int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out int r) ? r : 15;
+    Console.WriteLine(QuickKernels.Run(rounds, args.Length > 2 ? args[2] : null));
     return 0;
 }
 BenchmarkSwitcher.FromAssembly(typeof(ForwardBenchmarks).Assembly).Run(args);

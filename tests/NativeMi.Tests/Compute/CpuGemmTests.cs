@@ -276,7 +276,7 @@ public static class GemmChecks
     {
         Console.WriteLine($"path={CpuGemm.ActivePath}");
         int failures = 0;
-        var shapes = new (int M, int K, int N)[] { (1, 1, 1), (5, 3, 17), (17, 33, 65), (129, 257, 31), (40, 300, 100) };
+        var shapes = new (int M, int K, int N)[] { (1, 1, 1), (5, 3, 17), (17, 33, 65), (129, 257, 31), (40, 300, 100), (30, 800, 70) };
         foreach (var (m, k, n) in shapes)
             foreach (bool transposeA in new[] { false, true })
                 foreach (bool transposeB in new[] { false, true })
@@ -296,6 +296,15 @@ public static class GemmChecks
                 failures++;
                 Console.WriteLine($"FAIL fused {activation} differs from CpuMath");
             }
+        foreach (var (batch, seq, heads, headDim, causal) in new[] { (3, 27, 2, 32, false), (2, 19, 2, 12, true) })
+        {
+            double worst = AttentionChecks.WorstError(batch, seq, heads, headDim, causal);
+            if (!(worst <= 1))
+            {
+                failures++;
+                Console.WriteLine($"FAIL attention {batch}×{seq}, {heads}×{headDim} causal={causal}: {worst:F2}× tolerance");
+            }
+        }
         Console.WriteLine($"failures={failures}");
         return failures;
     }

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace NativeMi.Compute.Cpu;
@@ -94,26 +95,73 @@ public sealed partial class CpuBackend : IComputeBackend
     {
         float[] x = Array(input), y = Array(output), g = Array(gamma), b = Array(beta);
         float[]? r = ArrayOrNull(residual);
-        ParallelRows(rows, width, row =>
+        if ((long)rows * width > Math.Min(Math.Min(x.LongLength, y.LongLength), r?.LongLength ?? long.MaxValue) || g.Length < width || b.Length < width)
+            throw new ArgumentException($"LayerNorm of {rows}×{width} is larger than its buffers");
+        RowChunks(rows, width, (start, end) =>
         {
-            Span<float> dst = y.AsSpan(row * width, width);
-            ReadOnlySpan<float> src = x.AsSpan(row * width, width);
-            if (r is not null) TensorPrimitives.Add(src, r.AsSpan(row * width, width), dst);
-            else src.CopyTo(dst);
-            LayerNormRow(dst, g.AsSpan(0, width), b.AsSpan(0, width), epsilon);
+            for (int row = start; row < end; row++)
+                LayerNormRow(x.AsSpan(row * width, width), r is null ? default : r.AsSpan(row * width, width), y.AsSpan(row * width, width),
+                    g.AsSpan(0, width), b.AsSpan(0, width), epsilon);
         });
     }
 
     /// <summary>Normalises one row in place (two-pass mean and variance in float, as reference implementations do).</summary>
-    public static void LayerNormRow(Span<float> row, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, float epsilon)
+    public static void LayerNormRow(Span<float> row, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, float epsilon) =>
+        LayerNormRow(row, default, row, gamma, beta, epsilon);
+
+    /// <summary>
+    /// output = LayerNorm(input + residual) for one row, in three vectorised passes: sum (after adding the residual),
+    /// sum of squared deviations from the mean, then the affine normalisation. <paramref name="output"/> may be
+    /// <paramref name="input"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void LayerNormRow(ReadOnlySpan<float> input, ReadOnlySpan<float> residual, Span<float> output,
+        ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, float epsilon)
     {
-        int width = row.Length;
-        float mean = TensorPrimitives.Sum(row) / width;
-        TensorPrimitives.Subtract(row, mean, row);
-        float variance = TensorPrimitives.SumOfSquares(row) / width;
-        float scale = 1f / MathF.Sqrt(variance + epsilon);
-        TensorPrimitives.Multiply(row, scale, row);
-        TensorPrimitives.FusedMultiplyAdd(row, gamma, beta, row);
+        int width = output.Length, j;
+        fixed (float* x = input, r = residual, y = output, g = gamma, b = beta)
+        {
+            Vector256<float> acc = Vector256<float>.Zero;
+            float tail = 0;
+            if (r != null)
+            {
+                for (j = 0; j + 8 <= width; j += 8)
+                {
+                    Vector256<float> v = Vector256.Load(x + j) + Vector256.Load(r + j);
+                    v.Store(y + j);
+                    acc += v;
+                }
+                for (; j < width; j++) { y[j] = x[j] + r[j]; tail += y[j]; }
+            }
+            else
+            {
+                for (j = 0; j + 8 <= width; j += 8)
+                {
+                    Vector256<float> v = Vector256.Load(x + j);
+                    if (y != x) v.Store(y + j);
+                    acc += v;
+                }
+                for (; j < width; j++) { y[j] = x[j]; tail += y[j]; }
+            }
+            float mean = (Vector256.Sum(acc) + tail) / width;
+            Vector256<float> meanVector = Vector256.Create(mean);
+            acc = Vector256<float>.Zero;
+            tail = 0;
+            for (j = 0; j + 8 <= width; j += 8)
+            {
+                Vector256<float> d = Vector256.Load(y + j) - meanVector;
+                acc = Vector256.FusedMultiplyAdd(d, d, acc);
+            }
+            for (; j < width; j++) { float d = y[j] - mean; tail += d * d; }
+            float scale = 1f / MathF.Sqrt((Vector256.Sum(acc) + tail) / width + epsilon);
+            Vector256<float> scaleVector = Vector256.Create(scale);
+            for (j = 0; j + 8 <= width; j += 8)
+            {
+                Vector256<float> normalised = (Vector256.Load(y + j) - meanVector) * scaleVector;
+                Vector256.FusedMultiplyAdd(normalised, Vector256.Load(g + j), Vector256.Load(b + j)).Store(y + j);
+            }
+            for (; j < width; j++) y[j] = MathF.FusedMultiplyAdd((y[j] - mean) * scale, g[j], b[j]);
+        }
     }
 
     /// <inheritdoc />
@@ -151,48 +199,8 @@ public sealed partial class CpuBackend : IComputeBackend
 
     /// <inheritdoc />
     public void Attention(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> output,
-        int batch, int seq, int heads, int headDim, bool causal)
-    {
-        float[] x = Array(qkv), o = Array(output);
-        int[] m = Array(mask);
-        int width = heads * headDim, stride = 3 * width;
-        float scale = 1f / MathF.Sqrt(headDim);
-        Parallel.For(0, batch * heads, () => new float[seq], (bh, _, scores) =>
-        {
-            int b = bh / heads, h = bh % heads;
-            int rowBase = b * seq;
-            for (int i = 0; i < seq; i++)
-            {
-                ReadOnlySpan<float> q = x.AsSpan((rowBase + i) * stride + h * headDim, headDim);
-                Span<float> dst = o.AsSpan((rowBase + i) * width + h * headDim, headDim);
-                int keyEnd = causal ? i + 1 : seq;
-                float max = float.NegativeInfinity;
-                for (int j = 0; j < keyEnd; j++)
-                {
-                    if (m[rowBase + j] == 0) { scores[j] = float.NegativeInfinity; continue; }
-                    float s = TensorPrimitives.Dot(q, x.AsSpan((rowBase + j) * stride + width + h * headDim, headDim)) * scale;
-                    scores[j] = s;
-                    if (s > max) max = s;
-                }
-                dst.Clear();
-                if (float.IsNegativeInfinity(max)) continue;
-                float sum = 0;
-                for (int j = 0; j < keyEnd; j++)
-                {
-                    float e = float.IsNegativeInfinity(scores[j]) ? 0f : MathF.Exp(scores[j] - max);
-                    scores[j] = e;
-                    sum += e;
-                }
-                float inverse = 1f / sum;
-                for (int j = 0; j < keyEnd; j++)
-                {
-                    if (scores[j] == 0f) continue;
-                    TensorPrimitives.MultiplyAdd(x.AsSpan((rowBase + j) * stride + 2 * width + h * headDim, headDim), scores[j] * inverse, dst, dst);
-                }
-            }
-            return scores;
-        }, _ => { });
-    }
+        int batch, int seq, int heads, int headDim, bool causal) =>
+        CpuAttention.Run(Array(qkv), Array(mask), Array(output), batch, seq, heads, headDim, causal);
 
     /// <inheritdoc />
     public void GemmEx(DeviceBuffer<float> a, bool transposeA, DeviceBuffer<float> b, bool transposeB, DeviceBuffer<float> c,
@@ -276,6 +284,19 @@ public sealed partial class CpuBackend : IComputeBackend
 
     /// <inheritdoc />
     public void Zero(DeviceBuffer<float> buffer, long count) => System.Array.Clear(Array(buffer), 0, checked((int)count));
+
+    /// <summary>
+    /// Runs <paramref name="body"/> over [start, end) row ranges: inline below ~256 K elements (where waking the thread
+    /// pool costs more than it saves), else four ranges per core for the pool to balance.
+    /// </summary>
+    private static void RowChunks(int rows, int width, Action<int, int> body)
+    {
+        int workers = Environment.ProcessorCount;
+        if ((long)rows * width < 262_144 || workers == 1 || rows < 2) { body(0, rows); return; }
+        int chunks = Math.Min(rows, 4 * workers);
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = workers },
+            i => body((int)((long)rows * i / chunks), (int)((long)rows * (i + 1) / chunks)));
+    }
 
     private static void ParallelRows(int rows, int width, Action<int> body)
     {

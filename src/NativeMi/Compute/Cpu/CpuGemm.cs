@@ -24,9 +24,12 @@ public static class CpuGemm
     private static readonly Path Selected =
         Avx512F.IsSupported ? Path.Avx512 : Avx2.IsSupported && Fma.IsSupported ? Path.Avx2 : Path.Scalar;
 
-    private const int KC = 256;
+    // K block: with K = 384 (the models' hidden size) a tile is finished in one pass, so C is written once.
+    private const int KC = 384;
     private const int Mr512 = 12, Nr512 = 32, Mr256 = 6, Nr256 = 16, MrScalar = 4, NrScalar = 4;
     private const int MaxTile = 16 * 32;
+    // Packed B is prefetched this many floats (8 K steps of a 32-wide panel) ahead of the loads.
+    private const int PrefetchFloats = 512;
     private const double ParallelFlops = 2_000_000;
     private const int BlockBytes = 512 * 1024;
     private const int MaxRowPanels = 8;
@@ -184,6 +187,7 @@ public static class CpuGemm
         public Activation Activation;
         private int _rowBlocks, _columnBlocks, _tiles;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run()
         {
             int workers = 2.0 * M * N * K >= ParallelFlops ? Environment.ProcessorCount : 1;
@@ -222,6 +226,7 @@ public static class CpuGemm
         }
 
         /// <summary>Rows [panel·MR, +MR) of op(A) as K steps of MR values, zero rows past M.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void PackA(int panel)
         {
             int mr = Mr, k = K, row0 = panel * mr, rows = Math.Min(mr, M - row0);
@@ -236,25 +241,54 @@ public static class CpuGemm
                     for (; r < mr; r++) dst[r] = 0;
                 }
             }
+            else if (rows == mr && Sse.IsSupported)
+            {
+                // Four steps of K at a time: 4×4 blocks of rows are transposed in registers, so that both the reads
+                // (MR row streams) and the writes (4·MR contiguous values) are sequential.
+                float* src = A + (long)row0 * k;
+                int groups = mr / 4, p = 0;
+                for (; p + 4 <= k; p += 4, dst += 4 * mr)
+                {
+                    for (int g = 0; g < groups; g++)
+                    {
+                        float* s0 = src + (long)(4 * g) * k + p;
+                        Vector128<float> a0 = Sse.LoadVector128(s0), a1 = Sse.LoadVector128(s0 + k);
+                        Vector128<float> a2 = Sse.LoadVector128(s0 + 2 * k), a3 = Sse.LoadVector128(s0 + 3 * k);
+                        Vector128<float> t0 = Sse.UnpackLow(a0, a1), t1 = Sse.UnpackLow(a2, a3);
+                        Vector128<float> t2 = Sse.UnpackHigh(a0, a1), t3 = Sse.UnpackHigh(a2, a3);
+                        float* d = dst + 4 * g;
+                        Sse.Store(d, Sse.MoveLowToHigh(t0, t1));
+                        Sse.Store(d + mr, Sse.MoveHighToLow(t1, t0));
+                        Sse.Store(d + 2 * mr, Sse.MoveLowToHigh(t2, t3));
+                        Sse.Store(d + 3 * mr, Sse.MoveHighToLow(t3, t2));
+                    }
+                    for (int r = 4 * groups; r < mr; r++)
+                    {
+                        float* s0 = src + (long)r * k + p;
+                        dst[r] = s0[0];
+                        dst[mr + r] = s0[1];
+                        dst[2 * mr + r] = s0[2];
+                        dst[3 * mr + r] = s0[3];
+                    }
+                }
+                for (; p < k; p++, dst += mr)
+                    for (int r = 0; r < mr; r++) dst[r] = src[(long)r * k + p];
+            }
             else
             {
-                for (int r = 0; r < mr; r++)
+                // One step of K at a time across the rows: sequential writes, MR sequential read streams.
+                float* src = A + (long)row0 * k;
+                for (int p = 0; p < k; p++, dst += mr)
                 {
-                    float* d = dst + r;
-                    if (r < rows)
-                    {
-                        float* src = A + (long)(row0 + r) * k;
-                        for (int p = 0; p < k; p++) d[(long)p * mr] = src[p];
-                    }
-                    else
-                    {
-                        for (int p = 0; p < k; p++) d[(long)p * mr] = 0;
-                    }
+                    int r = 0;
+                    for (; r < rows; r++) dst[r] = src[(long)r * k + p];
+                    for (; r < mr; r++) dst[r] = 0;
                 }
             }
         }
 
         /// <summary>Columns [panel·NR, +NR) of op(B) as K steps of NR values, zero columns past N.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void PackBPanel(int panel)
         {
             int nr = Nr, k = K, col0 = panel * nr, cols = Math.Min(nr, N - col0);
@@ -286,6 +320,7 @@ public static class CpuGemm
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Tile(int tile)
         {
             int rowBlock = tile / _columnBlocks, columnBlock = tile % _columnBlocks;
@@ -298,36 +333,9 @@ public static class CpuGemm
                 int kc = Math.Min(KC, k - kb);
                 bool load = kb > 0 || Accumulate;
                 float* bias = kb + kc == k ? Bias : null;
+                // The row panel (MR × KC, broadcast operand) stays in L1 while the column panels stream from L2.
                 for (int ip = ip0; ip < ip1; ip++)
-                {
-                    int row0 = ip * mr, rows = Math.Min(mr, M - row0);
-                    float* pa = PackedA + (long)ip * mr * k + (long)kb * mr;
-                    for (int jp = jp0; jp < jp1; jp++)
-                    {
-                        int col0 = jp * nr, cols = Math.Min(nr, n - col0);
-                        float* pb = PackedB + (long)jp * nr * k + (long)kb * nr;
-                        float* c = C + (long)row0 * n + col0;
-                        if (rows == mr && cols == nr)
-                        {
-                            Kernel(kc, pa, pb, c, n, load, bias == null ? null : bias + col0);
-                        }
-                        else
-                        {
-                            Kernel(kc, pa, pb, edge, nr, false, null);
-                            for (int r = 0; r < rows; r++)
-                            {
-                                float* src = edge + r * nr, dst = c + (long)r * n;
-                                for (int j = 0; j < cols; j++)
-                                {
-                                    float v = src[j];
-                                    if (load) v += dst[j];
-                                    if (bias != null) v += bias[col0 + j];
-                                    dst[j] = v;
-                                }
-                            }
-                        }
-                    }
-                }
+                    for (int jp = jp0; jp < jp1; jp++) Block(ip, jp, kb, kc, load, bias, edge);
             }
             if (Activation != Activation.None)
             {
@@ -344,6 +352,37 @@ public static class CpuGemm
                             for (; j + 8 <= colEnd; j += 8) GeluExact(Vector256.Load(row + j)).Store(row + j);
                     }
                     Epilogue(row, null, j, colEnd, Activation);
+                }
+            }
+        }
+
+        /// <summary>One MR × NR block of C over one K block, through the edge buffer where it overhangs C.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Block(int ip, int jp, int kb, int kc, bool load, float* bias, float* edge)
+        {
+            int mr = Mr, nr = Nr, k = K, n = N;
+            int row0 = ip * mr, rows = Math.Min(mr, M - row0);
+            float* pa = PackedA + (long)ip * mr * k + (long)kb * mr;
+            int col0 = jp * nr, cols = Math.Min(nr, n - col0);
+            float* pb = PackedB + (long)jp * nr * k + (long)kb * nr;
+            float* c = C + (long)row0 * n + col0;
+            if (rows == mr && cols == nr)
+            {
+                Kernel(kc, pa, pb, c, n, load, bias == null ? null : bias + col0);
+            }
+            else
+            {
+                Kernel(kc, pa, pb, edge, nr, false, null);
+                for (int r = 0; r < rows; r++)
+                {
+                    float* src = edge + r * nr, dst = c + (long)r * n;
+                    for (int j = 0; j < cols; j++)
+                    {
+                        float v = src[j];
+                        if (load) v += dst[j];
+                        if (bias != null) v += bias[col0 + j];
+                        dst[j] = v;
+                    }
                 }
             }
         }
@@ -421,6 +460,7 @@ public static class CpuGemm
     }
 
     /// <summary>4×4 scalar micro-kernel for machines without AVX2/FMA (multiply then add, as without FMA hardware).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void KernelScalar(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
     {
         float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
@@ -498,6 +538,10 @@ public static class CpuGemm
                 x = Vector512.Create(pa[22]); cA0 = Avx512F.FusedMultiplyAdd(x, b0, cA0); cA1 = Avx512F.FusedMultiplyAdd(x, b1, cA1);
                 x = Vector512.Create(pa[23]); cB0 = Avx512F.FusedMultiplyAdd(x, b0, cB0); cB1 = Avx512F.FusedMultiplyAdd(x, b1, cB1);
             }
+            Sse.Prefetch0(pb + PrefetchFloats);
+            Sse.Prefetch0(pb + PrefetchFloats + 16);
+            Sse.Prefetch0(pb + PrefetchFloats + 32);
+            Sse.Prefetch0(pb + PrefetchFloats + 48);
             pa += 24;
             pb += 64;
         }
@@ -587,6 +631,7 @@ public static class CpuGemm
         Store256(c + 5 * ldc, c50, c51, load, bias);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Epilogue(float* row, float* bias, int colStart, int colEnd, Activation activation)
     {
         if (bias != null)

@@ -14,6 +14,9 @@ public sealed class EmbeddingCache
     /// <summary>Sentences per chunk.</summary>
     public const int ChunkSize = 256;
     private const string FormatVersion = "nativemi.embeddings/1";
+    // Bump when a kernel change alters the bits of the forward pass (2: vectorised CPU attention and fused LayerNorm),
+    // so vectors cached by an older engine are recomputed rather than mixed into a run of the new one.
+    private const string ForwardNumericsVersion = "forward-numerics/2";
 
     /// <summary>Opens (creating) the cache folder for <paramref name="key"/> under <paramref name="root"/>.</summary>
     public EmbeddingCache(string root, string key, int layerEntries, int width)
@@ -46,6 +49,7 @@ public sealed class EmbeddingCache
             hash.AppendData(bytes);
         }
         Add(FormatVersion);
+        Add(ForwardNumericsVersion);
         Add(modelIdentity);
         Add(pool.ToString());
         Add(maxTokens.ToString(System.Globalization.CultureInfo.InvariantCulture));

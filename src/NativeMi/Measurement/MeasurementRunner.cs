@@ -73,7 +73,7 @@ public static class MeasurementRunner
         bool gpt2 = model.Config.Family == ArchitectureFamily.Gpt2;
         int entries = model.LayerCount + (gpt2 ? 1 : 0);
         float[][] pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
-            new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, "model"), entries, model.Config.HiddenSize),
+            new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, $"model|{backend.Name}"), entries, model.Config.HiddenSize),
             "forward", progress, warnings, cancellation);
         model.ReleaseWeights();
         ReturnFreeMemory(); // the weights and the forward pass's buffers
@@ -118,7 +118,7 @@ public static class MeasurementRunner
                 string randomDirectory = RandomInitModel.Create(modelDirectory, identity, options.Seed, cacheRoot);
                 using TransformerModel randomModel = TransformerModel.Load(randomDirectory, backend);
                 baselineVectors = Embed(randomModel, sentences.Select(s => s.Encoded).ToArray(), options, entries,
-                    new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, $"random-init:{options.Seed}"), entries, model.Config.HiddenSize),
+                    new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, $"random-init:{options.Seed}|{backend.Name}"), entries, model.Config.HiddenSize),
                     "baseline forward", progress, warnings, cancellation);
             }
             baseline = ProbeLayers(backend, baselineVectors, selected, splits, targets, model, probeOptions, figureOptions, control,

@@ -390,45 +390,13 @@ public static class CpuGemm
 
     /// <summary><see cref="CpuMath.GeluExact"/> on 16 lanes, operation for operation, so results are bit-identical.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> GeluExact(Vector512<float> x)
-    {
-        Vector512<float> u = Vector512.Min(Vector512.Max(x * Vector512.Create(0.70710678118654752f), Vector512.Create(-4f)), Vector512.Create(4f));
-        Vector512<float> x2 = u * u;
-        Vector512<float> p = Vector512.Create(-2.72614225801306e-10f);
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(2.77068142495902e-08f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-2.10102402082508e-06f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-5.69250639462346e-05f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-7.34990630326855e-04f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-2.95459980854025e-03f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-1.60960333262415e-02f));
-        Vector512<float> q = Vector512.Create(-1.45660718464996e-05f);
-        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-2.13374055278905e-04f));
-        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-1.68282697438203e-03f));
-        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-7.37332916720468e-03f));
-        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-1.42647390514189e-02f));
-        return Vector512.Create(0.5f) * x * (Vector512<float>.One + u * p / q);
-    }
+    private static Vector512<float> GeluExact(Vector512<float> x) =>
+        Vector512.Create(0.5f) * x * (Vector512<float>.One + CpuMath.Erf(x * Vector512.Create(0.70710678118654752f)));
 
     /// <summary><see cref="CpuMath.GeluExact"/> on 8 lanes, operation for operation, so results are bit-identical.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> GeluExact(Vector256<float> x)
-    {
-        Vector256<float> u = Vector256.Min(Vector256.Max(x * Vector256.Create(0.70710678118654752f), Vector256.Create(-4f)), Vector256.Create(4f));
-        Vector256<float> x2 = u * u;
-        Vector256<float> p = Vector256.Create(-2.72614225801306e-10f);
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(2.77068142495902e-08f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.10102402082508e-06f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-5.69250639462346e-05f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-7.34990630326855e-04f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.95459980854025e-03f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-1.60960333262415e-02f));
-        Vector256<float> q = Vector256.Create(-1.45660718464996e-05f);
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-2.13374055278905e-04f));
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.68282697438203e-03f));
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-7.37332916720468e-03f));
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.42647390514189e-02f));
-        return Vector256.Create(0.5f) * x * (Vector256<float>.One + u * p / q);
-    }
+    private static Vector256<float> GeluExact(Vector256<float> x) =>
+        Vector256.Create(0.5f) * x * (Vector256<float>.One + CpuMath.Erf(x * Vector256.Create(0.70710678118654752f)));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Kernel(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
@@ -703,6 +671,48 @@ public static class CpuMath
         q = MathF.FusedMultiplyAdd(q, x2, -1.68282697438203e-03f);
         q = MathF.FusedMultiplyAdd(q, x2, -7.37332916720468e-03f);
         q = MathF.FusedMultiplyAdd(q, x2, -1.42647390514189e-02f);
+        return x * p / q;
+    }
+
+    /// <summary><see cref="Erf(float)"/> on 8 lanes with the same fused multiply-adds, so each lane is bit-identical to it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Erf(Vector256<float> x)
+    {
+        x = Vector256.Min(Vector256.Max(x, Vector256.Create(-4f)), Vector256.Create(4f));
+        Vector256<float> x2 = x * x;
+        Vector256<float> p = Vector256.Create(-2.72614225801306e-10f);
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(2.77068142495902e-08f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.10102402082508e-06f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-5.69250639462346e-05f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-7.34990630326855e-04f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.95459980854025e-03f));
+        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-1.60960333262415e-02f));
+        Vector256<float> q = Vector256.Create(-1.45660718464996e-05f);
+        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-2.13374055278905e-04f));
+        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.68282697438203e-03f));
+        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-7.37332916720468e-03f));
+        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.42647390514189e-02f));
+        return x * p / q;
+    }
+
+    /// <summary><see cref="Erf(float)"/> on 16 lanes with the same fused multiply-adds (AVX-512 only).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Erf(Vector512<float> x)
+    {
+        x = Vector512.Min(Vector512.Max(x, Vector512.Create(-4f)), Vector512.Create(4f));
+        Vector512<float> x2 = x * x;
+        Vector512<float> p = Vector512.Create(-2.72614225801306e-10f);
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(2.77068142495902e-08f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-2.10102402082508e-06f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-5.69250639462346e-05f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-7.34990630326855e-04f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-2.95459980854025e-03f));
+        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-1.60960333262415e-02f));
+        Vector512<float> q = Vector512.Create(-1.45660718464996e-05f);
+        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-2.13374055278905e-04f));
+        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-1.68282697438203e-03f));
+        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-7.37332916720468e-03f));
+        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-1.42647390514189e-02f));
         return x * p / q;
     }
 

@@ -187,7 +187,7 @@ public static class CpuProbeKernels
             for (; i <= count - 8; i += 8)
             {
                 Vector256<float> x = Vector256.LoadUnsafe(ref x0, (nuint)i);
-                (Vector256.Create(0.5f) * x * (Vector256<float>.One + Erf(x * Vector256.Create(0.70710678118654752f)))).StoreUnsafe(ref y0, (nuint)i);
+                (Vector256.Create(0.5f) * x * (Vector256<float>.One + CpuMath.Erf(x * Vector256.Create(0.70710678118654752f)))).StoreUnsafe(ref y0, (nuint)i);
             }
         }
         for (; i < count; i++) output[i] = CpuMath.GeluExact(input[i]);
@@ -198,29 +198,8 @@ public static class CpuProbeKernels
         0.5f * (1f + CpuMath.Erf(x * 0.70710678118654752f)) + x * 0.3989422804014327f * ExpF.Exp(-0.5f * x * x);
 
     private static Vector256<float> GeluDerivative(Vector256<float> x) =>
-        Vector256.Create(0.5f) * (Vector256<float>.One + Erf(x * Vector256.Create(0.70710678118654752f)))
+        Vector256.Create(0.5f) * (Vector256<float>.One + CpuMath.Erf(x * Vector256.Create(0.70710678118654752f)))
         + x * Vector256.Create(0.3989422804014327f) * ExpF.Exp(Vector256.Create(-0.5f) * x * x);
-
-    /// <summary><see cref="CpuMath.Erf"/> on eight lanes, with the same fused multiply-adds.</summary>
-    private static Vector256<float> Erf(Vector256<float> x)
-    {
-        x = Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(-4f)), Vector256.Create(-4f), x);
-        x = Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256.Create(4f)), Vector256.Create(4f), x);
-        Vector256<float> x2 = x * x;
-        Vector256<float> p = Vector256.Create(-2.72614225801306e-10f);
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(2.77068142495902e-08f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.10102402082508e-06f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-5.69250639462346e-05f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-7.34990630326855e-04f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.95459980854025e-03f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-1.60960333262415e-02f));
-        Vector256<float> q = Vector256.Create(-1.45660718464996e-05f);
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-2.13374055278905e-04f));
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.68282697438203e-03f));
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-7.37332916720468e-03f));
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.42647390514189e-02f));
-        return x * p / q;
-    }
 
     /// <summary>columnSums[j] = Σ_r matrix[r, j], rows added in order (columns split over threads).</summary>
     public static void ColumnSums(float[] matrix, Span<float> columnSums, int rows, int width)

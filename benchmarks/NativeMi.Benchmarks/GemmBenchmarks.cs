@@ -101,7 +101,7 @@ public class FmaPeakBenchmarks
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float Chains512(long iterations)
+    internal static float Chains512(long iterations)
     {
         Vector512<float> m = Vector512.Create(0.999999f), a = Vector512.Create(1e-7f);
         Vector512<float> s0 = Vector512.Create(1f), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0,

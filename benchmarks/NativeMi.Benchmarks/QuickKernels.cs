@@ -26,9 +26,9 @@ public static class QuickKernels
     public static string Run(int rounds, string? filter)
     {
         var cases = new List<Case>();
-        cases.Add(new Case("FMA peak 512, 1 thread", 12.0 * 16 * 2 * PeakIterations, () => Chains512(PeakIterations)));
+        cases.Add(new Case("FMA peak 512, 1 thread", 12.0 * 16 * 2 * PeakIterations, () => FmaPeakBenchmarks.Chains512(PeakIterations)));
         cases.Add(new Case($"FMA peak 512, {Environment.ProcessorCount} threads", Environment.ProcessorCount * 12.0 * 16 * 2 * PeakIterations,
-            () => Parallel.For(0, Environment.ProcessorCount, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, _ => Chains512(PeakIterations))));
+            () => Parallel.For(0, Environment.ProcessorCount, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, _ => FmaPeakBenchmarks.Chains512(PeakIterations))));
         var rng = new Random(1);
         foreach (int m in new[] { 1024, 864, 216 })
             foreach (var (k, n) in new[] { (384, 1152), (384, 384), (384, 1536), (1536, 384) })
@@ -127,23 +127,5 @@ public static class QuickKernels
         var x = new float[length];
         for (int i = 0; i < length; i++) x[i] = (float)(rng.NextDouble() - 0.5);
         return x;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float Chains512(long iterations)
-    {
-        Vector512<float> m = Vector512.Create(0.999999f), a = Vector512.Create(1e-7f);
-        Vector512<float> s0 = Vector512.Create(1f), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0,
-                         s6 = s0, s7 = s0, s8 = s0, s9 = s0, s10 = s0, s11 = s0;
-        for (long i = 0; i < iterations; i++)
-        {
-            s0 = Avx512F.FusedMultiplyAdd(s0, m, a); s1 = Avx512F.FusedMultiplyAdd(s1, m, a);
-            s2 = Avx512F.FusedMultiplyAdd(s2, m, a); s3 = Avx512F.FusedMultiplyAdd(s3, m, a);
-            s4 = Avx512F.FusedMultiplyAdd(s4, m, a); s5 = Avx512F.FusedMultiplyAdd(s5, m, a);
-            s6 = Avx512F.FusedMultiplyAdd(s6, m, a); s7 = Avx512F.FusedMultiplyAdd(s7, m, a);
-            s8 = Avx512F.FusedMultiplyAdd(s8, m, a); s9 = Avx512F.FusedMultiplyAdd(s9, m, a);
-            s10 = Avx512F.FusedMultiplyAdd(s10, m, a); s11 = Avx512F.FusedMultiplyAdd(s11, m, a);
-        }
-        return Vector512.Sum(s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7 + s8 + s9 + s10 + s11);
     }
 }

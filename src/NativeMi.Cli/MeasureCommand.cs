@@ -22,6 +22,12 @@ internal static class MeasureCommand
         probe.AcceptOnlyFromAmong("positional", "linear", "bag");
         var hidden = new Option<int>("--hidden") { Description = "Hidden width of the positional and bag probes", DefaultValueFactory = _ => 512 };
         var epochs = new Option<int>("--epochs") { Description = "Most probe epochs (early stopping on validation CE)", DefaultValueFactory = _ => 20 };
+        var patience = new Option<int>("--patience") { Description = "Probe epochs without a better validation CE before stopping", DefaultValueFactory = _ => ProbeOptions.DefaultPatience };
+        var learningRate = new Option<float>("--lr") { Description = "AdamW learning rate of the probes", DefaultValueFactory = _ => ProbeOptions.DefaultLearningRate };
+        var classes = new Option<string>("--classes") { Description = $"Probe output classes: the N most frequent training tokens (seen at least twice) + other, or 'all' (default {MeasureOptions.DefaultClasses}); they also define the coarse target", DefaultValueFactory = _ => MeasureOptions.DefaultClasses.ToString(CultureInfo.InvariantCulture) };
+        var target = new Option<string>("--target") { Description = "Target of the headline table, plot and depth summary: coarse (f(X), the classes) or token (X)", DefaultValueFactory = _ => "coarse" };
+        target.AcceptOnlyFromAmong("coarse", "token");
+        var probeSeeds = new Option<int>("--probe-seeds") { Description = "Probe seeds per layer: the lowest validation CE is kept, the spread reported", DefaultValueFactory = _ => 1 };
         var batchSize = new Option<int>("--batch-size") { Description = "Sentences per forward batch", DefaultValueFactory = _ => 32 };
         var probeBatch = new Option<int>("--probe-batch-size") { Description = "Sentences per probe mini-batch", DefaultValueFactory = _ => 32 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of sampling, split, probes and bootstrap", DefaultValueFactory = _ => 0UL };
@@ -39,7 +45,7 @@ internal static class MeasureCommand
 
         var command = new Command("measure", "Measure token recoverability and the Fano / Barber-Agakov bounds layer by layer")
         {
-            model, corpus, maxSentences, layers, pool, probe, hidden, epochs, batchSize, probeBatch, seed, maxTokens, backend, tf32, output, alphabet, bootstrap, baseline, cache, allowNonFinite,
+            model, corpus, maxSentences, layers, pool, probe, hidden, epochs, patience, learningRate, classes, target, probeSeeds, batchSize, probeBatch, seed, maxTokens, backend, tf32, output, alphabet, bootstrap, baseline, cache, allowNonFinite,
         };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
@@ -54,6 +60,11 @@ internal static class MeasureCommand
                 Probe = Enum.Parse<ProbeFamily>(parse.GetValue(probe)!, ignoreCase: true),
                 Hidden = parse.GetValue(hidden),
                 Epochs = parse.GetValue(epochs),
+                Patience = parse.GetValue(patience),
+                LearningRate = parse.GetValue(learningRate),
+                Classes = ParseClasses(parse.GetValue(classes)!),
+                HeadlineTarget = parse.GetValue(target)!,
+                ProbeSeeds = parse.GetValue(probeSeeds),
                 BatchSize = parse.GetValue(batchSize),
                 ProbeBatchSize = parse.GetValue(probeBatch),
                 Seed = parse.GetValue(seed),
@@ -96,6 +107,11 @@ internal static class MeasureCommand
         text == "all" ? null
         : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n
         : throw new InputException($"--max-sentences must be a positive integer or 'all', got '{text}'");
+
+    private static int? ParseClasses(string text) =>
+        text == "all" ? null
+        : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n
+        : throw new InputException($"--classes must be a positive integer or 'all', got '{text}'");
 
     private static IReadOnlyList<int>? ParseLayers(string text)
     {
@@ -183,34 +199,10 @@ internal static class MeasureCommand
 
     private static void PrintTable(MeasurementResult r)
     {
-        static string V(double value, Interval? interval, string format) =>
-            interval is { } i
-                ? $"{value.ToString(format, CultureInfo.InvariantCulture)} [{i.Lower.ToString(format, CultureInfo.InvariantCulture)}, {i.Upper.ToString(format, CultureInfo.InvariantCulture)}]"
-                : value.ToString(format, CultureInfo.InvariantCulture);
-        static string N(double value) => value.ToString("F2", CultureInfo.InvariantCulture);
-        bool bag = r.Options.Probe == ProbeFamily.Bag;
-        var table = new Table().Border(TableBorder.Rounded)
-            .Title(Markup.Escape($"{r.Model.Name} ({r.Model.Architecture}, {r.Model.Layers} layers): {r.ProbeLabel} probe, {r.Corpus.HeldOut} held-out sentences, H(X) = {r.HeldOutEntropyBits:F2} bits"));
-        foreach (string column in new[] { "layer", "depth", "acc [95% CI]", "CE", "I_F [95% CI]", "I_F cert.", "I_BA [95% CI]", "I_ctrl", "gain" })
-            table.AddColumn(new TableColumn(Markup.Escape(column)).RightAligned().NoWrap());
-        if (bag) table.AddColumn(new TableColumn("list-Fano").RightAligned());
-        foreach (LayerResult l in r.Layers)
-        {
-            LayerFigures f = l.Figures;
-            var cells = new List<string>
-            {
-                l.Name, N(l.Depth), V(f.Accuracy, f.AccuracyInterval, "F3"), N(f.CrossEntropyBits), V(f.FanoBits, f.FanoInterval, "F2"),
-                N(f.CertifiedFanoBits), V(f.BarberAgakovBits, f.BarberAgakovInterval, "F2"), N(l.ControlBarberAgakovBits), N(l.GainBits),
-            };
-            if (bag) cells.Add(l.ListFanoBits is double lf ? N(lf) : "");
-            table.AddRow(cells.Select(Markup.Escape).ToArray());
-        }
-        table.Caption(Markup.Escape($"bits per target token, held-out only; bounds on what a {r.ProbeLabel} probe can extract (V-usable information). " +
-            $"Peak I_F at layer {r.Summary.PeakLayer} ({r.Summary.PeakFanoBits:F2} bits); forgetting (peak - last) {r.Summary.ForgettingBits:F2} bits. gain = I_BA - I_ctrl is an estimate, not a bound."));
         var console = AnsiConsole.Console;
         // Redirected output has no terminal width; give the table room instead of wrapping numbers.
-        if (Console.IsOutputRedirected) console.Profile.Width = Math.Max(console.Profile.Width, 150);
-        console.Write(table);
+        if (Console.IsOutputRedirected) console.Profile.Width = Math.Max(console.Profile.Width, 200);
+        MeasureTable.Print(r, console);
     }
 }
 

@@ -66,30 +66,45 @@ internal static class MiPlot
         }
     }
 
+    /// <summary>
+    /// The run's plot: I_BA with its band and the Fano figure of the headline target, the token target's I_BA, the
+    /// control, the baseline (under its CLI name) and the accuracy on the right axis, against normalised depth.
+    /// </summary>
     public static void StageMeasurement(AtomicFileSet files, string folder, MeasurementResult r)
     {
+        string target = r.HeadlineTarget;
+        string symbol = target == "token" ? "X" : "f(X)";
         var layers = r.Layers.Where(l => l.Name != "final").ToArray();
         double[] depth = layers.Select(l => l.Depth).ToArray();
+        Series Band(string label, IReadOnlyList<LayerResult> source, string t, bool dashed = false)
+        {
+            var f = source.Select(l => l.For(t)).ToArray();
+            return new Series(label, source.Select(l => l.Depth).ToArray(), f.Select(x => x.BarberAgakovBits).ToArray(),
+                f.Select(x => x.BarberAgakovInterval?.Lower ?? x.BarberAgakovBits).ToArray(), f.Select(x => x.BarberAgakovInterval?.Upper ?? x.BarberAgakovBits).ToArray(), dashed);
+        }
+        string fanoLabel = layers[0].For(target).FanoKind switch
+        {
+            NativeMi.Information.FanoKind.ListFano => "list-Fano",
+            NativeMi.Information.FanoKind.ObservedPlugIn => "I_F plug-in (observed alphabet, not a bound)",
+            _ => "I_F (Fano)",
+        };
+        double controlBits = r.Control.For(target).BarberAgakovBits;
         var series = new List<Series>
         {
-            new("I_F (Fano, point)", depth, layers.Select(l => l.Figures.FanoBits).ToArray(),
-                layers.Select(l => l.Figures.FanoInterval?.Lower ?? l.Figures.FanoBits).ToArray(), layers.Select(l => l.Figures.FanoInterval?.Upper ?? l.Figures.FanoBits).ToArray()),
-            new("I_F certified (95%)", depth, layers.Select(l => l.Figures.CertifiedFanoBits).ToArray()),
-            new("I_BA (Barber-Agakov)", depth, layers.Select(l => l.Figures.BarberAgakovBits).ToArray(),
-                layers.Select(l => l.Figures.BarberAgakovInterval?.Lower ?? l.Figures.BarberAgakovBits).ToArray(), layers.Select(l => l.Figures.BarberAgakovInterval?.Upper ?? l.Figures.BarberAgakovBits).ToArray()),
-            new("I_ctrl (position only)", depth, layers.Select(l => l.ControlBarberAgakovBits).ToArray(), Dashed: true),
+            Band($"I_BA on {symbol} (Barber-Agakov)", layers, target),
+            new($"{fanoLabel} on {symbol}", depth, layers.Select(l => l.For(target).FanoBits).ToArray(),
+                layers.Select(l => l.For(target).FanoInterval?.Lower ?? l.For(target).FanoBits).ToArray(), layers.Select(l => l.For(target).FanoInterval?.Upper ?? l.For(target).FanoBits).ToArray()),
+            Band($"I_BA on {(target == "token" ? "f(X)" : "X")}", layers, target == "token" ? "coarse" : "token", dashed: true),
+            new($"I_ctrl on {symbol} (position only)", depth, depth.Select(_ => controlBits).ToArray(), Dashed: true),
         };
-        if (r.BaselineLayers is not null)
-        {
-            var b = r.BaselineLayers.Where(l => l.Name != "final").ToArray();
-            series.Add(new Series($"I_BA baseline ({r.Options.Baseline})", b.Select(l => l.Depth).ToArray(), b.Select(l => l.Figures.BarberAgakovBits).ToArray(), Dashed: true));
-        }
+        if (r.Baseline is not null)
+            series.Add(Band($"I_BA on {symbol}, {r.Baseline.Kind}", r.Baseline.Layers.Where(l => l.Name != "final").ToArray(), target, dashed: true));
         var accuracy = new List<Series>
         {
-            new("accuracy (right axis)", depth, layers.Select(l => l.Figures.Accuracy).ToArray(),
-                layers.Select(l => l.Figures.AccuracyInterval?.Lower ?? l.Figures.Accuracy).ToArray(), layers.Select(l => l.Figures.AccuracyInterval?.Upper ?? l.Figures.Accuracy).ToArray()),
+            new($"accuracy on {symbol} (right axis)", depth, layers.Select(l => l.For(target).Accuracy).ToArray(),
+                layers.Select(l => l.For(target).AccuracyInterval?.Lower ?? l.For(target).Accuracy).ToArray(), layers.Select(l => l.For(target).AccuracyInterval?.Upper ?? l.For(target).Accuracy).ToArray()),
         };
         Stage(files, folder, "mi", $"{r.Model.Name}: token recoverability by layer ({r.ProbeLabel} probe, {r.Corpus.HeldOut} held-out sentences)",
-            "bits (held-out; bands: 95% bootstrap)", series, accuracy, "recoverability (accuracy)");
+            "bits per target token (held-out; bands: 95% bootstrap)", series, accuracy, "recoverability (accuracy)");
     }
 }

@@ -14,36 +14,45 @@ public static class InformationBounds
     /// <param name="alphabetSize">|X|, at least 2.</param>
     public static double Fano(double entropyBits, double errorRate, long alphabetSize)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(alphabetSize, 2);
-        return entropyBits - Entropy.BinaryBits(errorRate) - errorRate * Math.Log2(alphabetSize - 1);
+        return entropyBits - FanoConditionalEntropy(errorRate, alphabetSize);
     }
 
     /// <summary>
-    /// Certified Fano bound: <see cref="Fano"/> with P_e replaced by its one-sided Clopper-Pearson upper
-    /// limit at confidence 1 - <paramref name="alpha"/>. The bound is decreasing in P_e only while
-    /// P_e ≤ 1 - 1/|X|; past that the formula would rise again, so the limit is capped there, which keeps
-    /// the result a valid (if then negative or zero-information) lower bound.
+    /// "Fano (95% upper error)": <see cref="Fano"/> with P_e replaced by its one-sided Clopper-Pearson upper
+    /// limit at confidence 1 - <paramref name="alpha"/> (<see cref="UpperErrorRate"/>). It holds with that
+    /// confidence only if the scored targets were independent trials and H(X) were known exactly; targets of one
+    /// sentence are not independent, so it is a more cautious figure, not a certificate.
     /// </summary>
     /// <param name="entropyBits">H(X) in bits.</param>
     /// <param name="errors">Number of probe errors among <paramref name="trials"/>.</param>
     /// <param name="trials">Number of scored targets.</param>
     /// <param name="alphabetSize">|X|, at least 2.</param>
     /// <param name="alpha">One-sided error level; 0.05 for 95% confidence.</param>
-    public static double CertifiedFano(double entropyBits, long errors, long trials, long alphabetSize, double alpha = 0.05) =>
-        Fano(entropyBits, CertifiedErrorRate(errors, trials, alphabetSize, alpha), alphabetSize);
+    public static double FanoAtUpperError(double entropyBits, long errors, long trials, long alphabetSize, double alpha = 0.05) =>
+        Fano(entropyBits, UpperErrorRate(errors, trials, alphabetSize, alpha), alphabetSize);
 
     /// <summary>
-    /// The error rate the certified Fano bound uses: the Clopper-Pearson upper limit, capped at
-    /// 1 - 1/|X| where the Fano bound reaches its minimum.
+    /// The error rate <see cref="FanoAtUpperError"/> uses: the Clopper-Pearson upper limit, capped at
+    /// 1 - 1/|X|, where the Fano bound is smallest (past it the formula would rise again, so a larger error
+    /// rate must not make the figure larger).
     /// </summary>
     /// <param name="errors">Number of probe errors among <paramref name="trials"/>.</param>
     /// <param name="trials">Number of scored targets.</param>
     /// <param name="alphabetSize">|X|, at least 2.</param>
     /// <param name="alpha">One-sided error level; 0.05 for 95% confidence.</param>
-    public static double CertifiedErrorRate(long errors, long trials, long alphabetSize, double alpha = 0.05)
+    public static double UpperErrorRate(long errors, long trials, long alphabetSize, double alpha = 0.05)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(alphabetSize, 2);
         return Math.Min(ClopperPearson.UpperLimit(errors, trials, alpha), 1 - 1.0 / alphabetSize);
+    }
+
+    /// <summary>Fano's bound on the conditional entropy: H(X | Z) ≤ H_b(P_e) + P_e log2(|X| - 1).</summary>
+    /// <param name="errorRate">The probe's error probability P_e in [0, 1].</param>
+    /// <param name="alphabetSize">|X|, at least 2.</param>
+    public static double FanoConditionalEntropy(double errorRate, long alphabetSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(alphabetSize, 2);
+        return Entropy.BinaryBits(errorRate) + errorRate * Math.Log2(alphabetSize - 1);
     }
 
     /// <summary>
@@ -78,28 +87,42 @@ public static class InformationBounds
     /// <param name="entropyBits">H(X) in bits.</param>
     /// <param name="alphabetSize">|X|, larger than every list size.</param>
     /// <param name="groups">One entry per distinct list size: its errors and number of targets.</param>
-    public static double ListFanoMixed(double entropyBits, long alphabetSize, IReadOnlyList<(long ListSize, long Errors, long Targets)> groups)
+    public static double ListFanoMixed(double entropyBits, long alphabetSize, IReadOnlyList<(long ListSize, long Errors, long Targets)> groups) =>
+        entropyBits - ListFanoMixedConditionalEntropy(alphabetSize, groups);
+
+    /// <summary>The bound on H(X | Z) behind <see cref="ListFanoMixed"/>: H(N) + Σ_k P(N = k) · listFano_k.</summary>
+    /// <param name="alphabetSize">|X|, larger than every list size.</param>
+    /// <param name="groups">One entry per distinct list size: its errors and number of targets.</param>
+    /// <param name="alpha">When set, each group's error rate is replaced by its one-sided Clopper-Pearson upper limit
+    /// at level alpha / G (Bonferroni over the G non-empty groups), capped where the group's bound peaks
+    /// (P_e = 1 − k / |X|): the list-Fano counterpart of <see cref="FanoAtUpperError"/>.</param>
+    public static double ListFanoMixedConditionalEntropy(long alphabetSize, IReadOnlyList<(long ListSize, long Errors, long Targets)> groups, double? alpha = null)
     {
         ArgumentNullException.ThrowIfNull(groups);
         long total = 0;
+        int nonEmpty = 0;
         foreach (var group in groups)
         {
             ArgumentOutOfRangeException.ThrowIfNegative(group.Targets, nameof(groups));
+            ArgumentOutOfRangeException.ThrowIfNegative(group.Errors, nameof(groups));
             ArgumentOutOfRangeException.ThrowIfGreaterThan(group.Errors, group.Targets, nameof(groups));
             total += group.Targets;
+            if (group.Targets > 0) nonEmpty++;
         }
         if (total == 0) throw new ArgumentException("no targets in any group", nameof(groups));
         var counts = new long[groups.Count];
         double conditional = 0;
         for (int index = 0; index < groups.Count; index++)
         {
-            var group = groups[index];
-            counts[index] = group.Targets;
-            if (group.Targets == 0) continue;
-            double weight = (double)group.Targets / total;
-            conditional += weight * ListFanoConditionalEntropy((double)group.Errors / group.Targets, alphabetSize, group.ListSize);
+            var (listSize, errors, targets) = groups[index];
+            counts[index] = targets;
+            if (targets == 0) continue;
+            double errorRate = alpha is double a
+                ? Math.Min(ClopperPearson.UpperLimit(errors, targets, a / nonEmpty), 1 - (double)listSize / alphabetSize)
+                : (double)errors / targets;
+            conditional += (double)targets / total * ListFanoConditionalEntropy(errorRate, alphabetSize, listSize);
         }
-        return entropyBits - Entropy.PlugInBits(counts) - conditional;
+        return Entropy.PlugInBits(counts) + conditional;
     }
 
     /// <summary>Barber-Agakov variational bound I_BA = H(X) - CE, valid for any probe q(x | z).</summary>

@@ -55,7 +55,7 @@ public sealed record FigureAgreement(string Layer, string Figure, double Candida
 /// <param name="Candidate">The candidate backend's description.</param>
 /// <param name="Reference">The reference backend's description.</param>
 /// <param name="Options">The measurement both ran.</param>
-/// <param name="Figures">Accuracy, I_F and I_BA of every measured layer.</param>
+/// <param name="Figures">Accuracy, I_F and I_BA (headline target) and the token I_BA of every measured layer.</param>
 /// <param name="CandidateSeconds">Wall time of the candidate's run.</param>
 /// <param name="ReferenceSeconds">Wall time of the reference's run.</param>
 public sealed record ProbeAgreementReport(string Candidate, string Reference, MeasureOptions Options, IReadOnlyList<FigureAgreement> Figures,
@@ -165,9 +165,11 @@ public static class BackendAgreement
             foreach (LayerResult r in expected.Layers)
             {
                 LayerResult c = actual.Layers.Single(l => l.Layer == r.Layer && l.Name == r.Name);
-                figures.Add(new FigureAgreement(r.Name, "accuracy", c.Figures.Accuracy, r.Figures.Accuracy, r.Figures.AccuracyInterval!.Value));
-                figures.Add(new FigureAgreement(r.Name, "I_F", c.Figures.FanoBits, r.Figures.FanoBits, r.Figures.FanoInterval!.Value));
-                figures.Add(new FigureAgreement(r.Name, "I_BA", c.Figures.BarberAgakovBits, r.Figures.BarberAgakovBits, r.Figures.BarberAgakovInterval!.Value));
+                LayerFigures rf = r.For(expected.HeadlineTarget), cf = c.For(expected.HeadlineTarget);
+                figures.Add(new FigureAgreement(r.Name, "accuracy", cf.Accuracy, rf.Accuracy, rf.AccuracyInterval!.Value));
+                figures.Add(new FigureAgreement(r.Name, "I_F", cf.FanoBits, rf.FanoBits, rf.FanoInterval!.Value));
+                figures.Add(new FigureAgreement(r.Name, "I_BA", cf.BarberAgakovBits, rf.BarberAgakovBits, rf.BarberAgakovInterval!.Value));
+                figures.Add(new FigureAgreement(r.Name, "I_BA token", c.Token.BarberAgakovBits, r.Token.BarberAgakovBits, r.Token.BarberAgakovInterval!.Value));
             }
             return new ProbeAgreementReport(candidate.Description, reference.Description, options, figures, candidateSeconds, referenceSeconds);
         }

@@ -46,6 +46,19 @@ public sealed record MeasureOptions
     public int Hidden { get; init; } = 512;
     /// <summary>Most probe epochs (early stopping usually ends sooner).</summary>
     public int Epochs { get; init; } = 20;
+    /// <summary>Epochs without a better validation CE before a probe stops.</summary>
+    public int Patience { get; init; } = ProbeOptions.DefaultPatience;
+    /// <summary>AdamW learning rate of the probes.</summary>
+    public float LearningRate { get; init; } = ProbeOptions.DefaultLearningRate;
+    /// <summary>
+    /// Most output classes of the probe: the most frequent training tokens seen at least twice, plus "other"; null
+    /// for every such token. The classes also define the coarse target f(X).
+    /// </summary>
+    public int? Classes { get; init; } = DefaultClasses;
+    /// <summary>Probe seeds trained per layer; the one with the lowest validation CE is kept and the spread reported.</summary>
+    public int ProbeSeeds { get; init; } = 1;
+    /// <summary>The target of the headline figures: "coarse" (f(X), the default) or "token" (X).</summary>
+    public string HeadlineTarget { get; init; } = "coarse";
     /// <summary>Sentences per forward batch.</summary>
     public int BatchSize { get; init; } = 32;
     /// <summary>Sentences per probe mini-batch.</summary>
@@ -69,6 +82,9 @@ public sealed record MeasureOptions
     /// <summary>Load a model whose weights hold NaN or infinite values (refused by default; see <see cref="Models.ModelLoadOptions"/>).</summary>
     public bool AllowNonFiniteWeights { get; init; }
 
-    /// <summary>Sample size of the default run, chosen so that `nativemi measure` finishes in minutes on a 2-core CPU.</summary>
+    /// <summary>Sample size of the default run (docs/METHOD.md says how it was chosen).</summary>
     public const int DefaultMaxSentences = 2000;
+
+    /// <summary>Class limit of the default run (docs/METHOD.md says how it was chosen).</summary>
+    public const int DefaultClasses = 1000;
 }

@@ -39,25 +39,35 @@ public static class MeasurementRunner
         ReturnFreeMemory(); // the import's and the loader's temporary arrays
         timings["load"] = Lap(clock);
 
-        // Corpus: read, sample, tokenise, split.
+        // Corpus: read, tokenise every distinct sentence (the population of the entropies), sample, split.
         string corpusPath = Path.GetFullPath(options.Corpus ?? DefaultCorpusPath);
         IReadOnlyList<CorpusLine> lines = CorpusReader.Read(corpusPath);
         string corpusSha = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(corpusPath)));
         string[] texts = lines.Select(l => l.Text).ToArray();
-        int[] sample = CorpusSampler.Sample(texts, options.MaxSentences, options.Seed);
         int maxTokens = Math.Min(options.MaxTokens ?? model.Config.MaxSequenceLength, model.Config.MaxSequenceLength);
+        int[] distinct = CorpusSampler.Sample(texts, null, options.Seed);
+        var inSample = new HashSet<int>(CorpusSampler.Sample(texts, options.MaxSentences, options.Seed));
+        var population = new List<int[]>(distinct.Length);
+        var unfitted = new List<int[]>(distinct.Length); // the population without the probes' training and validation sentences
         var sentences = new List<(string Text, EncodedSentence Encoded, int[] Targets, Split Split)>();
         int truncated = 0, dropped = 0;
-        for (int i = 0; i < sample.Length; i++)
+        for (int i = 0; i < distinct.Length; i++)
         {
             cancellation.ThrowIfCancellationRequested();
-            string text = texts[sample[i]];
+            string text = texts[distinct[i]];
             EncodedSentence encoded = model.Tokenizer.Encode(text, maxTokens);
-            if (encoded.Truncated) truncated++;
             int[] textTargets = encoded.Ids.Where((_, k) => encoded.IsTarget[k]).ToArray();
-            if (textTargets.Length == 0) { dropped++; continue; }
-            sentences.Add((text, encoded, textTargets, CorpusSampler.SplitOf(options.Seed, text, options.TrainFraction, options.ValidationFraction)));
-            if (i % 256 == 0 || i == sample.Length - 1) progress?.Report(new MeasureEvent("tokenise", i + 1, sample.Length));
+            if (textTargets.Length > 0) population.Add(textTargets);
+            Split split = Split.HeldOut;
+            if (inSample.Contains(distinct[i]))
+            {
+                if (encoded.Truncated) truncated++;
+                split = CorpusSampler.SplitOf(options.Seed, text, options.TrainFraction, options.ValidationFraction);
+                if (textTargets.Length == 0) dropped++;
+                else sentences.Add((text, encoded, textTargets, split));
+            }
+            if (textTargets.Length > 0 && split == Split.HeldOut) unfitted.Add(textTargets);
+            if (i % 1024 == 0 || i == distinct.Length - 1) progress?.Report(new MeasureEvent("tokenise", i + 1, distinct.Length));
         }
         if (truncated > 0) warnings.Add($"{truncated} sentence(s) longer than {maxTokens} tokens were truncated ({corpusPath})");
         if (dropped > 0) warnings.Add($"{dropped} sentence(s) had no text token after tokenisation and were skipped");
@@ -82,30 +92,39 @@ public static class MeasurementRunner
         int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, gpt2);
         var splits = new SplitIndex(sentences.Select(s => s.Split).ToArray());
         int[][] targets = sentences.Select(s => s.Targets).ToArray();
+        var classes = ClassMap.Build(splits.Train.Select(i => targets[i]), splits.Validation.Select(i => targets[i]), options.Classes, model.Config.VocabSize);
+        var targetVariables = TargetVariables.FromPopulation(population, unfitted, classes);
         var figureOptions = new LayerFigureOptions
         {
-            VocabularySize = model.Config.VocabSize,
             Alphabet = options.FanoAlphabet,
+            ListDecoding = options.Probe == ProbeFamily.Bag,
             BootstrapResamples = options.Bootstrap,
             BootstrapSeed = options.Seed ^ 0xB007_57A9UL,
         };
+        HeldOutResampling? resampling = options.Bootstrap > 0 ? new HeldOutResampling(heldOutCount, options.Bootstrap, figureOptions.BootstrapSeed) : null;
         var probeOptions = new ProbeOptions
         {
             Family = options.Probe,
             Hidden = options.Hidden,
             MaxEpochs = options.Epochs,
+            Patience = options.Patience,
+            LearningRate = options.LearningRate,
             BatchSentences = options.ProbeBatchSize,
             Seed = options.Seed + 1,
         };
+        var context = new ProbeContext(backend, splits, targets, model.Config.HiddenSize, model.Config.NumLayers, classes, probeOptions, targetVariables, figureOptions,
+            resampling, options.ProbeSeeds, progress, cancellation);
 
-        var control = Control(backend, splits, targets, model.Config.HiddenSize, probeOptions, model.Config.VocabSize, progress, cancellation);
+        ControlResult control = Control(context);
+        if (control.WorseThanUnigram)
+            warnings.Add($"the control probe's held-out CE ({control.Token.CrossEntropyBits:F3} bits, coarse {control.Coarse.CrossEntropyBits:F3}) is worse than the training unigram's " +
+                $"({control.UnigramToken.CrossEntropyBits:F3}, coarse {control.UnigramCoarse.CrossEntropyBits:F3}): gain is measured against a weak control");
         ReturnFreeMemory();
         timings["control"] = Lap(clock);
-        var layers = ProbeLayers(backend, pooled, selected, splits, targets, model, probeOptions, figureOptions, control,
-            "probe", progress, cancellation);
+        var layers = ProbeLayers(context, pooled, selected, control, "probe");
         timings["probes"] = Lap(clock);
 
-        IReadOnlyList<LayerResult>? baseline = null;
+        BaselineResult? baseline = null;
         if (options.Baseline != BaselineKind.None)
         {
             float[][] baselineVectors;
@@ -121,30 +140,49 @@ public static class MeasurementRunner
                     new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, $"random-init:{options.Seed}|{backend.Name}"), entries, model.Config.HiddenSize),
                     "baseline forward", progress, warnings, cancellation);
             }
-            baseline = ProbeLayers(backend, baselineVectors, selected, splits, targets, model, probeOptions, figureOptions, control,
-                "baseline probe", progress, cancellation);
+            baseline = new BaselineResult(BaselineName(options.Baseline), ProbeLayers(context, baselineVectors, selected, control, "baseline probe"));
             timings["baseline"] = Lap(clock);
         }
 
         var summaryLayers = layers.Where(l => l.Name != "final").ToArray();
-        DepthSummary summary = DepthSummary.FromEntries([.. summaryLayers.Select(l => (l.Layer, l.Depth, l.Figures.FanoBits))]);
+        string[] targetNames = ["coarse", "token"];
         timings["total"] = timings.Values.Sum();
+        long trainingTargets = classes.TrainingClassCounts.Sum();
 
         return new MeasurementResult
         {
             Model = new ModelDescription(options.Model, modelDirectory, model.Config.ModelType, model.Config.Family.ToString().ToLowerInvariant(),
                 model.Config.NumLayers, model.Config.HiddenSize, model.Config.VocabSize, model.ParameterCount, identity),
-            Corpus = new CorpusDescription(corpusPath, corpusSha, lines.Count, sample.Length, trainCount, validationCount, heldOutCount, truncated, dropped),
+            Corpus = new CorpusDescription(corpusPath, corpusSha, lines.Count, population.Count, population.Sum(p => (long)p.Length), sentences.Count + dropped,
+                trainCount, validationCount, heldOutCount, truncated, dropped),
             Options = options with { Corpus = corpusPath },
             Backend = backend.Description,
             TimingsSeconds = timings,
             Warnings = warnings,
+            Targets = targetVariables,
+            HeadlineTarget = options.HeadlineTarget,
+            Classes = new ClassDescription(classes.Count, classes.RequestedClasses, classes.OtherTokenCount, classes.OtherSmoothing,
+                1 - (double)classes.TrainingClassCounts[classes.Other] / trainingTargets),
+            Control = control,
             Layers = layers,
-            Summary = summary,
-            BaselineLayers = baseline,
-            HeldOutEntropyBits = layers[0].Figures.EntropyBits,
+            Differences = [.. targetNames.Select(t => LayerDifferences.From(layers, t))],
+            Summaries = [.. targetNames.Select(t => DepthSummary.From(summaryLayers, t))],
+            Baseline = baseline,
         };
     }
+
+    /// <summary>The CLI name of a baseline kind.</summary>
+    public static string BaselineName(BaselineKind kind) => kind switch
+    {
+        BaselineKind.RandomInit => "random-init",
+        BaselineKind.Shuffled => "shuffled",
+        _ => "none",
+    };
+
+    /// <summary>What every probe of a run shares.</summary>
+    private sealed record ProbeContext(IComputeBackend Backend, SplitIndex Splits, int[][] Targets, int Width, int NumLayers, ClassMap Classes, ProbeOptions ProbeOptions,
+        TargetVariables TargetVariables, LayerFigureOptions FigureOptions, HeldOutResampling? Resampling, int Seeds, IProgress<MeasureEvent>? Progress,
+        CancellationToken Cancellation);
 
     /// <summary>
     /// A full blocking collection that compacts the large-object heap and gives the freed memory back to the
@@ -170,6 +208,11 @@ public static class MeasurementRunner
         if (o.MaxSentences is < 5) throw new InputException($"--max-sentences must be at least 5, got {o.MaxSentences}");
         if (o.Hidden < 1) throw new InputException($"--hidden must be at least 1, got {o.Hidden}");
         if (o.Epochs < 1) throw new InputException($"--epochs must be at least 1, got {o.Epochs}");
+        if (o.Patience < 1) throw new InputException($"--patience must be at least 1, got {o.Patience}");
+        if (!(o.LearningRate > 0 && float.IsFinite(o.LearningRate))) throw new InputException($"--lr must be a positive number, got {o.LearningRate}");
+        if (o.Classes is < 1) throw new InputException($"--classes must be at least 1, got {o.Classes}");
+        if (o.ProbeSeeds < 1) throw new InputException($"--probe-seeds must be at least 1, got {o.ProbeSeeds}");
+        if (o.HeadlineTarget is not ("coarse" or "token")) throw new InputException($"--target must be 'coarse' or 'token', got '{o.HeadlineTarget}'");
         if (o.BatchSize < 1) throw new InputException($"--batch-size must be at least 1, got {o.BatchSize}");
         if (o.ProbeBatchSize < 1) throw new InputException($"--probe-batch-size must be at least 1, got {o.ProbeBatchSize}");
         if (o.Bootstrap < 0) throw new InputException($"--bootstrap must be 0 or more, got {o.Bootstrap}");
@@ -266,42 +309,44 @@ public static class MeasurementRunner
     }
 
     /// <summary>The control probe sees zeros instead of z, so it is the same for every layer: trained once.</summary>
-    private static ControlFigures Control(IComputeBackend backend, SplitIndex splits, int[][] targets, int d, ProbeOptions probeOptions, long vocabulary,
-        IProgress<MeasureEvent>? progress, CancellationToken cancellation)
+    private static ControlResult Control(ProbeContext c)
     {
-        var zeros = new float[(long)targets.Length * d];
-        return ProbeMeasurement.TrainControl(backend, Dataset(zeros, splits.Train, targets, d), Dataset(zeros, splits.Validation, targets, d),
-            Dataset(zeros, splits.HeldOut, targets, d), probeOptions, vocabulary,
+        var zeros = new float[(long)c.Targets.Length * c.Width];
+        return ProbeMeasurement.TrainControl(c.Backend, Dataset(zeros, c.Splits.Train, c.Targets, c.Width), Dataset(zeros, c.Splits.Validation, c.Targets, c.Width),
+            Dataset(zeros, c.Splits.HeldOut, c.Targets, c.Width), c.Classes, c.ProbeOptions, c.TargetVariables, c.FigureOptions, c.Resampling,
             new SynchronousProgress<ProbeEpoch>(e =>
             {
-                progress?.Report(new MeasureEvent("control", e.Epoch, e.MaxEpochs, $"val CE {e.ValidationCrossEntropyBits:F3} bits"));
+                c.Progress?.Report(new MeasureEvent("control", e.Epoch, e.MaxEpochs, $"val CE {e.ValidationCrossEntropyBits:F3} bits (coarse target)"));
                 if (TestPausePoint.Armed) TestPausePoint.Reach($"control-epoch:{e.Epoch}");
-            }), cancellation);
+            }), c.Cancellation);
     }
 
-    private static List<LayerResult> ProbeLayers(IComputeBackend backend, float[][] pooled, int[] selected, SplitIndex splits, int[][] targets,
-        TransformerModel model, ProbeOptions probeOptions, LayerFigureOptions figureOptions, ControlFigures control,
-        string phase, IProgress<MeasureEvent>? progress, CancellationToken cancellation)
+    private static List<LayerResult> ProbeLayers(ProbeContext c, float[][] pooled, int[] selected, ControlResult control, string phase)
     {
-        int d = model.Config.HiddenSize, numLayers = model.Config.NumLayers;
+        int d = c.Width, numLayers = c.NumLayers;
         var results = new List<LayerResult>();
         foreach (int layer in selected)
         {
-            cancellation.ThrowIfCancellationRequested();
+            c.Cancellation.ThrowIfCancellationRequested();
             string name = layer <= numLayers ? layer.ToString(System.Globalization.CultureInfo.InvariantCulture) : "final";
-            LayerResult result = ProbeMeasurement.MeasureLayer(backend, Dataset(pooled[layer], splits.Train, targets, d), Dataset(pooled[layer], splits.Validation, targets, d),
-                Dataset(pooled[layer], splits.HeldOut, targets, d), probeOptions, figureOptions, control,
+            LayerResult result = ProbeMeasurement.MeasureLayer(c.Backend, Dataset(pooled[layer], c.Splits.Train, c.Targets, d),
+                Dataset(pooled[layer], c.Splits.Validation, c.Targets, d), Dataset(pooled[layer], c.Splits.HeldOut, c.Targets, d), c.Classes, c.ProbeOptions,
+                c.TargetVariables, c.FigureOptions, control, c.Seeds, c.Resampling,
                 new SynchronousProgress<ProbeEpoch>(e =>
                 {
-                    progress?.Report(new MeasureEvent(phase, e.Epoch, e.MaxEpochs, $"layer {name}: val CE {e.ValidationCrossEntropyBits:F3} bits"));
+                    c.Progress?.Report(new MeasureEvent(phase, e.Epoch, e.MaxEpochs, $"layer {name}: val CE {e.ValidationCrossEntropyBits:F3} bits (coarse target)"));
                     if (TestPausePoint.Armed) TestPausePoint.Reach($"{phase}-epoch:{name}:{e.Epoch}");
                 }),
-                cancellation) with { Layer = layer, Name = name, Depth = Math.Min(layer, numLayers) / (double)numLayers };
+                c.Cancellation) with { Layer = layer, Name = name, Depth = Math.Min(layer, numLayers) / (double)numLayers };
             results.Add(result);
             ReturnFreeMemory(); // the probe's parameters, optimiser state, snapshots and dataset copies
-            progress?.Report(new MeasureEvent(phase + " done", results.Count, selected.Length, $"layer {name}: acc {result.Figures.Accuracy:F3}, I_F {result.Figures.FanoBits:F3} bits"));
+            progress(c, phase, results.Count, selected.Length, name, result);
         }
         return results;
+
+        static void progress(ProbeContext c, string phase, int done, int total, string name, LayerResult result) =>
+            c.Progress?.Report(new MeasureEvent(phase + " done", done, total,
+                $"layer {name}: acc {result.Coarse.Accuracy:F3}, I_BA {result.Coarse.BarberAgakovBits:F3} bits (coarse), {result.Token.BarberAgakovBits:F3} (token)"));
     }
 
     /// <summary>

@@ -89,10 +89,13 @@ internal sealed class ProbeNetwork : IDisposable
     private float[] _hostLoss = [];
     private readonly Dictionary<string, DeviceBuffer<float>> _scratch = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DeviceBuffer<int>> _intScratch = new(StringComparer.Ordinal);
-    private readonly Parameter? _w1, _b1, _p, _w2, _b2;
+    // The MLP path (positional and bag): W1, b1, P (positional), W2; the linear path (positional and linear): V, Q.
+    private readonly Parameter? _w1, _b1, _p, _w2, _v, _q;
+    private readonly Parameter _b2;
 
-    public ProbeNetwork(IComputeBackend backend, ProbeOptions options, int width, int classes, int positions)
+    public ProbeNetwork(IComputeBackend backend, ProbeOptions options, int width, int classes, int positions, float[] initialOutputBias)
     {
+        if (initialOutputBias.Length != classes) throw new ArgumentException($"{initialOutputBias.Length} initial output biases for {classes} classes", nameof(initialOutputBias));
         _backend = backend;
         _options = options;
         _width = width;
@@ -100,38 +103,59 @@ internal sealed class ProbeNetwork : IDisposable
         _positions = positions;
         _hidden = options.Hidden;
         var random = new SplitMix64(options.Seed);
+        // Every output weight starts at zero and b2 at the training unigram's log probabilities: the untrained probe
+        // is exactly the unigram. In the MLP the random position table (or W1, for the bag) breaks the symmetry of
+        // the hidden units: W2's first gradient is gelu(P[i] + b1)ᵀ · g, then W1 learns through W2.
         switch (options.Family)
         {
             case ProbeFamily.Positional:
-                // W1 starts at zero: the untrained probe is the position-only control, and z's influence is
-                // learned from there, so early stopping cannot keep a probe that is worse than ignoring z by chance.
+                _v = Add("V", (long)width * classes, random, 0);
+                _q = Add("Q", (long)positions * classes, random, 0);
                 _w1 = Add("W1", (long)width * _hidden, random, 0);
                 _b1 = Add("b1", _hidden, random, 0);
                 _p = Add("P", (long)positions * _hidden, random, 1 / Math.Sqrt(width));
-                _w2 = Add("W2", (long)_hidden * classes, random, 1 / Math.Sqrt(_hidden));
-                _b2 = Add("b2", classes, random, 0);
+                _w2 = Add("W2", (long)_hidden * classes, random, 0);
                 break;
             case ProbeFamily.Linear:
-                _w2 = Add("W", (long)width * classes, random, 0);
-                _p = Add("P", (long)positions * classes, random, 0);
-                _b2 = Add("b", classes, random, 0);
+                _v = Add("W", (long)width * classes, random, 0);
+                _q = Add("P", (long)positions * classes, random, 0);
                 break;
             case ProbeFamily.Bag:
                 _w1 = Add("W1", (long)width * _hidden, random, 1 / Math.Sqrt(width));
                 _b1 = Add("b1", _hidden, random, 0);
-                _w2 = Add("W2", (long)_hidden * classes, random, 1 / Math.Sqrt(_hidden));
-                _b2 = Add("b2", classes, random, 0);
+                _w2 = Add("W2", (long)_hidden * classes, random, 0);
                 break;
         }
+        _b2 = Add("b2", initialOutputBias);
+        MlpActive = options.Family == ProbeFamily.Bag;
     }
 
     public ProbeFamily Family => _options.Family;
     public int Classes => _classes;
 
+    /// <summary>
+    /// Whether the positional probe's MLP path takes part. Its first training stage runs without it (the linear path
+    /// alone, W2 still zero), so the second stage starts from the trained linear probe.
+    /// </summary>
+    public bool MlpActive
+    {
+        get => _mlpActive;
+        set => _mlpActive = value && _w1 is not null;
+    }
+
+    private bool _mlpActive;
+    private static readonly float TmpScale = float.Parse(Environment.GetEnvironmentVariable("NMI_S2") ?? "1", System.Globalization.CultureInfo.InvariantCulture);
+
     private Parameter Add(string name, long length, SplitMix64 random, double std)
     {
         var init = new float[length];
         if (std > 0) for (long i = 0; i < length; i++) init[i] = (float)(std * Normal(random));
+        return Add(name, init);
+    }
+
+    private Parameter Add(string name, float[] init)
+    {
+        long length = init.Length;
         var p = new Parameter(name, _backend.Upload<float>(init), _backend.Allocate<float>(length), _backend.Allocate<float>(length), _backend.Allocate<float>(length), length);
         _parameters.Add(p);
         return p;
@@ -162,47 +186,41 @@ internal sealed class ProbeNetwork : IDisposable
     {
         int s = batch.SentenceCount, t = batch.TargetCount, d = _width, h = _hidden, c = _classes;
         var logits = Scratch("logits", (long)t * c);
-        switch (Family)
+        if (Family == ProbeFamily.Bag)
         {
-            case ProbeFamily.Positional:
-            {
-                var hs = Scratch("H", (long)s * h);
-                _backend.GemmEx(batch.Vectors, false, _w1!.Value, false, hs, s, d, h, accumulate: false);
-                var u = Scratch("U", (long)t * h);
-                var pos = Scratch("Prow", (long)t * h);
-                _backend.GatherRows(hs, batch.SentenceOfTarget, u, t, h);
-                _backend.GatherRows(_p!.Value, batch.PositionOfTarget, pos, t, h);
-                _backend.AddInPlace(u, pos, (long)t * h);
-                var a = Scratch("A", (long)t * h);
-                _backend.BiasActivation(u, _b1!.Value, u, a, t, h, gelu: true);
-                _backend.GemmEx(a, false, _w2!.Value, false, logits, t, h, c, accumulate: false);
-                _backend.BiasActivation(logits, _b2!.Value, logits, logits, t, c, gelu: false);
-                break;
-            }
-            case ProbeFamily.Linear:
-            {
-                var zt = Scratch("Zt", (long)t * d);
-                _backend.GatherRows(batch.Vectors, batch.SentenceOfTarget, zt, t, d);
-                _backend.GemmEx(zt, false, _w2!.Value, false, logits, t, d, c, accumulate: false);
-                var pos = Scratch("Prow", (long)t * c);
-                _backend.GatherRows(_p!.Value, batch.PositionOfTarget, pos, t, c);
-                _backend.AddInPlace(logits, pos, (long)t * c);
-                _backend.BiasActivation(logits, _b2!.Value, logits, logits, t, c, gelu: false);
-                break;
-            }
-            case ProbeFamily.Bag:
-            {
-                var u = Scratch("U", (long)s * h);
-                _backend.GemmEx(batch.Vectors, false, _w1!.Value, false, u, s, d, h, accumulate: false);
-                var a = Scratch("A", (long)s * h);
-                _backend.BiasActivation(u, _b1!.Value, u, a, s, h, gelu: true);
-                var sentenceLogits = Scratch("Ls", (long)s * c);
-                _backend.GemmEx(a, false, _w2!.Value, false, sentenceLogits, s, h, c, accumulate: false);
-                _backend.BiasActivation(sentenceLogits, _b2!.Value, sentenceLogits, sentenceLogits, s, c, gelu: false);
-                _backend.GatherRows(sentenceLogits, batch.SentenceOfTarget, logits, t, c);
-                break;
-            }
+            var u = Scratch("U", (long)s * h);
+            _backend.GemmEx(batch.Vectors, false, _w1!.Value, false, u, s, d, h, accumulate: false);
+            var a = Scratch("A", (long)s * h);
+            _backend.BiasActivation(u, _b1!.Value, u, a, s, h, gelu: true);
+            var sentenceLogits = Scratch("Ls", (long)s * c);
+            _backend.GemmEx(a, false, _w2!.Value, false, sentenceLogits, s, h, c, accumulate: false);
+            _backend.BiasActivation(sentenceLogits, _b2.Value, sentenceLogits, sentenceLogits, s, c, gelu: false);
+            _backend.GatherRows(sentenceLogits, batch.SentenceOfTarget, logits, t, c);
+            return logits;
         }
+        bool mlp = MlpActive;
+        if (mlp)
+        {
+            var hs = Scratch("H", (long)s * h);
+            _backend.GemmEx(batch.Vectors, false, _w1!.Value, false, hs, s, d, h, accumulate: false);
+            var u = Scratch("U", (long)t * h);
+            var pos = Scratch("Prow", (long)t * h);
+            _backend.GatherRows(hs, batch.SentenceOfTarget, u, t, h);
+            _backend.GatherRows(_p!.Value, batch.PositionOfTarget, pos, t, h);
+            _backend.AddInPlace(u, pos, (long)t * h);
+            var a = Scratch("A", (long)t * h);
+            _backend.BiasActivation(u, _b1!.Value, u, a, t, h, gelu: true);
+            _backend.GemmEx(a, false, _w2!.Value, false, logits, t, h, c, accumulate: false);
+        }
+        // The linear path: V z once per sentence, gathered to its targets, plus the position row Q[i].
+        var vz = Scratch("VZ", (long)s * c);
+        _backend.GemmEx(batch.Vectors, false, _v!.Value, false, vz, s, d, c, accumulate: false);
+        var row = Scratch("Lrow", (long)t * c);
+        _backend.GatherRows(vz, batch.SentenceOfTarget, mlp ? row : logits, t, c);
+        if (mlp) _backend.AddInPlace(logits, row, (long)t * c);
+        _backend.GatherRows(_q!.Value, batch.PositionOfTarget, row, t, c);
+        _backend.AddInPlace(logits, row, (long)t * c);
+        _backend.BiasActivation(logits, _b2.Value, logits, logits, t, c, gelu: false);
         return logits;
     }
 
@@ -216,13 +234,33 @@ internal sealed class ProbeNetwork : IDisposable
         _backend.SoftmaxCrossEntropy(logits, batch.ClassOfTarget, loss, argmax, t, c, 1f / t, writeGradient: true);
         var g = logits; // now the gradient w.r.t. the logits
         foreach (var p in _parameters) _backend.Zero(p.Gradient, p.Length);
-        switch (Family)
+        if (Family == ProbeFamily.Bag)
         {
-            case ProbeFamily.Positional:
+            var gs = Scratch("dLs", (long)s * c);
+            _backend.Zero(gs, (long)s * c);
+            _backend.ScatterAddRows(g, batch.SentenceOfTarget, gs, t, c);
+            var a = Scratch("A", (long)s * h);
+            _backend.GemmEx(a, true, gs, false, _w2!.Gradient, h, s, c, accumulate: false);
+            _backend.ColumnSums(gs, _b2.Gradient, s, c);
+            var da = Scratch("dA", (long)s * h);
+            _backend.GemmEx(gs, false, _w2.Value, true, da, s, c, h, accumulate: false);
+            var u = Scratch("U", (long)s * h);
+            _backend.GeluBackward(u, da, da, (long)s * h);
+            _backend.ColumnSums(da, _b1!.Gradient, s, h);
+            _backend.GemmEx(batch.Vectors, true, da, false, _w1!.Gradient, d, s, h, accumulate: false);
+        }
+        else
+        {
+            _backend.ColumnSums(g, _b2.Gradient, t, c);
+            var gs = Scratch("dVZ", (long)s * c);
+            _backend.Zero(gs, (long)s * c);
+            _backend.ScatterAddRows(g, batch.SentenceOfTarget, gs, t, c);
+            _backend.GemmEx(batch.Vectors, true, gs, false, _v!.Gradient, d, s, c, accumulate: false);
+            _backend.ScatterAddRows(g, batch.PositionOfTarget, _q!.Gradient, t, c);
+            if (MlpActive)
             {
                 var a = Scratch("A", (long)t * h);
                 _backend.GemmEx(a, true, g, false, _w2!.Gradient, h, t, c, accumulate: false);
-                _backend.ColumnSums(g, _b2!.Gradient, t, c);
                 var da = Scratch("dA", (long)t * h);
                 _backend.GemmEx(g, false, _w2.Value, true, da, t, c, h, accumulate: false);
                 var u = Scratch("U", (long)t * h);
@@ -233,35 +271,15 @@ internal sealed class ProbeNetwork : IDisposable
                 _backend.Zero(dh, (long)s * h);
                 _backend.ScatterAddRows(da, batch.SentenceOfTarget, dh, t, h);
                 _backend.GemmEx(batch.Vectors, true, dh, false, _w1!.Gradient, d, s, h, accumulate: false);
-                break;
-            }
-            case ProbeFamily.Linear:
-            {
-                var zt = Scratch("Zt", (long)t * d);
-                _backend.GemmEx(zt, true, g, false, _w2!.Gradient, d, t, c, accumulate: false);
-                _backend.ScatterAddRows(g, batch.PositionOfTarget, _p!.Gradient, t, c);
-                _backend.ColumnSums(g, _b2!.Gradient, t, c);
-                break;
-            }
-            case ProbeFamily.Bag:
-            {
-                var gs = Scratch("dLs", (long)s * c);
-                _backend.Zero(gs, (long)s * c);
-                _backend.ScatterAddRows(g, batch.SentenceOfTarget, gs, t, c);
-                var a = Scratch("A", (long)s * h);
-                _backend.GemmEx(a, true, gs, false, _w2!.Gradient, h, s, c, accumulate: false);
-                _backend.ColumnSums(gs, _b2!.Gradient, s, c);
-                var da = Scratch("dA", (long)s * h);
-                _backend.GemmEx(gs, false, _w2.Value, true, da, s, c, h, accumulate: false);
-                var u = Scratch("U", (long)s * h);
-                _backend.GeluBackward(u, da, da, (long)s * h);
-                _backend.ColumnSums(da, _b1!.Gradient, s, h);
-                _backend.GemmEx(batch.Vectors, true, da, false, _w1!.Gradient, d, s, h, accumulate: false);
-                break;
             }
         }
-        var hyper = new AdamWStep(_options.LearningRate, 0.9f, 0.999f, 1e-8f, _options.WeightDecay, step);
-        foreach (var p in _parameters) _backend.AdamW(p.Value, p.Gradient, p.FirstMoment, p.SecondMoment, p.Length, hyper);
+        var hyper = new AdamWStep(_options.LearningRate * (MlpActive && Family == ProbeFamily.Positional ? TmpScale : 1f), 0.9f, 0.999f, 1e-8f, _options.WeightDecay, step);
+        foreach (var p in _parameters)
+        {
+            // A frozen path keeps its parameters (and its zero output weights) untouched, weight decay included.
+            if (!MlpActive && IsMlpParameter(p)) continue;
+            _backend.AdamW(p.Value, p.Gradient, p.FirstMoment, p.SecondMoment, p.Length, hyper);
+        }
         // One host array for the losses, grown when a batch has more targets, instead of one per step.
         if (_hostLoss.Length < t) _hostLoss = new float[t];
         Span<float> host = _hostLoss.AsSpan(0, t);
@@ -270,6 +288,8 @@ internal sealed class ProbeNetwork : IDisposable
         foreach (float v in host) sum += v;
         return sum;
     }
+
+    private bool IsMlpParameter(Parameter p) => ReferenceEquals(p, _w1) || ReferenceEquals(p, _b1) || ReferenceEquals(p, _p) || ReferenceEquals(p, _w2);
 
     /// <summary>Per target: loss in nats of its class (the "other" class for unseen tokens) and the argmax class.</summary>
     public (float[] LossNats, int[] Argmax) Score(PreparedBatch batch)

@@ -11,56 +11,73 @@ namespace NativeMi.Probing;
 /// </summary>
 public static class ProbeTrainer
 {
-    /// <summary>Trains on <paramref name="train"/>, early-stopping on <paramref name="validation"/>.</summary>
-    public static TrainedProbe Train(IComputeBackend backend, ProbeDataset train, ProbeDataset validation, ProbeOptions options,
+    /// <summary>
+    /// Trains on <paramref name="train"/>, early-stopping on <paramref name="validation"/>. The probe starts as the
+    /// training unigram over <paramref name="classes"/> (its output weights are zero and its bias the unigram's log
+    /// probabilities); the validation CE of that start counts as epoch 0, so the kept probe is never worse on
+    /// validation data than the unigram.
+    /// </summary>
+    public static TrainedProbe Train(IComputeBackend backend, ProbeDataset train, ProbeDataset validation, ClassMap classes, ProbeOptions options,
         IProgress<ProbeEpoch>? progress = null, CancellationToken cancellation = default)
     {
+        ArgumentNullException.ThrowIfNull(classes);
         if (train.Count == 0) throw new ArgumentException("the training split has no sentences", nameof(train));
         if (validation.Count == 0) throw new ArgumentException("the validation split has no sentences", nameof(validation));
-        var classes = ClassMap.FromTargets(train.Targets);
         int maxPosition = Math.Max(train.Targets.Max(t => t.Length), 1);
         var (mean, scale) = Standardisation(train);
-        var network = new ProbeNetwork(backend, options, train.Width, classes.Count, maxPosition);
+        var network = new ProbeNetwork(backend, options, train.Width, classes.Count, maxPosition, classes.UnigramLogits());
         try
         {
             var trainBatches = new BatchSource(backend, Standardise(train, mean, scale), train.Targets, classes, maxPosition);
             var validationBatches = new BatchSource(backend, Standardise(validation, mean, scale), validation.Targets, classes, maxPosition);
             var random = new SplitMix64(options.Seed ^ 0x5052_4F42_4554_5241UL);
             float[][] best = network.Snapshot();
-            double bestValidation = double.PositiveInfinity;
-            int sinceBest = 0, step = 0, epochsRun = 0;
+            double bestValidation = network.MeanCrossEntropyBits(validationBatches, options.BatchSentences);
+            int step = 0, epochsRun = 0, bestEpoch = 0;
             int[] order = Enumerable.Range(0, train.Count).ToArray();
-            for (int epoch = 1; epoch <= options.MaxEpochs; epoch++)
+            // The positional probe trains in two stages: its linear path alone, then, from the kept linear probe, the
+            // whole probe with the MLP path. Each stage stops early on validation CE and may keep its starting point,
+            // so the result is never worse on validation data than the trained linear probe.
+            int stages = options.Family == ProbeFamily.Positional ? 2 : 1;
+            int totalEpochs = stages * options.MaxEpochs;
+            for (int stage = 1; stage <= stages; stage++)
             {
-                cancellation.ThrowIfCancellationRequested();
-                Shuffle(order, random);
-                double lossSum = 0;
-                long targetSum = 0;
-                for (int start = 0; start < order.Length; start += options.BatchSentences)
+                if (stages == 2) network.MlpActive = stage == 2;
+                int sinceBest = 0;
+                for (int epoch = 1; epoch <= options.MaxEpochs; epoch++)
                 {
-                    var members = order.AsSpan(start, Math.Min(options.BatchSentences, order.Length - start)).ToArray();
-                    using var batch = trainBatches.Prepare(members);
-                    lossSum += network.TrainStep(batch, ++step);
-                    targetSum += batch.TargetCount;
+                    cancellation.ThrowIfCancellationRequested();
+                    Shuffle(order, random);
+                    double lossSum = 0;
+                    long targetSum = 0;
+                    for (int start = 0; start < order.Length; start += options.BatchSentences)
+                    {
+                        var members = order.AsSpan(start, Math.Min(options.BatchSentences, order.Length - start)).ToArray();
+                        using var batch = trainBatches.Prepare(members);
+                        lossSum += network.TrainStep(batch, ++step);
+                        targetSum += batch.TargetCount;
+                    }
+                    double validationBits = network.MeanCrossEntropyBits(validationBatches, options.BatchSentences);
+                    bool improved = validationBits < bestValidation - 1e-6;
+                    epochsRun++;
+                    if (improved)
+                    {
+                        bestValidation = validationBits;
+                        best = network.Snapshot();
+                        sinceBest = 0;
+                        bestEpoch = epochsRun;
+                    }
+                    else
+                    {
+                        sinceBest++;
+                    }
+                    progress?.Report(new ProbeEpoch(epochsRun, totalEpochs, lossSum / targetSum / Math.Log(2), validationBits, improved, stage, stages));
+                    if (sinceBest >= options.Patience) break;
                 }
-                double validationBits = network.MeanCrossEntropyBits(validationBatches, options.BatchSentences);
-                bool improved = validationBits < bestValidation - 1e-6;
-                if (improved)
-                {
-                    bestValidation = validationBits;
-                    best = network.Snapshot();
-                    sinceBest = 0;
-                }
-                else
-                {
-                    sinceBest++;
-                }
-                epochsRun = epoch;
-                progress?.Report(new ProbeEpoch(epoch, options.MaxEpochs, lossSum / targetSum / Math.Log(2), validationBits, improved));
-                if (sinceBest >= options.Patience) break;
+                network.Restore(best);
             }
             network.Restore(best);
-            return new TrainedProbe(network, classes, mean, scale, maxPosition, epochsRun, bestValidation);
+            return new TrainedProbe(network, classes, mean, scale, maxPosition, epochsRun, bestEpoch, bestValidation);
         }
         catch
         {
@@ -115,31 +132,4 @@ public static class ProbeTrainer
             }
         return result;
     }
-}
-
-/// <summary>Output classes: every token id seen as a target in training, plus one "other" class (the last).</summary>
-public sealed class ClassMap
-{
-    private readonly Dictionary<int, int> _classOf;
-
-    private ClassMap(int[] tokens)
-    {
-        Tokens = tokens;
-        _classOf = new Dictionary<int, int>(tokens.Length);
-        for (int c = 0; c < tokens.Length; c++) _classOf[tokens[c]] = c;
-    }
-
-    /// <summary>Token id of each class, in ascending id order (the "other" class excluded).</summary>
-    public int[] Tokens { get; }
-    /// <summary>Number of classes including "other".</summary>
-    public int Count => Tokens.Length + 1;
-    /// <summary>Index of the "other" class.</summary>
-    public int Other => Tokens.Length;
-
-    /// <summary>The class set of a training split.</summary>
-    public static ClassMap FromTargets(IEnumerable<int[]> targets) =>
-        new(targets.SelectMany(t => t).Distinct().Order().ToArray());
-
-    /// <summary>Class of a token; tokens unseen in training map to <see cref="Other"/>.</summary>
-    public int ClassOf(int token) => _classOf.TryGetValue(token, out int c) ? c : Other;
 }

@@ -3,7 +3,7 @@ namespace NativeMi.Probing;
 /// <summary>The probe families of METHOD.md.</summary>
 public enum ProbeFamily
 {
-    /// <summary>q(x | z, i) = softmax(W2 · gelu(W1 z + P[i] + b1) + b2).</summary>
+    /// <summary>q(x | z, i) = softmax(W2 · gelu(W1 z + P[i] + b1) + V z + Q[i] + b2): an MLP over z and the position on top of the linear probe.</summary>
     Positional,
     /// <summary>q(x | z, i) = softmax(W z + P[i] + b).</summary>
     Linear,
@@ -18,18 +18,24 @@ public sealed record ProbeOptions
     public ProbeFamily Family { get; init; } = ProbeFamily.Positional;
     /// <summary>Hidden width h of the positional and bag probes.</summary>
     public int Hidden { get; init; } = 512;
-    /// <summary>Most epochs; early stopping on validation cross-entropy usually ends sooner.</summary>
+    /// <summary>Most epochs (per stage for the positional probe); early stopping on validation cross-entropy usually ends sooner.</summary>
     public int MaxEpochs { get; init; } = 20;
     /// <summary>Epochs without a better validation cross-entropy before stopping.</summary>
-    public int Patience { get; init; } = 3;
+    public int Patience { get; init; } = DefaultPatience;
     /// <summary>Whole sentences per mini-batch.</summary>
     public int BatchSentences { get; init; } = 32;
     /// <summary>AdamW learning rate.</summary>
-    public float LearningRate { get; init; } = 1e-3f;
+    public float LearningRate { get; init; } = DefaultLearningRate;
     /// <summary>AdamW decoupled weight decay.</summary>
     public float WeightDecay { get; init; } = 0.01f;
     /// <summary>Seed of initialisation and batch order.</summary>
     public ulong Seed { get; init; } = 1;
+
+    /// <summary>Default patience (docs/METHOD.md says how it was chosen).</summary>
+    public const int DefaultPatience = 3;
+
+    /// <summary>Default AdamW learning rate (docs/METHOD.md says how it was chosen).</summary>
+    public const float DefaultLearningRate = 1e-3f;
 }
 
 /// <summary>Sentence vectors and their target tokens, for one split.</summary>
@@ -68,4 +74,6 @@ public sealed class ProbeDataset
 /// <param name="TrainCrossEntropyBits">Mean training cross-entropy of the epoch.</param>
 /// <param name="ValidationCrossEntropyBits">Validation cross-entropy after the epoch.</param>
 /// <param name="Improved">Whether this epoch is the best so far.</param>
-public readonly record struct ProbeEpoch(int Epoch, int MaxEpochs, double TrainCrossEntropyBits, double ValidationCrossEntropyBits, bool Improved);
+/// <param name="Stage">1-based training stage (the positional probe trains its linear path first, then the whole probe).</param>
+/// <param name="Stages">Number of stages.</param>
+public readonly record struct ProbeEpoch(int Epoch, int MaxEpochs, double TrainCrossEntropyBits, double ValidationCrossEntropyBits, bool Improved, int Stage = 1, int Stages = 1);

@@ -2,10 +2,13 @@ using NativeMi.Information;
 
 namespace NativeMi.Probing;
 
-/// <summary>Held-out outcomes of a bag probe: per sentence, the list size k = n and the number of targets outside the top-k list.</summary>
-/// <param name="ListSize">k, the sentence's number of targets.</param>
-/// <param name="Errors">Targets not among the k most likely tokens.</param>
-public readonly record struct ListOutcome(int ListSize, int Errors);
+/// <summary>
+/// What a probe did on held-out sentences, for both target variables: the token X itself (a distribution over the
+/// whole vocabulary) and the coarsened target f(X), the probe's own classes.
+/// </summary>
+/// <param name="Token">Per sentence: token ids, whether the probe named the token, −log2 q(x | z, i).</param>
+/// <param name="Coarse">Per sentence: class ids, whether the probe's top class was right, −log2 q(f(x) | z, i).</param>
+public sealed record ProbeOutcomes(IReadOnlyList<SentenceOutcome> Token, IReadOnlyList<SentenceOutcome> Coarse);
 
 /// <summary>A trained probe, ready to score held-out sentences.</summary>
 public sealed class TrainedProbe : IDisposable
@@ -14,7 +17,7 @@ public sealed class TrainedProbe : IDisposable
     private readonly float[] _mean, _scale;
     private readonly int _maxPosition;
 
-    internal TrainedProbe(ProbeNetwork network, ClassMap classes, float[] mean, float[] scale, int maxPosition, int epochs, double validationBits)
+    internal TrainedProbe(ProbeNetwork network, ClassMap classes, float[] mean, float[] scale, int maxPosition, int epochs, int bestEpoch, double validationBits)
     {
         _network = network;
         Classes = classes;
@@ -22,6 +25,7 @@ public sealed class TrainedProbe : IDisposable
         _scale = scale;
         _maxPosition = maxPosition;
         Epochs = epochs;
+        BestEpoch = bestEpoch;
         BestValidationCrossEntropyBits = validationBits;
     }
 
@@ -29,24 +33,26 @@ public sealed class TrainedProbe : IDisposable
     public ClassMap Classes { get; }
     /// <summary>Epochs trained before early stopping.</summary>
     public int Epochs { get; }
-    /// <summary>Validation cross-entropy of the kept parameters.</summary>
+    /// <summary>The epoch whose parameters were kept (0: the untrained unigram start).</summary>
+    public int BestEpoch { get; }
+    /// <summary>Validation cross-entropy of the kept parameters, in bits on the coarse target (the probe's classes).</summary>
     public double BestValidationCrossEntropyBits { get; }
     /// <summary>The family.</summary>
     public ProbeFamily Family => _network.Family;
 
     /// <summary>
-    /// Scores every target of <paramref name="data"/>. A token unseen in training is always counted wrong,
-    /// and its probability is the "other" class's mass spread evenly over the <paramref name="vocabularySize"/> − K
-    /// tokens it stands for, so q stays a distribution over the whole vocabulary (and the Barber-Agakov bound valid).
-    /// For the bag probe, "correct" means the token is among the sentence's n most likely tokens (n = its target count).
+    /// Scores every target of <paramref name="data"/>. For the token target, a token outside the class set is always
+    /// counted wrong, and its probability is q(other) · u(token | other) (<see cref="ClassMap.OtherTokenBits"/>), so q
+    /// stays a distribution over the whole vocabulary and the Barber-Agakov bound valid. For the coarse target the
+    /// "other" class is a symbol like any other. For the bag probe, "correct" means the symbol is among the sentence's
+    /// n most likely ones (n = its target count); "other" names no token, so it is never in a token list.
     /// </summary>
-    public (IReadOnlyList<SentenceOutcome> Outcomes, IReadOnlyList<ListOutcome>? Lists) Evaluate(
-        Compute.IComputeBackend backend, ProbeDataset data, long vocabularySize, int batchSentences = 64)
+    public ProbeOutcomes Evaluate(Compute.IComputeBackend backend, ProbeDataset data, int batchSentences = 64)
     {
-        double otherSpreadBits = Math.Log2(Math.Max(vocabularySize - Classes.Tokens.Length, 1));
+        ArgumentNullException.ThrowIfNull(data);
         var source = new BatchSource(backend, ProbeTrainer.Standardise(data, _mean, _scale), data.Targets, Classes, _maxPosition);
-        var outcomes = new SentenceOutcome[data.Count];
-        var lists = Family == ProbeFamily.Bag ? new ListOutcome[data.Count] : null;
+        var token = new SentenceOutcome[data.Count];
+        var coarse = new SentenceOutcome[data.Count];
         for (int start = 0; start < data.Count; start += batchSentences)
         {
             int[] members = Enumerable.Range(start, Math.Min(batchSentences, data.Count - start)).ToArray();
@@ -57,32 +63,42 @@ public sealed class TrainedProbe : IDisposable
             for (int b = 0; b < members.Length; b++)
             {
                 int[] tokens = data.Targets[members[b]];
-                var correct = new bool[tokens.Length];
-                var bits = new double[tokens.Length];
-                HashSet<int>? topK = sentenceLogits is null ? null : TopClasses(sentenceLogits.AsSpan(b * Classes.Count, Classes.Count), tokens.Length);
-                int errors = 0;
-                for (int i = 0; i < tokens.Length; i++, t++)
+                int n = tokens.Length;
+                var classes = new int[n];
+                var tokenCorrect = new bool[n];
+                var coarseCorrect = new bool[n];
+                var tokenBits = new double[n];
+                var coarseBits = new double[n];
+                HashSet<int>? tokenList = null, coarseList = null;
+                if (sentenceLogits is not null)
+                {
+                    ReadOnlySpan<float> row = sentenceLogits.AsSpan(b * Classes.Count, Classes.Count);
+                    tokenList = TopClasses(row, n, includeOther: false);
+                    coarseList = TopClasses(row, n, includeOther: true);
+                }
+                for (int i = 0; i < n; i++, t++)
                 {
                     int cls = batch.HostClassOfTarget[t];
+                    classes[i] = cls;
                     bool known = cls != Classes.Other;
-                    bits[i] = loss[t] / Math.Log(2) + (known ? 0 : otherSpreadBits);
-                    correct[i] = known && (topK is null ? argmax[t] == cls : topK.Contains(cls));
-                    if (!correct[i]) errors++;
+                    coarseBits[i] = loss[t] / Math.Log(2);
+                    tokenBits[i] = coarseBits[i] + (known ? 0 : Classes.OtherTokenBits(tokens[i]));
+                    coarseCorrect[i] = coarseList is null ? argmax[t] == cls : coarseList.Contains(cls);
+                    tokenCorrect[i] = known && (tokenList is null ? argmax[t] == cls : tokenList.Contains(cls));
                 }
-                outcomes[members[b]] = new SentenceOutcome(tokens, correct, bits);
-                if (lists is not null) lists[members[b]] = new ListOutcome(tokens.Length, errors);
+                token[members[b]] = new SentenceOutcome(tokens, tokenCorrect, tokenBits);
+                coarse[members[b]] = new SentenceOutcome(classes, coarseCorrect, coarseBits);
             }
         }
-        return (outcomes, lists);
+        return new ProbeOutcomes(token, coarse);
     }
 
-    /// <summary>The k most likely classes, excluding "other" (it names no token, so it cannot be a guess).</summary>
-    private HashSet<int> TopClasses(ReadOnlySpan<float> logits, int k)
+    /// <summary>The k most likely classes (ties by class index), with or without "other".</summary>
+    private HashSet<int> TopClasses(ReadOnlySpan<float> logits, int k, bool includeOther)
     {
-        int[] order = Enumerable.Range(0, Classes.Tokens.Length).ToArray();
-        float[] values = logits[..Classes.Tokens.Length].ToArray();
-        Array.Sort(values.Select(v => -v).ToArray(), order);
-        return order.Take(k).ToHashSet();
+        int count = includeOther ? Classes.Count : Classes.Tokens.Length;
+        float[] values = logits[..count].ToArray();
+        return Enumerable.Range(0, count).OrderByDescending(i => values[i]).ThenBy(i => i).Take(k).ToHashSet();
     }
 
     /// <summary>Releases the probe's buffers.</summary>

@@ -36,9 +36,10 @@ public static class ResultWriter
         return [json, layers, positions];
     }
 
-    /// <summary>results.json, schema "nativemi.measure/1".</summary>
+    /// <summary>results.json, schema "nativemi.measure/2" (docs/METHOD.md defines every figure).</summary>
     public static byte[] ToJson(MeasurementResult r)
     {
+        ArgumentNullException.ThrowIfNull(r);
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
         {
@@ -59,6 +60,8 @@ public static class ResultWriter
             w.WriteString("path", r.Corpus.Path);
             w.WriteString("sha256", r.Corpus.Sha256);
             w.WriteNumber("lines", r.Corpus.Lines);
+            w.WriteNumber("population_sentences", r.Corpus.PopulationSentences);
+            w.WriteNumber("population_targets", r.Corpus.PopulationTargets);
             w.WriteNumber("sampled", r.Corpus.Sampled);
             w.WriteStartObject("sentences");
             w.WriteNumber("train", r.Corpus.Train);
@@ -78,19 +81,23 @@ public static class ResultWriter
             w.WriteString("pool", o.Pool.ToString().ToLowerInvariant());
             w.WriteString("probe", o.Probe.ToString().ToLowerInvariant());
             w.WriteNumber("hidden", o.Hidden);
+            if (o.Classes is int classes) w.WriteNumber("classes", classes); else w.WriteString("classes", "all");
+            w.WriteString("target", o.HeadlineTarget);
             w.WriteNumber("epochs", o.Epochs);
+            w.WriteNumber("patience", o.Patience);
+            w.WriteNumber("learning_rate", o.LearningRate);
+            w.WriteNumber("weight_decay", 0.01);
+            w.WriteNumber("probe_seeds", o.ProbeSeeds);
             w.WriteNumber("batch_size", o.BatchSize);
             w.WriteNumber("probe_batch_size", o.ProbeBatchSize);
             w.WriteNumber("seed", o.Seed);
             if (o.MaxTokens is int mt) w.WriteNumber("max_tokens", mt); else w.WriteNull("max_tokens");
             w.WriteString("fano_alphabet", o.FanoAlphabet == FanoAlphabet.Vocabulary ? "vocab" : "observed");
             w.WriteNumber("bootstrap", o.Bootstrap);
-            w.WriteString("baseline", BaselineName(o.Baseline));
+            w.WriteString("baseline", MeasurementRunner.BaselineName(o.Baseline));
             w.WriteBoolean("allow_nonfinite_weights", o.AllowNonFiniteWeights);
             w.WriteNumber("train_fraction", o.TrainFraction);
             w.WriteNumber("validation_fraction", o.ValidationFraction);
-            w.WriteString("learning_rate", "1e-3");
-            w.WriteString("weight_decay", "0.01");
             w.WriteEndObject();
             w.WriteString("backend", r.Backend);
             w.WriteStartObject("timings_s");
@@ -100,33 +107,89 @@ public static class ResultWriter
             foreach (string warning in r.Warnings) w.WriteStringValue(warning);
             w.WriteEndArray();
             w.WriteString("probe_family", r.ProbeLabel);
-            w.WriteString("note", "Every figure is in bits on held-out sentences and bounds what the named probe family can extract (V-usable information), not the true I(S; Z).");
+            w.WriteString("headline_target", r.HeadlineTarget);
+            w.WriteString("note", "Bits per target token on held-out sentences. Position-aware figures bound I(X; Z, I) (and the coarse ones I(f(X); Z, I) <= I(X; Z, I)); " +
+                "sentence_* figures bound I(X; Z | I) <= I(S; Z). All bound what the named probe family can extract (V-usable information), not the true I(S; Z). gain is an estimate, not a bound.");
+            w.WriteStartObject("targets");
+            WriteTarget(w, "token", r.Targets.Token, "X: the token at a target position, over the tokenizer vocabulary");
+            WriteTarget(w, "coarse", r.Targets.Coarse, $"f(X): the probe's {r.Classes.Count - 1} classes (the most frequent training tokens seen at least twice), every other token one symbol");
+            w.WriteStartObject("classes");
+            w.WriteNumber("count", r.Classes.Count);
+            if (r.Classes.Requested is int requested) w.WriteNumber("requested", requested); else w.WriteString("requested", "all");
+            w.WriteNumber("other_tokens", r.Classes.OtherTokenCount);
+            w.WriteNumber("other_smoothing", r.Classes.OtherSmoothing);
+            w.WriteNumber("training_coverage", r.Classes.TrainingCoverage);
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteStartObject("control");
+            w.WriteString("note", "the same probe trained with z replaced by zeros: a model of q(x | i); I_ctrl = H(X) - CE_ctrl estimates what position alone tells");
+            w.WriteNumber("epochs", r.Control.Epochs);
+            w.WriteNumber("best_epoch", r.Control.BestEpoch);
+            w.WriteNumber("unigram_token_ce_bits", r.Control.UnigramToken.CrossEntropyBits);
+            w.WriteNumber("unigram_coarse_ce_bits", r.Control.UnigramCoarse.CrossEntropyBits);
+            w.WriteBoolean("worse_than_unigram", r.Control.WorseThanUnigram);
+            WriteDifference(w, "token_over_unigram", r.Control.OverUnigram("token"));
+            WriteDifference(w, "coarse_over_unigram", r.Control.OverUnigram("coarse"));
+            WriteFigures(w, "token", r.Control.Token, gain: null, positions: false);
+            WriteFigures(w, "coarse", r.Control.Coarse, gain: null, positions: false);
+            w.WriteEndObject();
             WriteLayers(w, "layers", r.Layers);
-            if (r.BaselineLayers is not null)
+            w.WriteStartObject("differences");
+            w.WriteString("note", "I_BA(from) - I_BA(to) between consecutive probed layers, with paired 95% bootstrap intervals (the same resamples for every layer)");
+            foreach (LayerDifferences differences in r.Differences)
+            {
+                w.WriteStartArray(differences.Target);
+                foreach (PairedDifference d in differences.Consecutive) WriteDifference(w, null, d);
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+            if (r.Baseline is not null)
             {
                 w.WriteStartObject("baseline");
-                w.WriteString("kind", BaselineName(o.Baseline));
-                WriteLayers(w, "layers", r.BaselineLayers);
+                w.WriteString("kind", r.Baseline.Kind);
+                WriteLayers(w, "layers", r.Baseline.Layers);
                 w.WriteEndObject();
             }
             w.WriteStartObject("summary");
-            w.WriteNumber("peak_layer", r.Summary.PeakLayer);
-            w.WriteNumber("peak_depth", r.Summary.PeakNormalisedDepth);
-            w.WriteNumber("peak_fano_bits", r.Summary.PeakFanoBits);
-            w.WriteNumber("last_fano_bits", r.Summary.LastFanoBits);
-            w.WriteNumber("forgetting_bits", r.Summary.ForgettingBits);
-            w.WriteString("note", "over layers 0..L; GPT-2's 'final' (after ln_f) entry is reported but not used here");
+            w.WriteString("note", "I_BA over layers 0..L (a 'final' entry after the last norm is reported but not used here); forgetting = peak - last with its paired interval");
+            foreach (DepthSummary summary in r.Summaries)
+            {
+                w.WriteStartObject(summary.Target);
+                w.WriteNumber("peak_layer", summary.PeakLayer);
+                w.WriteString("peak_name", summary.PeakName);
+                w.WriteNumber("peak_depth", summary.PeakDepth);
+                w.WriteNumber("peak_ba_bits", summary.PeakBarberAgakovBits);
+                w.WriteNumber("last_ba_bits", summary.LastBarberAgakovBits);
+                WriteDifference(w, "forgetting", summary.Forgetting);
+                w.WriteNumber("peak_gain_bits", summary.PeakGainBits);
+                w.WriteNumber("last_gain_bits", summary.LastGainBits);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
             w.WriteEndObject();
         }
         return buffer.ToArray();
     }
 
-    private static string BaselineName(BaselineKind kind) => kind switch
+    private static void WriteTarget(Utf8JsonWriter w, string name, TargetVariable target, string description)
     {
-        BaselineKind.RandomInit => "random-init",
-        BaselineKind.Shuffled => "shuffled",
-        _ => "none",
+        w.WriteStartObject(name);
+        w.WriteString("description", description);
+        w.WriteNumber("alphabet_size", target.AlphabetSize);
+        w.WriteNumber("h_x_bits", target.Entropies.EntropyBits);
+        w.WriteNumber("h_x_given_i_bits", target.Entropies.ConditionalEntropyBits);
+        w.WriteNumber("i_x_i_bits", target.Entropies.PositionInformationBits);
+        w.WriteNumber("population_targets", target.Entropies.TargetCount);
+        w.WriteNumber("population_distinct", target.Entropies.DistinctSymbols);
+        w.WriteEndObject();
+    }
+
+    /// <summary>The JSON and CSV label of a Fano kind.</summary>
+    public static string FanoKindName(FanoKind kind) => kind switch
+    {
+        FanoKind.ListFano => "list-fano",
+        FanoKind.ObservedPlugIn => "observed-alphabet plug-in (not a bound)",
+        _ => "fano",
     };
 
     private static void WriteLayers(Utf8JsonWriter w, string name, IReadOnlyList<LayerResult> layers)
@@ -134,40 +197,71 @@ public static class ResultWriter
         w.WriteStartArray(name);
         foreach (LayerResult l in layers)
         {
-            LayerFigures f = l.Figures;
             w.WriteStartObject();
             w.WriteNumber("layer", l.Layer);
             w.WriteString("name", l.Name);
             w.WriteNumber("depth", l.Depth);
-            w.WriteNumber("acc", f.Accuracy);
-            Interval(w, "acc_ci", f.AccuracyInterval);
-            w.WriteNumber("ce_bits", f.CrossEntropyBits);
-            w.WriteNumber("h_x_bits", f.EntropyBits);
-            w.WriteNumber("h_x_plugin_bits", f.EntropyPlugInBits);
-            w.WriteString("fano_kind", l.ListFanoBits is null ? "fano" : "list-fano");
-            w.WriteNumber("fano_bits", f.FanoBits);
-            Interval(w, "fano_ci", f.FanoInterval);
-            w.WriteNumber("fano_certified_bits", f.CertifiedFanoBits);
-            w.WriteNumber("certified_error_rate", f.CertifiedErrorRate);
-            w.WriteNumber("ba_bits", f.BarberAgakovBits);
-            Interval(w, "ba_ci", f.BarberAgakovInterval);
-            w.WriteNumber("sentence_lower_bound_bits", f.SentenceLowerBoundBits);
-            w.WriteNumber("control_ce_bits", l.ControlCrossEntropyBits);
-            w.WriteNumber("control_acc", l.ControlAccuracy);
-            w.WriteNumber("control_ba_bits", l.ControlBarberAgakovBits);
-            w.WriteNumber("gain_bits", l.GainBits);
-            if (l.ListFanoBits is double lf) w.WriteNumber("list_fano_bits", lf);
-            w.WriteNumber("held_out_targets", f.TargetCount);
-            w.WriteNumber("distinct_targets", f.DistinctTargets);
-            w.WriteNumber("alphabet_size", f.AlphabetSize);
             w.WriteNumber("probe_epochs", l.Epochs);
-            w.WriteNumber("probe_validation_ce_bits", l.ValidationCrossEntropyBits);
+            w.WriteNumber("probe_best_epoch", l.BestEpoch);
+            w.WriteNumber("probe_validation_coarse_ce_bits", l.ValidationCrossEntropyBits);
+            w.WriteStartArray("seeds");
+            foreach (SeedFit seed in l.Seeds)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("seed", seed.Seed);
+                w.WriteNumber("validation_coarse_ce_bits", seed.ValidationCrossEntropyBits);
+                w.WriteNumber("token_ba_bits", seed.TokenBarberAgakovBits);
+                w.WriteNumber("coarse_ba_bits", seed.CoarseBarberAgakovBits);
+                w.WriteNumber("epochs", seed.Epochs);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            WriteFigures(w, "token", l.Token, l.TokenGain, positions: true);
+            WriteFigures(w, "coarse", l.Coarse, l.CoarseGain, positions: true);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
+    private static void WriteFigures(Utf8JsonWriter w, string name, LayerFigures f, PairedDifference? gain, bool positions)
+    {
+        w.WriteStartObject(name);
+        w.WriteNumber("acc", f.Accuracy);
+        Interval(w, "acc_ci", f.AccuracyInterval);
+        w.WriteNumber("ce_bits", f.CrossEntropyBits);
+        Interval(w, "ce_ci", f.CrossEntropyInterval);
+        w.WriteString("fano_kind", FanoKindName(f.FanoKind));
+        w.WriteNumber("fano_bits", f.FanoBits);
+        Interval(w, "fano_ci", f.FanoInterval);
+        w.WriteNumber("fano_upper_error_bits", f.FanoAtUpperErrorBits);
+        w.WriteNumber("upper_error_rate", f.UpperErrorRate);
+        w.WriteNumber("ba_bits", f.BarberAgakovBits);
+        Interval(w, "ba_ci", f.BarberAgakovInterval);
+        w.WriteNumber("sentence_fano_bits", f.SentenceFanoBits);
+        w.WriteNumber("sentence_ba_bits", f.SentenceBarberAgakovBits);
+        w.WriteNumber("sentence_lower_bits", f.SentenceLowerBoundBits);
+        Interval(w, "sentence_lower_ci", f.SentenceLowerBoundInterval);
+        if (gain is not null)
+        {
+            w.WriteNumber("gain_bits", gain.Bits);
+            Interval(w, "gain_ci", gain.Interval);
+        }
+        w.WriteNumber("held_out_targets", f.TargetCount);
+        w.WriteNumber("distinct_targets", f.DistinctTargets);
+        w.WriteNumber("alphabet_size", f.AlphabetSize);
+        w.WriteNumber("h_x_bits", f.EntropyBits);
+        w.WriteNumber("h_x_given_i_bits", f.ConditionalEntropyBits);
+        w.WriteNumber("held_out_h_x_plugin_bits", f.HeldOutPlugInEntropyBits);
+        w.WriteNumber("held_out_h_x_miller_madow_bits", f.HeldOutMillerMadowEntropyBits);
+        if (positions)
+        {
             w.WriteStartArray("positions");
             foreach (PositionFigures p in f.Positions)
             {
                 w.WriteStartObject();
                 w.WriteNumber("position", p.Position);
                 w.WriteNumber("targets", p.TargetCount);
+                w.WriteBoolean("sparse", p.Sparse);
                 w.WriteNumber("acc", p.Accuracy);
                 w.WriteNumber("ce_bits", p.CrossEntropyBits);
                 w.WriteNumber("h_x_bits", p.EntropyBits);
@@ -176,9 +270,19 @@ public static class ResultWriter
                 w.WriteEndObject();
             }
             w.WriteEndArray();
-            w.WriteEndObject();
         }
-        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    private static void WriteDifference(Utf8JsonWriter w, string? name, PairedDifference d)
+    {
+        if (name is null) w.WriteStartObject(); else w.WriteStartObject(name);
+        w.WriteString("from", d.From);
+        w.WriteString("to", d.To);
+        w.WriteNumber("ba_bits", d.Bits);
+        Interval(w, "ci", d.Interval);
+        w.WriteBoolean("resolved", d.Resolved);
+        w.WriteEndObject();
     }
 
     private static void Interval(Utf8JsonWriter w, string name, Interval? interval)
@@ -192,39 +296,51 @@ public static class ResultWriter
 
     private static string F(double v) => v.ToString("R", Invariant);
 
+    private static string F(double? v) => v is double x ? F(x) : "";
+
     private static string LayersCsv(MeasurementResult r)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("run,probe,layer,name,depth,acc,acc_lo,acc_hi,ce_bits,h_x_bits,h_x_plugin_bits,fano_bits,fano_lo,fano_hi,fano_certified_bits,ba_bits,ba_lo,ba_hi,control_ba_bits,gain_bits,list_fano_bits");
+        sb.AppendLine("run,probe,target,layer,name,depth,acc,acc_lo,acc_hi,ce_bits,h_x_bits,h_x_given_i_bits,fano_kind,fano_bits,fano_lo,fano_hi,fano_upper_error_bits," +
+            "ba_bits,ba_lo,ba_hi,sentence_lower_bits,sentence_lower_lo,sentence_lower_hi,gain_bits,gain_lo,gain_hi,diff_next_bits,diff_next_lo,diff_next_hi");
         void Rows(string run, IReadOnlyList<LayerResult> layers)
         {
-            foreach (LayerResult l in layers)
+            foreach (string target in new[] { "coarse", "token" })
             {
-                LayerFigures f = l.Figures;
-                sb.AppendJoin(',', run, r.ProbeLabel, l.Layer.ToString(Invariant), l.Name, F(l.Depth), F(f.Accuracy),
-                    F(f.AccuracyInterval?.Lower ?? double.NaN), F(f.AccuracyInterval?.Upper ?? double.NaN), F(f.CrossEntropyBits), F(f.EntropyBits), F(f.EntropyPlugInBits),
-                    F(f.FanoBits), F(f.FanoInterval?.Lower ?? double.NaN), F(f.FanoInterval?.Upper ?? double.NaN), F(f.CertifiedFanoBits),
-                    F(f.BarberAgakovBits), F(f.BarberAgakovInterval?.Lower ?? double.NaN), F(f.BarberAgakovInterval?.Upper ?? double.NaN),
-                    F(l.ControlBarberAgakovBits), F(l.GainBits), l.ListFanoBits is double lf ? F(lf) : "");
-                sb.Append('\n');
+                var differences = LayerDifferences.From(layers, target).Consecutive;
+                for (int i = 0; i < layers.Count; i++)
+                {
+                    LayerResult l = layers[i];
+                    LayerFigures f = l.For(target);
+                    PairedDifference gain = l.GainFor(target);
+                    PairedDifference? next = i < differences.Count ? differences[i] : null;
+                    sb.AppendJoin(',', run, r.ProbeLabel, target, l.Layer.ToString(Invariant), l.Name, F(l.Depth), F(f.Accuracy),
+                        F(f.AccuracyInterval?.Lower), F(f.AccuracyInterval?.Upper), F(f.CrossEntropyBits), F(f.EntropyBits), F(f.ConditionalEntropyBits),
+                        FanoKindName(f.FanoKind), F(f.FanoBits), F(f.FanoInterval?.Lower), F(f.FanoInterval?.Upper), F(f.FanoAtUpperErrorBits),
+                        F(f.BarberAgakovBits), F(f.BarberAgakovInterval?.Lower), F(f.BarberAgakovInterval?.Upper),
+                        F(f.SentenceLowerBoundBits), F(f.SentenceLowerBoundInterval?.Lower), F(f.SentenceLowerBoundInterval?.Upper),
+                        F(gain.Bits), F(gain.Interval?.Lower), F(gain.Interval?.Upper), F(next?.Bits), F(next?.Interval?.Lower), F(next?.Interval?.Upper));
+                    sb.Append('\n');
+                }
             }
         }
         Rows("model", r.Layers);
-        if (r.BaselineLayers is not null) Rows(BaselineName(r.Options.Baseline), r.BaselineLayers);
+        if (r.Baseline is not null) Rows(r.Baseline.Kind, r.Baseline.Layers);
         return sb.ToString();
     }
 
     private static string PositionsCsv(MeasurementResult r)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("probe,layer,name,position,targets,acc,ce_bits,h_x_bits,fano_bits,ba_bits");
-        foreach (LayerResult l in r.Layers)
-            foreach (PositionFigures p in l.Figures.Positions)
-            {
-                sb.AppendJoin(',', r.ProbeLabel, l.Layer.ToString(Invariant), l.Name, p.Position.ToString(Invariant), p.TargetCount.ToString(Invariant),
-                    F(p.Accuracy), F(p.CrossEntropyBits), F(p.EntropyBits), F(p.FanoBits), F(p.BarberAgakovBits));
-                sb.Append('\n');
-            }
+        sb.AppendLine("probe,target,layer,name,position,targets,sparse,acc,ce_bits,h_x_bits,fano_bits,ba_bits");
+        foreach (string target in new[] { "coarse", "token" })
+            foreach (LayerResult l in r.Layers)
+                foreach (PositionFigures p in l.For(target).Positions)
+                {
+                    sb.AppendJoin(',', r.ProbeLabel, target, l.Layer.ToString(Invariant), l.Name, p.Position.ToString(Invariant), p.TargetCount.ToString(Invariant),
+                        p.Sparse ? "true" : "false", F(p.Accuracy), F(p.CrossEntropyBits), F(p.EntropyBits), F(p.FanoBits), F(p.BarberAgakovBits));
+                    sb.Append('\n');
+                }
         return sb.ToString();
     }
 }

@@ -77,17 +77,27 @@ public class InformationBoundsTests
     }
 
     [Fact]
-    public void CertifiedFanoUsesClopperPearsonUpperLimit()
+    public void FanoAtUpperErrorUsesClopperPearsonUpperLimit()
     {
         double upper = ClopperPearson.UpperLimit(30, 200);
-        Assert.Equal(InformationBounds.Fano(6, upper, 50_257), InformationBounds.CertifiedFano(6, 30, 200, 50_257), 14);
-        Assert.True(InformationBounds.CertifiedFano(6, 30, 200, 50_257) < InformationBounds.Fano(6, 0.15, 50_257));
+        Assert.Equal(InformationBounds.Fano(6, upper, 50_257), InformationBounds.FanoAtUpperError(6, 30, 200, 50_257), 14);
+        Assert.True(InformationBounds.FanoAtUpperError(6, 30, 200, 50_257) < InformationBounds.Fano(6, 0.15, 50_257));
     }
 
     [Fact]
-    public void CertifiedErrorRateStopsWhereFanoIsSmallest()
+    public void ListFanoAtUpperErrorUsesBonferroniLimitsPerListSize()
     {
-        // With |X| = 2 the Fano curve turns up after P_e = 1/2; the certified rate must not go past it.
-        Assert.Equal(0.5, InformationBounds.CertifiedErrorRate(9, 10, 2), 15);
+        (long, long, long)[] groups = [(2, 5, 50), (5, 15, 50)];
+        double expected = 1 + 0.5 * InformationBounds.ListFanoConditionalEntropy(ClopperPearson.UpperLimit(5, 50, 0.025), 500, 2)
+            + 0.5 * InformationBounds.ListFanoConditionalEntropy(ClopperPearson.UpperLimit(15, 50, 0.025), 500, 5);
+        Assert.Equal(expected, InformationBounds.ListFanoMixedConditionalEntropy(500, groups, alpha: 0.05), 13);
+        Assert.True(expected > InformationBounds.ListFanoMixedConditionalEntropy(500, groups));
+    }
+
+    [Fact]
+    public void UpperErrorRateStopsWhereFanoIsSmallest()
+    {
+        // With |X| = 2 the Fano curve turns up after P_e = 1/2; the upper error rate must not go past it.
+        Assert.Equal(0.5, InformationBounds.UpperErrorRate(9, 10, 2), 15);
     }
 }

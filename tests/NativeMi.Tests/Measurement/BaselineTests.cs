@@ -14,14 +14,16 @@ public class BaselineTests
         string corpus = MeasurementTestSupport.WriteCorpus(folder.Combine("corpus.txt"), 150);
         var options = MeasurementTestSupport.SmallOptions(Fixtures.Folder("bert-tiny"), corpus, folder.Combine("cache")) with { Baseline = BaselineKind.Shuffled };
         MeasurementResult result = MeasurementRunner.Run(options);
-        Assert.NotNull(result.BaselineLayers);
-        Assert.Equal(result.Layers.Select(l => l.Layer), result.BaselineLayers!.Select(l => l.Layer));
+        Assert.NotNull(result.Baseline);
+        Assert.Equal("shuffled", result.Baseline!.Kind);
+        var baseline = result.Baseline.Layers;
+        Assert.Equal(result.Layers.Select(l => l.Layer), baseline.Select(l => l.Layer));
         for (int i = 0; i < result.Layers.Count; i++)
         {
             // Same held-out targets, so the same H(X) and control; different vectors, so different probes.
-            Assert.Equal(result.Layers[i].Figures.EntropyBits, result.BaselineLayers[i].Figures.EntropyBits);
-            Assert.Equal(result.Layers[i].ControlBarberAgakovBits, result.BaselineLayers[i].ControlBarberAgakovBits);
-            Assert.NotEqual(result.Layers[i].Figures.CrossEntropyBits, result.BaselineLayers[i].Figures.CrossEntropyBits);
+            Assert.Equal(result.Layers[i].Token.EntropyBits, baseline[i].Token.EntropyBits);
+            Assert.Equal(result.Layers[i].TokenGain.Bits - result.Layers[i].Token.BarberAgakovBits, baseline[i].TokenGain.Bits - baseline[i].Token.BarberAgakovBits, 12);
+            Assert.NotEqual(result.Layers[i].Token.CrossEntropyBits, baseline[i].Token.CrossEntropyBits);
         }
         var json = MeasurementTestSupport.JsonWithoutTimings(result);
         Assert.Equal("shuffled", (string?)json["baseline"]!["kind"]);
@@ -36,7 +38,8 @@ public class BaselineTests
         string cache = folder.Combine("cache");
         var options = MeasurementTestSupport.SmallOptions(Fixtures.Folder("gpt2-tiny"), corpus, cache) with { Baseline = BaselineKind.RandomInit, Layers = [0, 3] };
         MeasurementResult result = MeasurementRunner.Run(options);
-        Assert.Equal([0, 3], result.BaselineLayers!.Select(l => l.Layer));
+        Assert.Equal([0, 3], result.Baseline!.Layers.Select(l => l.Layer));
+        Assert.Equal("random-init", result.Baseline.Kind);
 
         string randomFolder = Assert.Single(Directory.GetDirectories(Path.Combine(cache, "random-init")));
         using var original = SafetensorsFile.Open(Path.Combine(Fixtures.Folder("gpt2-tiny"), "model.safetensors"));

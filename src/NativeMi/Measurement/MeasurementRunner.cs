@@ -29,22 +29,30 @@ public static class MeasurementRunner
         var timings = new Dictionary<string, double>();
         var warnings = new List<string>();
         backend ??= new CpuBackend();
-        string cacheRoot = options.CacheDirectory ?? BuiltinModels.CacheRoot();
+        string cacheRoot = options.CacheDirectory is { } explicitCache ? Path.GetFullPath(explicitCache) : BuiltinModels.CacheRoot();
 
-        string modelDirectory = ModelResolver.Resolve(options.Model, progress is null ? null : new ImportLog(progress));
-        using TransformerModel model = TransformerModel.Load(modelDirectory, backend, new ModelLoadOptions { AllowNonFiniteWeights = options.AllowNonFiniteWeights });
-        if (model.NonFiniteWeightCount > 0)
-            warnings.Add($"the weights hold {model.NonFiniteWeightCount} NaN or infinite value(s), loaded because non-finite weights were allowed");
-        string identity = ModelIdentity(modelDirectory);
-        ReturnFreeMemory(); // the import's and the loader's temporary arrays
-        timings["load"] = Lap(clock);
-
-        // Corpus: read, sample, tokenise, split.
+        // The corpus is read before the model is loaded: a bad corpus fails before a built-in model's import, and the
+        // sample's real size (the corpus may hold fewer sentences than asked for) is known for the caller to show.
         string corpusPath = Path.GetFullPath(options.Corpus ?? DefaultCorpusPath);
         IReadOnlyList<CorpusLine> lines = CorpusReader.Read(corpusPath);
         string corpusSha = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(corpusPath)));
         string[] texts = lines.Select(l => l.Text).ToArray();
         int[] sample = CorpusSampler.Sample(texts, options.MaxSentences, options.Seed);
+        int distinctSentences = texts.Distinct(StringComparer.Ordinal).Count();
+        progress?.Report(new MeasureEvent("sample", sample.Length, distinctSentences, options.Corpus is null ? "the packaged WordNet examples" : corpusPath));
+
+        string modelDirectory = ModelResolver.Resolve(options.Model, cacheRoot, progress is null ? null : new ImportLog(progress));
+        using TransformerModel model = TransformerModel.Load(modelDirectory, backend, new ModelLoadOptions { AllowNonFiniteWeights = options.AllowNonFiniteWeights });
+        if (model.NonFiniteWeightCount > 0)
+            warnings.Add($"the weights hold {model.NonFiniteWeightCount} NaN or infinite value(s), loaded because non-finite weights were allowed");
+        // Checked now, not after the forward pass: a layer the model does not have must not cost the embeddings first.
+        bool gpt2 = model.Config.Family == ArchitectureFamily.Gpt2;
+        int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, gpt2);
+        string identity = ModelIdentity(modelDirectory);
+        ReturnFreeMemory(); // the import's and the loader's temporary arrays
+        timings["load"] = Lap(clock);
+
+        // Corpus: tokenise, split.
         int maxTokens = Math.Min(options.MaxTokens ?? model.Config.MaxSequenceLength, model.Config.MaxSequenceLength);
         var sentences = new List<(string Text, EncodedSentence Encoded, int[] Targets, Split Split)>();
         int truncated = 0, dropped = 0;
@@ -65,12 +73,13 @@ public static class MeasurementRunner
         int heldOutCount = sentences.Count - trainCount - validationCount;
         if (trainCount < 2 || validationCount < 1 || heldOutCount < 2)
             throw new InputException($"{corpusPath}: corpus too small for the split: {trainCount} train, {validationCount} validation, {heldOutCount} held-out sentences " +
-                $"from {sentences.Count} usable; need at least 2 / 1 / 2 (use a larger corpus or --max-sentences)");
+                $"from {sentences.Count} usable; need at least 2 / 1 / 2 " +
+                // A larger --max-sentences only helps when the sample left part of the corpus out.
+                (sample.Length < distinctSentences ? $"(raise --max-sentences: the corpus has {distinctSentences} distinct sentences, {sample.Length} were sampled)" : "(use a larger corpus)"));
         if (heldOutCount < 100) warnings.Add($"only {heldOutCount} held-out sentences: intervals will be wide");
         timings["tokenise"] = Lap(clock);
 
         // Sentence vectors of every layer entry, from the cache where possible.
-        bool gpt2 = model.Config.Family == ArchitectureFamily.Gpt2;
         int entries = model.LayerCount + (gpt2 ? 1 : 0);
         float[][] pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
             new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, $"model|{backend.Name}"), entries, model.Config.HiddenSize),
@@ -79,7 +88,6 @@ public static class MeasurementRunner
         ReturnFreeMemory(); // the weights and the forward pass's buffers
         timings["forward"] = Lap(clock);
 
-        int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, gpt2);
         var splits = new SplitIndex(sentences.Select(s => s.Split).ToArray());
         int[][] targets = sentences.Select(s => s.Targets).ToArray();
         var figureOptions = new LayerFigureOptions

@@ -82,10 +82,11 @@ internal static class MeasureCommand
                 $"{SafeName(options.Model)}-{DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}");
             bool created = EnsureWritable(folder);
             MeasurementResult result;
+            IReadOnlyList<string> files;
             try
             {
-                using var interrupt = new Interruption();
-                result = RunWithProgress(options, compute, interrupt.Token);
+                using (var interrupt = new Interruption()) result = RunWithProgress(options, compute, interrupt.Token);
+                files = WriteData(folder, result);
             }
             catch
             {
@@ -94,8 +95,6 @@ internal static class MeasureCommand
                 if (created) RemoveIfEmpty(folder);
                 throw;
             }
-
-            IReadOnlyList<string> files = WriteData(folder, result);
             string? plotProblem = TryWritePlot(folder, result);
             // The console is made here, not once per process: it binds the current standard output (which tests
             // replace) and, when that is redirected, gets a width that does not wrap the table's rows.

@@ -41,7 +41,7 @@ public static partial class AtomicFile
     /// of a dead writer only makes the file stay longer. When the tag differs (another machine or container sharing the
     /// cache folder) or is missing (a temporary of an older version), the id says nothing here, and the file is stale
     /// only when it has not been written for <see cref="ForeignStaleAfter"/>: a writer renames its temporary seconds
-    /// after the last write, so a day leaves room for any clock step, and a wrongly removed file would only make that
+    /// after the last write, so a day leaves room for clock steps as well, and a wrongly removed file would only make that
     /// writer's rename fail, never give a reader a partial file.
     /// A missing folder is fine.
     /// </remarks>

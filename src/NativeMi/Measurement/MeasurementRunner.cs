@@ -20,6 +20,11 @@ public static class MeasurementRunner
     public static string DefaultCorpusPath => Path.Combine(AppContext.BaseDirectory, "data", "wordnet-examples.txt");
 
     /// <summary>Runs a whole measurement.</summary>
+    /// <remarks>
+    /// The first event is "sample", once the corpus is read: Completed is the number of sentences sampled (at most
+    /// MaxSentences), Total the corpus's distinct sentences, Message the corpus. A layer the model lacks is refused
+    /// right after the model is loaded, before any sentence is tokenised.
+    /// </remarks>
     /// <exception cref="InputException">A model, corpus or option is unusable; the message says which and why.</exception>
     public static MeasurementResult Run(MeasureOptions options, IProgress<MeasureEvent>? progress = null, IComputeBackend? backend = null,
         CancellationToken cancellation = default)

@@ -23,8 +23,8 @@ internal abstract class ProgressView
         value = Math.Clamp(value, 0, max);
         if (_tasks.TryGetValue(key, out var task) && task.Done) return;
         _tasks[key] = (description, value, max, false);
+        // Reaching the maximum is not the end yet: a probe's "done" event still brings its final description.
         Show(key, description, value, max);
-        if (value >= max) Complete(key);
     }
 
     /// <summary>Marks task <paramref name="key"/> done at 100 %, with a final description when one is given.</summary>
@@ -94,7 +94,7 @@ internal sealed class PlainProgress(TextWriter output) : ProgressView
     protected override void Show(string key, string description, double value, double max)
     {
         int percent = (int)(100 * value / max);
-        if (percent >= 100) return; // Finish prints the end
+        if (percent >= 100) return; // Finish prints the end, once
         int quarter = percent / 25;
         if (_shownQuarter.TryGetValue(key, out int shown) && shown >= quarter) return;
         _shownQuarter[key] = quarter;

@@ -318,12 +318,15 @@ internal sealed class ImportGate : IDisposable
             {
                 throw new OutputWriteException(path, $"cannot open the cache's import lock: {e.Message}", e);
             }
-            catch (IOException e) when (e is not (FileNotFoundException or DirectoryNotFoundException or PathTooLongException))
+            catch (IOException e) when (!HeldElsewhere(e))
             {
-                // Held by another process (a sharing violation); anything else that persists ends with the timeout below.
+                throw new OutputWriteException(path, $"cannot open the cache's import lock: {e.Message}", e);
+            }
+            catch (IOException e)
+            {
                 if (clock.Elapsed > Patience)
                     throw new EnvironmentException($"{path}: another process has held the cache's import lock for {Patience.TotalMinutes:F0} minutes ({e.Message}); " +
-                                                   "if no other nativemi is running, the cache folder's file system may not support locks", e);
+                                                   "stop that process (it may be stuck) or use another --cache", e);
                 if (!told)
                 {
                     log?.Report($"waiting for another process importing into {cacheRoot}");
@@ -333,6 +336,13 @@ internal sealed class ImportGate : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Whether opening the lock file failed because another process holds the lock: .NET reports that as an IOException
+    /// whose HResult is EWOULDBLOCK on Unix (11 on Linux, 35 on macOS) and a sharing or lock violation on Windows.
+    /// </summary>
+    private static bool HeldElsewhere(IOException e) =>
+        e.HResult is 11 or 35 or unchecked((int)0x80070020) or unchecked((int)0x80070021);
 
     /// <summary>Releases the gate.</summary>
     public void Dispose() => _lock.Dispose();

@@ -8,7 +8,7 @@ using NativeMi.Probing;
 namespace NativeMi.Benchmarks;
 
 /// <summary>
-/// One probe epoch (ProbeTrainer.Train with MaxEpochs = 1) of ours against scripts/probe_epoch_torch.py on the
+/// One probe epoch per stage (ProbeTrainer.Train with MaxEpochs = 1: the positional probe's linear stage, then one epoch of the whole probe) of ours against scripts/probe_epoch_torch.py on the
 /// same synthetic sizes, in one run: ours first, then the script as a child process. The torch half is skipped
 /// with a message when /usr/bin/python3 cannot import torch. NATIVEMI_TORCH_LD_LIBRARY_PATH, when set, is passed
 /// to the child as LD_LIBRARY_PATH (e.g. an OpenBLAS folder: Debian's torch links the reference BLAS otherwise).
@@ -26,7 +26,7 @@ public static class ProbeComparison
         for (int i = 0; i < runs + 1; i++)
         {
             var clock = Stopwatch.StartNew();
-            using (ProbeTrainer.Train(backend, train, validation, new ProbeOptions { MaxEpochs = 1 })) { }
+            using (ProbeTrainer.Train(backend, train, validation, SyntheticProbeData.Classes(train, validation), new ProbeOptions { MaxEpochs = 1 })) { }
             if (i > 0) ours.Add(clock.Elapsed.TotalSeconds);
         }
         double oursMedian = Median(ours);

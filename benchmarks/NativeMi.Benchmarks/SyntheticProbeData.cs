@@ -36,6 +36,9 @@ public static class SyntheticProbeData
         return new ProbeDataset(Width, v, Enumerable.Range(first, count).Select(Targets).ToArray());
     }
 
+    /// <summary>The probe's classes: every token seen at least twice in training (all of them here) plus "other".</summary>
+    public static ClassMap Classes(ProbeDataset train, ProbeDataset validation) => ClassMap.Build(train.Targets, validation.Targets, null, Tokens + 1000);
+
     /// <summary>The training split.</summary>
     public static ProbeDataset Train() => Split(0, TrainSentences, 1);
 

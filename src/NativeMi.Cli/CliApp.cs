@@ -22,7 +22,9 @@ public static class CliApp
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            foreach (var error in parsed.Errors) Console.Error.WriteLine($"nativemi: {error.Message}");
+            // The same one-line shape as every other error (README, "Exit codes"); System.CommandLine's own messages
+            // may span lines (the allowed values of an option, one per line).
+            foreach (var error in parsed.Errors) Console.Error.WriteLine($"nativemi: error: {ErrorBoundary.OneLine(error.Message)}");
             Console.Error.WriteLine("Run 'nativemi --help' for usage.");
             return ExitCodes.Usage;
         }

@@ -16,6 +16,9 @@ internal static class ExitCodes
     public const int Environment = 4;
 }
 
+/// <summary>A bad option value found by a command's own parsing (exit 2, like System.CommandLine's errors).</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
 /// <summary>Options shared by the commands that load a model.</summary>
 internal static class ModelOptions
 {
@@ -34,6 +37,10 @@ internal static class ErrorBoundary
         try
         {
             return body();
+        }
+        catch (UsageException e)
+        {
+            return Fail(ExitCodes.Usage, e, verbose);
         }
         catch (InputException e)
         {
@@ -72,6 +79,13 @@ internal static class ErrorBoundary
             return ExitCodes.Internal;
         }
     }
+
+    /// <summary>
+    /// <paramref name="message"/> on one line: each run of white space holding a line break or a tab becomes one space,
+    /// so that a library's multi-line message (allowed values one per line, a list of paths tried) stays one line.
+    /// </summary>
+    public static string OneLine(string message) =>
+        System.Text.RegularExpressions.Regex.Replace(message.Trim(), @"[ ]*[\r\n\t]+\s*", " ");
 
     private static int Fail(int code, Exception e, bool verbose)
     {

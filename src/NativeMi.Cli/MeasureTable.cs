@@ -29,9 +29,28 @@ internal static class MeasureTable
     public static void Print(MeasurementResult r, IAnsiConsole console)
     {
         string headline = r.HeadlineTarget, other = headline == "token" ? "coarse" : "token";
-        console.Write(Headline(r, headline));
-        console.Write(Secondary(r, other));
+        WriteTable(console, Headline(r, headline));
+        WriteTable(console, Secondary(r, other));
         foreach (string line in Notes(r)) console.WriteLine(line);
+    }
+
+    /// <summary>
+    /// Writes the table; to redirected output its title and caption go as plain lines, because Spectre wraps them at
+    /// the table's width whatever the console's (splitting a model folder's path in the title).
+    /// </summary>
+    public static void WriteTable(IAnsiConsole console, Table table)
+    {
+        if (!Console.IsOutputRedirected)
+        {
+            console.Write(table);
+            return;
+        }
+        TableTitle? title = table.Title, caption = table.Caption;
+        table.Title = null;
+        table.Caption = null;
+        if (title is not null) Console.Out.WriteLine(Markup.Remove(title.Text));
+        console.Write(table);
+        if (caption is not null) Console.Out.WriteLine(Markup.Remove(caption.Text));
     }
 
     private static Table Headline(MeasurementResult r, string target)

@@ -31,9 +31,20 @@ public static partial class AtomicFile
 
     /// <summary>
     /// Deletes the temporary files that writers killed before their rename left in <paramref name="folder"/>
-    /// (a killed process cannot clean up after itself). Only files named like this class's temporaries whose
-    /// writing process is gone are removed, so a concurrent writer's file is left alone. A missing folder is fine.
+    /// (a killed process cannot clean up after itself), and never one that a live writer is about to rename.
     /// </summary>
+    /// <remarks>
+    /// A temporary's name carries its writer's process id and a tag of the process-id namespace the writer ran in (the
+    /// kernel's boot id and the pid namespace on Linux, the machine name elsewhere); see <see cref="TemporaryName(string)"/>.
+    /// When the tag is this process's own, the id means the same process here as for the writer, and the file is stale
+    /// exactly when no process has that id: a live writer, however slow, keeps its file. A process that reused the id
+    /// of a dead writer only makes the file stay longer. When the tag differs (another machine or container sharing the
+    /// cache folder) or is missing (a temporary of an older version), the id says nothing here, and the file is stale
+    /// only when it has not been written for <see cref="ForeignStaleAfter"/>: a writer renames its temporary seconds
+    /// after the last write, so a day leaves room for clock steps as well, and a wrongly removed file would only make that
+    /// writer's rename fail, never give a reader a partial file.
+    /// A missing folder is fine.
+    /// </remarks>
     /// <returns>How many files were removed.</returns>
     public static int RemoveStaleTemporaries(string folder)
     {
@@ -49,13 +60,30 @@ public static partial class AtomicFile
             return 0;
         }
         foreach (string file in candidates)
-        {
-            Match match = TemporaryName().Match(Path.GetFileName(file));
-            if (!match.Success || !int.TryParse(match.Groups["pid"].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) continue;
-            if (IsAlive(pid)) continue;
-            if (TryDelete(file)) removed++;
-        }
+            if (IsStale(file) && TryDelete(file)) removed++;
         return removed;
+    }
+
+    /// <summary>How long a temporary whose writer cannot be checked (another machine or container) must sit unwritten to count as stale.</summary>
+    public static TimeSpan ForeignStaleAfter { get; } = TimeSpan.FromDays(1);
+
+    /// <summary>Whether <paramref name="file"/> is a temporary of this class that no live writer will rename (see <see cref="RemoveStaleTemporaries"/>).</summary>
+    internal static bool IsStale(string file)
+    {
+        string name = Path.GetFileName(file);
+        Match match = TemporaryName().Match(name);
+        if (match.Success && match.Groups["tag"].Value == WriterTag
+            && int.TryParse(match.Groups["pid"].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
+            return !IsAlive(pid);
+        if (!match.Success && !LegacyTemporaryName().IsMatch(name)) return false;
+        try
+        {
+            return DateTime.UtcNow - File.GetLastWriteTimeUtc(file) > ForeignStaleAfter;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Whether the process <paramref name="pid"/> still runs (this process counts as running).</summary>
@@ -79,13 +107,44 @@ public static partial class AtomicFile
 
     /// <summary>
     /// A fresh hidden temporary name for <paramref name="fileName"/>, of the form <see cref="RemoveStaleTemporaries"/>
-    /// recognises: the writer's process id in it lets a later run tell a killed writer's leftover from a live write.
+    /// recognises: <c>.&lt;name&gt;.&lt;tag&gt;.&lt;pid&gt;.&lt;guid&gt;.tmp</c>. The writer's process id and namespace tag in it let a later
+    /// run tell a killed writer's leftover from a live write.
     /// </summary>
-    public static string TemporaryName(string fileName) =>
-        $".{fileName}.{Environment.ProcessId.ToString(CultureInfo.InvariantCulture)}.{Guid.NewGuid():N}.tmp";
+    public static string TemporaryName(string fileName) => TemporaryName(fileName, Environment.ProcessId);
 
-    [GeneratedRegex(@"^\..+\.(?<pid>[0-9]+)\.[0-9a-f]{32}\.tmp$", RegexOptions.CultureInvariant)]
+    /// <summary>A temporary name as process <paramref name="pid"/> of this namespace would make it (tests name dead writers with it).</summary>
+    internal static string TemporaryName(string fileName, int pid) =>
+        $".{fileName}.{WriterTag}.{pid.ToString(CultureInfo.InvariantCulture)}.{Guid.NewGuid():N}.tmp";
+
+    /// <summary>
+    /// Eight hex digits naming the process-id namespace this process runs in: equal for two processes exactly when
+    /// their process ids can be compared (same kernel boot, same pid namespace).
+    /// </summary>
+    internal static string WriterTag => Tag.Value;
+
+    private static readonly Lazy<string> Tag = new(() =>
+    {
+        string identity = Environment.MachineName;
+        if (OperatingSystem.IsLinux())
+        {
+            try
+            {
+                identity = File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim() + "|" + new FileInfo("/proc/self/ns/pid").LinkTarget;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // No /proc: the machine name is the best identity left.
+            }
+        }
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(identity)))[..8];
+    });
+
+    [GeneratedRegex(@"^\..+\.(?<tag>[0-9a-f]{8})\.(?<pid>[0-9]+)\.[0-9a-f]{32}\.tmp$", RegexOptions.CultureInvariant)]
     private static partial Regex TemporaryName();
+
+    /// <summary>The form older versions wrote, without the namespace tag.</summary>
+    [GeneratedRegex(@"^\..+\.[0-9]+\.[0-9a-f]{32}\.tmp$", RegexOptions.CultureInvariant)]
+    private static partial Regex LegacyTemporaryName();
 
     internal static Action<Stream> TextWriter(string text) => stream => stream.Write(new System.Text.UTF8Encoding(false).GetBytes(text));
 

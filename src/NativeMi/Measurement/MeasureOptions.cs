@@ -50,6 +50,8 @@ public sealed record MeasureOptions
     public int Patience { get; init; } = ProbeOptions.DefaultPatience;
     /// <summary>AdamW learning rate of the probes.</summary>
     public float LearningRate { get; init; } = ProbeOptions.DefaultLearningRate;
+    /// <summary>Fraction of the learning rate for the positional probe's second stage (the MLP on top of the trained linear probe).</summary>
+    public float SecondStageLearningRateScale { get; init; } = ProbeOptions.DefaultSecondStageLearningRateScale;
     /// <summary>
     /// Most output classes of the probe: the most frequent training tokens seen at least twice, plus "other"; null
     /// for every such token. The classes also define the coarse target f(X).

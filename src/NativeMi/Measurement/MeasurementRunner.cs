@@ -20,6 +20,11 @@ public static class MeasurementRunner
     public static string DefaultCorpusPath => Path.Combine(AppContext.BaseDirectory, "data", "wordnet-examples.txt");
 
     /// <summary>Runs a whole measurement.</summary>
+    /// <remarks>
+    /// The first event is "sample", once the corpus is read: Completed is the number of sentences sampled (at most
+    /// MaxSentences), Total the corpus's distinct sentences, Message the corpus. A layer the model lacks is refused
+    /// right after the model is loaded, before any sentence is tokenised.
+    /// </remarks>
     /// <exception cref="InputException">A model, corpus or option is unusable; the message says which and why.</exception>
     public static MeasurementResult Run(MeasureOptions options, IProgress<MeasureEvent>? progress = null, IComputeBackend? backend = null,
         CancellationToken cancellation = default)
@@ -29,24 +34,33 @@ public static class MeasurementRunner
         var timings = new Dictionary<string, double>();
         var warnings = new List<string>();
         backend ??= new CpuBackend();
-        string cacheRoot = options.CacheDirectory ?? BuiltinModels.CacheRoot();
+        string cacheRoot = options.CacheDirectory is { } explicitCache ? Path.GetFullPath(explicitCache) : BuiltinModels.CacheRoot();
 
-        string modelDirectory = ModelResolver.Resolve(options.Model, progress is null ? null : new ImportLog(progress));
-        using TransformerModel model = TransformerModel.Load(modelDirectory, backend, new ModelLoadOptions { AllowNonFiniteWeights = options.AllowNonFiniteWeights });
-        if (model.NonFiniteWeightCount > 0)
-            warnings.Add($"the weights hold {model.NonFiniteWeightCount} NaN or infinite value(s), loaded because non-finite weights were allowed");
-        string identity = ModelIdentity(modelDirectory);
-        ReturnFreeMemory(); // the import's and the loader's temporary arrays
-        timings["load"] = Lap(clock);
-
-        // Corpus: read, tokenise every distinct sentence (the population of the entropies), sample, split.
+        // The corpus is read before the model is loaded: a bad corpus fails before a built-in model's import, and the
+        // sample's real size (the corpus may hold fewer sentences than asked for) is known for the caller to show.
         string corpusPath = Path.GetFullPath(options.Corpus ?? DefaultCorpusPath);
         IReadOnlyList<CorpusLine> lines = CorpusReader.Read(corpusPath);
         string corpusSha = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(corpusPath)));
         string[] texts = lines.Select(l => l.Text).ToArray();
+        int[] sample = CorpusSampler.Sample(texts, options.MaxSentences, options.Seed);
+        int distinctSentences = texts.Distinct(StringComparer.Ordinal).Count();
+        progress?.Report(new MeasureEvent("sample", sample.Length, distinctSentences, options.Corpus is null ? "the packaged WordNet examples" : corpusPath));
+
+        string modelDirectory = ModelResolver.Resolve(options.Model, cacheRoot, progress is null ? null : new ImportLog(progress));
+        using TransformerModel model = TransformerModel.Load(modelDirectory, backend, new ModelLoadOptions { AllowNonFiniteWeights = options.AllowNonFiniteWeights });
+        if (model.NonFiniteWeightCount > 0)
+            warnings.Add($"the weights hold {model.NonFiniteWeightCount} NaN or infinite value(s), loaded because non-finite weights were allowed");
+        // Checked now, not after the forward pass: a layer the model does not have must not cost the embeddings first.
+        bool gpt2 = model.Config.Family == ArchitectureFamily.Gpt2;
+        int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, gpt2);
+        string identity = ModelIdentity(modelDirectory);
+        ReturnFreeMemory(); // the import's and the loader's temporary arrays
+        timings["load"] = Lap(clock);
+
+        // Corpus: tokenise every distinct sentence (the population of the entropies), split the sample.
         int maxTokens = Math.Min(options.MaxTokens ?? model.Config.MaxSequenceLength, model.Config.MaxSequenceLength);
         int[] distinct = CorpusSampler.Sample(texts, null, options.Seed);
-        var inSample = new HashSet<int>(CorpusSampler.Sample(texts, options.MaxSentences, options.Seed));
+        var inSample = new HashSet<int>(sample);
         var population = new List<int[]>(distinct.Length);
         var unfitted = new List<int[]>(distinct.Length); // the population without the probes' training and validation sentences
         var sentences = new List<(string Text, EncodedSentence Encoded, int[] Targets, Split Split)>();
@@ -75,12 +89,13 @@ public static class MeasurementRunner
         int heldOutCount = sentences.Count - trainCount - validationCount;
         if (trainCount < 2 || validationCount < 1 || heldOutCount < 2)
             throw new InputException($"{corpusPath}: corpus too small for the split: {trainCount} train, {validationCount} validation, {heldOutCount} held-out sentences " +
-                $"from {sentences.Count} usable; need at least 2 / 1 / 2 (use a larger corpus or --max-sentences)");
+                $"from {sentences.Count} usable; need at least 2 / 1 / 2 " +
+                // A larger --max-sentences only helps when the sample left part of the corpus out.
+                (sample.Length < distinctSentences ? $"(raise --max-sentences: the corpus has {distinctSentences} distinct sentences, {sample.Length} were sampled)" : "(use a larger corpus)"));
         if (heldOutCount < 100) warnings.Add($"only {heldOutCount} held-out sentences: intervals will be wide");
         timings["tokenise"] = Lap(clock);
 
         // Sentence vectors of every layer entry, from the cache where possible.
-        bool gpt2 = model.Config.Family == ArchitectureFamily.Gpt2;
         int entries = model.LayerCount + (gpt2 ? 1 : 0);
         float[][] pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
             new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, $"model|{backend.Name}"), entries, model.Config.HiddenSize),
@@ -89,7 +104,6 @@ public static class MeasurementRunner
         ReturnFreeMemory(); // the weights and the forward pass's buffers
         timings["forward"] = Lap(clock);
 
-        int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, gpt2);
         var splits = new SplitIndex(sentences.Select(s => s.Split).ToArray());
         int[][] targets = sentences.Select(s => s.Targets).ToArray();
         var classes = ClassMap.Build(splits.Train.Select(i => targets[i]), splits.Validation.Select(i => targets[i]), options.Classes, model.Config.VocabSize);
@@ -109,6 +123,7 @@ public static class MeasurementRunner
             MaxEpochs = options.Epochs,
             Patience = options.Patience,
             LearningRate = options.LearningRate,
+            SecondStageLearningRateScale = options.SecondStageLearningRateScale,
             BatchSentences = options.ProbeBatchSize,
             Seed = options.Seed + 1,
         };
@@ -210,6 +225,8 @@ public static class MeasurementRunner
         if (o.Epochs < 1) throw new InputException($"--epochs must be at least 1, got {o.Epochs}");
         if (o.Patience < 1) throw new InputException($"--patience must be at least 1, got {o.Patience}");
         if (!(o.LearningRate > 0 && float.IsFinite(o.LearningRate))) throw new InputException($"--lr must be a positive number, got {o.LearningRate}");
+        if (!(o.SecondStageLearningRateScale > 0 && float.IsFinite(o.SecondStageLearningRateScale)))
+            throw new InputException($"--mlp-lr-scale must be a positive number, got {o.SecondStageLearningRateScale}");
         if (o.Classes is < 1) throw new InputException($"--classes must be at least 1, got {o.Classes}");
         if (o.ProbeSeeds < 1) throw new InputException($"--probe-seeds must be at least 1, got {o.ProbeSeeds}");
         if (o.HeadlineTarget is not ("coarse" or "token")) throw new InputException($"--target must be 'coarse' or 'token', got '{o.HeadlineTarget}'");

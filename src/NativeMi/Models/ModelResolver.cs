@@ -8,11 +8,19 @@ public static class ModelResolver
     /// and served from the cache afterwards.
     /// </summary>
     /// <exception cref="InputException">Neither an existing folder nor a built-in name.</exception>
-    public static string Resolve(string nameOrDirectory, IProgress<string>? log = null)
+    public static string Resolve(string nameOrDirectory, IProgress<string>? log = null) => Resolve(nameOrDirectory, null, log);
+
+    /// <summary>
+    /// As <see cref="Resolve(string, IProgress{string})"/>, with built-in models imported into (and served from)
+    /// <paramref name="cacheRoot"/>; null stands for the default cache root (<see cref="BuiltinModels.CacheRoot"/>).
+    /// </summary>
+    /// <exception cref="InputException">Neither an existing folder nor a built-in name.</exception>
+    public static string Resolve(string nameOrDirectory, string? cacheRoot, IProgress<string>? log)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(nameOrDirectory);
         if (Directory.Exists(nameOrDirectory)) return Path.GetFullPath(nameOrDirectory);
-        if (BuiltinModels.IsBuiltin(nameOrDirectory)) return BuiltinModels.EnsureImported(nameOrDirectory, log);
+        if (BuiltinModels.IsBuiltin(nameOrDirectory))
+            return BuiltinModels.EnsureImported(nameOrDirectory, cacheRoot is null ? BuiltinModels.CacheRoot() : Path.GetFullPath(cacheRoot), log);
         throw new InputException(
             $"model '{nameOrDirectory}': no such folder, and not a built-in model; built-ins: {string.Join(", ", BuiltinModels.Names)}");
     }

@@ -144,7 +144,6 @@ internal sealed class ProbeNetwork : IDisposable
     }
 
     private bool _mlpActive;
-    private static readonly float TmpScale = float.Parse(Environment.GetEnvironmentVariable("NMI_S2") ?? "1", System.Globalization.CultureInfo.InvariantCulture);
 
     private Parameter Add(string name, long length, SplitMix64 random, double std)
     {
@@ -273,7 +272,7 @@ internal sealed class ProbeNetwork : IDisposable
                 _backend.GemmEx(batch.Vectors, true, dh, false, _w1!.Gradient, d, s, h, accumulate: false);
             }
         }
-        var hyper = new AdamWStep(_options.LearningRate * (MlpActive && Family == ProbeFamily.Positional ? TmpScale : 1f), 0.9f, 0.999f, 1e-8f, _options.WeightDecay, step);
+        var hyper = new AdamWStep(_options.LearningRate * (MlpActive && Family == ProbeFamily.Positional ? _options.SecondStageLearningRateScale : 1f), 0.9f, 0.999f, 1e-8f, _options.WeightDecay, step);
         foreach (var p in _parameters)
         {
             // A frozen path keeps its parameters (and its zero output weights) untouched, weight decay included.

@@ -26,6 +26,11 @@ public sealed record ProbeOptions
     public int BatchSentences { get; init; } = 32;
     /// <summary>AdamW learning rate.</summary>
     public float LearningRate { get; init; } = DefaultLearningRate;
+    /// <summary>
+    /// The positional probe's second stage (the whole probe, from the trained linear one) trains at this fraction of
+    /// <see cref="LearningRate"/>: the MLP path overfits within an epoch or two at the full rate.
+    /// </summary>
+    public float SecondStageLearningRateScale { get; init; } = DefaultSecondStageLearningRateScale;
     /// <summary>AdamW decoupled weight decay.</summary>
     public float WeightDecay { get; init; } = 0.01f;
     /// <summary>Seed of initialisation and batch order.</summary>
@@ -33,6 +38,9 @@ public sealed record ProbeOptions
 
     /// <summary>Default patience (docs/METHOD.md says how it was chosen).</summary>
     public const int DefaultPatience = 3;
+
+    /// <summary>Default <see cref="SecondStageLearningRateScale"/> (docs/METHOD.md says how it was chosen).</summary>
+    public const float DefaultSecondStageLearningRateScale = 0.3f;
 
     /// <summary>Default AdamW learning rate (docs/METHOD.md says how it was chosen).</summary>
     public const float DefaultLearningRate = 1e-3f;

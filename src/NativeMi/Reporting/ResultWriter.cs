@@ -86,6 +86,7 @@ public static class ResultWriter
             w.WriteNumber("epochs", o.Epochs);
             w.WriteNumber("patience", o.Patience);
             w.WriteNumber("learning_rate", o.LearningRate);
+            w.WriteNumber("mlp_lr_scale", o.SecondStageLearningRateScale);
             w.WriteNumber("weight_decay", 0.01);
             w.WriteNumber("probe_seeds", o.ProbeSeeds);
             w.WriteNumber("batch_size", o.BatchSize);

@@ -11,10 +11,11 @@ public sealed record CorpusLine(int LineNumber, string Text);
 public static class CorpusReader
 {
     /// <summary>Reads every non-blank line of <paramref name="path"/>.</summary>
-    /// <exception cref="InputException">The file is missing, not valid UTF-8 (the line is named), or has no sentence.</exception>
+    /// <exception cref="InputException">The file is missing or a folder, not valid UTF-8 (the line is named), or has no sentence.</exception>
     public static IReadOnlyList<CorpusLine> Read(string path)
     {
         string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new InputException($"{full}: is a folder, not a corpus file; give a UTF-8 text file with one sentence per line");
         if (!File.Exists(full)) throw new InputException($"{full}: corpus file not found");
         byte[] bytes = File.ReadAllBytes(full);
         var strict = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);

@@ -291,7 +291,88 @@ public sealed class BadInputCatalogueTests(ITestOutputHelper output) : IDisposab
     public void CorpusTooSmallForTheSplit()
     {
         string corpus = Corpus("three.txt", Encoding.UTF8.GetBytes("the cat sat\na dog ran\nbirds fly south\n"));
-        Fails(3, Measure(corpus), corpus, "corpus too small for the split", "from 3 usable; need at least 2 / 1 / 2");
+        string line = Fails(3, Measure(corpus), corpus, "corpus too small for the split", "from 3 usable; need at least 2 / 1 / 2", "(use a larger corpus)");
+        // The whole corpus was used: a larger sample size cannot help, so it is not suggested.
+        Assert.DoesNotContain("--max-sentences", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SampleTooSmallForTheSplitSuggestsALargerSample()
+    {
+        string corpus = Path.GetFullPath(MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 60));
+        string[] args = Measure(corpus);
+        args[Array.IndexOf(args, "--max-sentences") + 1] = "5";
+        Fails(3, args, corpus, "corpus too small for the split", "(raise --max-sentences: the corpus has 60 distinct sentences, 5 were sampled)");
+    }
+
+    [Fact]
+    public void CorpusThatIsAFolder()
+    {
+        string folder = _folder.Combine("sentences");
+        Directory.CreateDirectory(folder);
+        Fails(3, Measure(folder), $"{Path.GetFullPath(folder)}: is a folder, not a corpus file");
+    }
+
+    // ---- layers ----
+
+    [Fact]
+    public void LayerBeyondTheModelIsRefusedBeforeTheForwardPass()
+    {
+        string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 60);
+        Fails(3, Measure(corpus, "--layers", "0,9"), "--layers: 9 is outside 0..3");
+        Assert.False(Directory.Exists(_folder.Combine("cache", "embeddings")), "no embedding is computed for a run that cannot finish");
+    }
+
+    // ---- option values (usage errors) ----
+
+    /// <summary>
+    /// A bad option value is a usage error: exit 2 before any work (no output folder, no cache), the documented
+    /// "nativemi: error:" line naming the option and the value, then the hint; --verbose changes nothing.
+    /// </summary>
+    [Theory]
+    [InlineData("--max-sentences", "0", "--max-sentences must be at least 5 (or 'all'), got 0")]
+    [InlineData("--max-sentences", "ten", "--max-sentences must be a positive integer or 'all', got 'ten'")]
+    [InlineData("--layers", "0,abc", "--layers must be 'all' or a comma-separated list of layer numbers, got '0,abc'")]
+    [InlineData("--layers", ",", "--layers names no layer")]
+    [InlineData("--epochs", "0", "--epochs must be at least 1, got 0")]
+    [InlineData("--epochs", "abc", "Cannot parse argument 'abc' for option '--epochs' as expected type 'System.Int32'.")]
+    [InlineData("--batch-size", "0", "--batch-size must be at least 1, got 0")]
+    [InlineData("--pool", "foo", "Argument 'foo' not recognized. Must be one of: 'mean' 'cls' 'last' 'max'")]
+    [InlineData("--hidden", "0", "--hidden must be at least 1, got 0")]
+    [InlineData("--probe-batch-size", "0", "--probe-batch-size must be at least 1, got 0")]
+    [InlineData("--bootstrap", "-1", "--bootstrap must be 0 or more, got -1")]
+    [InlineData("--max-tokens", "2", "--max-tokens must be at least 3, got 2")]
+    public void BadOptionValueIsAUsageError(string option, string value, string message)
+    {
+        string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 60);
+        string[] args =
+        [
+            "measure", "--model", Fixtures.Folder("bert-tiny"), "--corpus", corpus, "--backend", "cpu",
+            "--cache", _folder.Combine("cache"), "--out", _folder.Combine("out"), option, value,
+        ];
+        foreach (string[] attempt in new[] { args, [.. args, "--verbose"] })
+        {
+            var (code, error) = CliRunner.Run(attempt);
+            output.WriteLine(error);
+            Assert.True(code == 2, $"exit {code}, expected 2: {error}");
+            Assert.Equal([$"nativemi: error: {message}", "Run 'nativemi --help' for usage."],
+                error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        }
+        Assert.False(Directory.Exists(_folder.Combine("out")), "a usage error creates no output folder");
+        Assert.False(Directory.Exists(_folder.Combine("cache")), "a usage error does no work");
+    }
+
+    [Fact]
+    public void UnknownOptionAndCommandUseTheErrorFormat()
+    {
+        var (code, error) = CliRunner.Run("measure", "--no-such-option", "1");
+        Assert.Equal(2, code);
+        Assert.StartsWith("nativemi: error: Unrecognized command or argument '--no-such-option'", error, StringComparison.Ordinal);
+        (code, error) = CliRunner.Run("measurez");
+        Assert.Equal(2, code);
+        Assert.Contains("nativemi: error: Unrecognized command or argument 'measurez'.", error, StringComparison.Ordinal);
+        Assert.All(error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)[..^1],
+            line => Assert.StartsWith("nativemi: error: ", line, StringComparison.Ordinal));
     }
 
     [Fact]

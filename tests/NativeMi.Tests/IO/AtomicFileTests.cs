@@ -51,15 +51,21 @@ public class AtomicFileTests : IDisposable
     public void TheSweepRemovesOnlyTemporariesOfProcessesThatAreGone()
     {
         // int.MaxValue is above any Linux pid_max, so no process has it.
-        string stale = _folder.Combine($".results.json.{int.MaxValue}.{Guid.NewGuid():N}.tmp");
+        string stale = _folder.Combine(AtomicFile.TemporaryName("results.json", int.MaxValue));
         string live = _folder.Combine(AtomicFile.TemporaryName("results.json"));
         string unrelated = _folder.Combine(".notes.tmp");
-        foreach (string path in new[] { stale, live, unrelated }) File.WriteAllText(path, "x");
+        // The older form without the namespace tag: its process id cannot be trusted, so only its age counts.
+        string legacyFresh = _folder.Combine($".results.json.{int.MaxValue}.{Guid.NewGuid():N}.tmp");
+        string legacyOld = _folder.Combine($".layers.csv.{int.MaxValue}.{Guid.NewGuid():N}.tmp");
+        foreach (string path in new[] { stale, live, unrelated, legacyFresh, legacyOld }) File.WriteAllText(path, "x");
+        File.SetLastWriteTimeUtc(legacyOld, DateTime.UtcNow - AtomicFile.ForeignStaleAfter - TimeSpan.FromMinutes(1));
 
-        Assert.Equal(1, AtomicFile.RemoveStaleTemporaries(_folder.Path));
+        Assert.Equal(2, AtomicFile.RemoveStaleTemporaries(_folder.Path));
         Assert.False(File.Exists(stale));
+        Assert.False(File.Exists(legacyOld));
         Assert.True(File.Exists(live));
         Assert.True(File.Exists(unrelated));
+        Assert.True(File.Exists(legacyFresh));
         Assert.Equal(0, AtomicFile.RemoveStaleTemporaries(_folder.Combine("missing")));
     }
 }

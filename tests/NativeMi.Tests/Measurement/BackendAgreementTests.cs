@@ -61,7 +61,7 @@ public class BackendAgreementTests
         ProbeAgreementReport report = BackendAgreement.Probe(options, candidate, reference);
 
         Assert.True(report.Passed, report.Format());
-        Assert.Equal(3 * 4, report.Figures.Count); // accuracy, I_F, I_BA for layers 0..3
+        Assert.Equal(4 * 4, report.Figures.Count); // accuracy, I_F, I_BA (headline target) and the token I_BA for layers 0..3
         Assert.All(report.Figures, f => Assert.Equal(f.Reference, f.Candidate));
         Assert.False(Directory.Exists(folder.Combine("unused-cache")), "each run gets its own temporary cache");
     }

@@ -137,10 +137,11 @@ public class KillAndResumeTests(KillAndResumeFixture fixture, ITestOutputHelper 
         // its temporary file but not renamed (a cache write cut in half); the first epoch of layer 2's probe
         // (of 0..3), with layers 0 and 1 done.
         { "forward-batch:64 cache-chunk-written:0 before-rename:chunk-00001.safetensors probe-epoch:2:1", false },
-        // An output folder holding a previous run's complete outputs, and a fresh cache. In turn: every output
-        // written to its temporary file, none renamed; the plots renamed into place, the CSVs and results.json not;
-        // every output but results.json renamed. results.json must still be the previous run's at each.
-        { "before-rename:mi.png before-rename:layers.csv before-rename:results.json", true },
+        // An output folder holding a previous run's complete outputs, and a fresh cache. In turn: the data files
+        // written to their temporaries, none renamed (the previous plots already removed); the CSVs renamed into
+        // place, results.json not; the data files all renamed, the plots written to their temporaries but not renamed.
+        // results.json must be the previous run's at the first two, and at the third this run's with no plot beside it.
+        { "before-rename:layers.csv before-rename:results.json before-rename:mi.png", true },
     };
 
     [Theory]
@@ -157,7 +158,7 @@ public class KillAndResumeTests(KillAndResumeFixture fixture, ITestOutputHelper 
         {
             NativemiProcess.RunAndKillAt(fixture, cache, folder, point);
             output.WriteLine($"killed at {point} after {clock.Elapsed.TotalSeconds:F1} s");
-            AssertOnlyCompleteOutputs(folder, previousOutputs);
+            AssertOnlyCompleteOutputs(folder, previousOutputs, dataWritten: point == "before-rename:mi.png");
             AssertCacheAfterKillAt(point, cache);
             if (point == "before-rename:results.json")
             {
@@ -209,11 +210,19 @@ public class KillAndResumeTests(KillAndResumeFixture fixture, ITestOutputHelper 
     /// <summary>
     /// Right after a kill: results.json is the previous run's, byte for byte (or absent when there was none), each
     /// other output is either the previous run's or this run's complete file, and anything else is a hidden temporary.
+    /// When the kill came after the data files were renamed (<paramref name="dataWritten"/>, while the plots were being
+    /// written), results.json is this run's instead, and there is no plot beside it: the previous run's were removed.
     /// </summary>
-    private void AssertOnlyCompleteOutputs(string folder, bool previousOutputs)
+    private void AssertOnlyCompleteOutputs(string folder, bool previousOutputs, bool dataWritten)
     {
         string results = Path.Combine(folder, "results.json");
-        if (previousOutputs)
+        if (dataWritten)
+        {
+            Assert.Equal(Comparable(Path.Combine(fixture.Reference, "results.json")).ToJsonString(), Comparable(results).ToJsonString());
+            Assert.False(File.Exists(Path.Combine(folder, "mi.png")) || File.Exists(Path.Combine(folder, "mi.svg")),
+                "a plot that is not this run's lies beside this run's results.json");
+        }
+        else if (previousOutputs)
         {
             Assert.True(File.ReadAllBytes(Path.Combine(fixture.Previous, "results.json")).AsSpan().SequenceEqual(File.ReadAllBytes(results)),
                 "results.json after the kill is not the previous run's");
@@ -226,7 +235,7 @@ public class KillAndResumeTests(KillAndResumeFixture fixture, ITestOutputHelper 
         foreach (string file in Directory.GetFiles(folder))
         {
             string name = Path.GetFileName(file);
-            if (Temporary.IsMatch(name)) continue;
+            if (Temporary.IsMatch(name) || (dataWritten && name == "results.json")) continue; // this run's: compared above, without timings
             Assert.Contains(name, NativemiProcess.Outputs);
             byte[] bytes = File.ReadAllBytes(file);
             bool previous = previousOutputs && bytes.AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(fixture.Previous, name)));

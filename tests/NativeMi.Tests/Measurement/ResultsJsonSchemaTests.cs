@@ -7,7 +7,7 @@ using Xunit;
 
 namespace NativeMi.Tests.Measurement;
 
-/// <summary>results.json ("nativemi.measure/1"): keys, types and the arithmetic that ties the figures together.</summary>
+/// <summary>results.json ("nativemi.measure/2"): keys, types and the arithmetic that ties the figures together.</summary>
 public class ResultsJsonSchemaTests(MeasurementRunFixture runs) : IClassFixture<MeasurementRunFixture>
 {
     private const double Exact = 1e-9;
@@ -47,7 +47,7 @@ public class ResultsJsonSchemaTests(MeasurementRunFixture runs) : IClassFixture<
     {
         MeasurementResult result = runs.Run(model);
         JsonObject json = Parse(result);
-        Assert.Equal("nativemi.measure/1", Text(json["schema"], "schema"));
+        Assert.Equal("nativemi.measure/2", Text(json["schema"], "schema"));
 
         JsonObject m = json["model"]!.AsObject();
         Assert.Equal(Fixtures.Folder(model), Text(m["name"], "model.name"));
@@ -64,10 +64,14 @@ public class ResultsJsonSchemaTests(MeasurementRunFixture runs) : IClassFixture<
         Assert.True(train > validation && heldOut > validation && validation >= 1, $"split {train}/{validation}/{heldOut}");
         Assert.Equal(MeasurementRunFixture.Sentences, train + validation + heldOut + Number(c["dropped_without_targets"], "dropped"));
         Assert.Equal(MeasurementRunFixture.Sentences, Number(c["sampled"], "sampled"));
+        // Every corpus sentence is sampled here, so the population is the sample (less sentences without targets).
+        Assert.Equal(train + validation + heldOut, Number(c["population_sentences"], "population_sentences"));
+        Assert.True(Number(c["population_targets"], "population_targets") > Number(c["population_sentences"], "population_sentences"));
 
         JsonObject settings = json["settings"]!.AsObject();
         string[] keys = ["model", "corpus", "max_sentences", "layers", "pool", "probe", "hidden", "epochs", "batch_size", "probe_batch_size", "seed",
-            "max_tokens", "fano_alphabet", "bootstrap", "baseline", "train_fraction", "validation_fraction", "learning_rate", "weight_decay"];
+            "max_tokens", "fano_alphabet", "bootstrap", "baseline", "train_fraction", "validation_fraction", "learning_rate", "weight_decay",
+            "classes", "target", "patience", "probe_seeds", "mlp_lr_scale"];
         foreach (string key in keys) Assert.True(settings.ContainsKey(key), $"settings.{key} is missing");
         MeasureOptions o = result.Options;
         Assert.Equal(o.Model, Text(settings["model"], "settings.model"));
@@ -93,6 +97,27 @@ public class ResultsJsonSchemaTests(MeasurementRunFixture runs) : IClassFixture<
             Assert.True(Number(timings[phase], $"timings_s.{phase}") >= 0);
         Assert.True(json["warnings"] is JsonArray);
         Assert.Equal("positional", Text(json["probe_family"], "probe_family"));
+        Assert.Equal("coarse", Text(json["headline_target"], "headline_target"));
+
+        // The targets: X over the whole vocabulary, f(X) over the classes; H(X | I) <= H(X), and I(X; I) their difference.
+        foreach (string target in new[] { "token", "coarse" })
+        {
+            JsonObject t = json["targets"]![target]!.AsObject();
+            double h = Number(t["h_x_bits"], $"{target}.h_x_bits"), hi = Number(t["h_x_given_i_bits"], $"{target}.h_x_given_i_bits");
+            Assert.True(hi <= h + Exact && hi >= 0, $"{target}: H(X | I) {hi} vs H(X) {h}");
+            Assert.Equal(h - hi, Number(t["i_x_i_bits"], $"{target}.i_x_i_bits"), Exact);
+        }
+        Assert.Equal(320, Number(json["targets"]!["token"]!["alphabet_size"], "token alphabet"));
+        double classes = Number(json["targets"]!["classes"]!["count"], "classes.count");
+        Assert.Equal(classes, Number(json["targets"]!["coarse"]!["alphabet_size"], "coarse alphabet"));
+        Assert.Equal(320 - (classes - 1), Number(json["targets"]!["classes"]!["other_tokens"], "other_tokens"));
+
+        // The control: never worse than the training unigram beyond noise, and its figures are complete.
+        JsonObject control = json["control"]!.AsObject();
+        Assert.False(control["worse_than_unigram"]!.GetValue<bool>());
+        Assert.Equal(result.Control.UnigramToken.CrossEntropyBits, Number(control["unigram_token_ce_bits"], "unigram_token_ce_bits"), Exact);
+        Number(control["token"]!["ba_bits"], "control.token.ba_bits");
+        Number(control["coarse"]!["ba_bits"], "control.coarse.ba_bits");
     }
 
     [Theory]
@@ -107,75 +132,105 @@ public class ResultsJsonSchemaTests(MeasurementRunFixture runs) : IClassFixture<
         JsonArray layers = json["layers"]!.AsArray();
         Assert.Equal(numLayers + 1 + (gpt2 ? 1 : 0), layers.Count);
 
-        double? entropy = null, controlBa = null;
-        for (int i = 0; i < layers.Count; i++)
+        foreach (string target in new[] { "token", "coarse" })
         {
-            JsonObject l = layers[i]!.AsObject();
-            string where = $"{model} layers[{i}]";
-            Assert.Equal(i, Number(l["layer"], where + ".layer"));
-            bool final = gpt2 && i == numLayers + 1;
-            Assert.Equal(final ? "final" : i.ToString(System.Globalization.CultureInfo.InvariantCulture), Text(l["name"], where + ".name"));
-            Assert.Equal(Math.Min(i, numLayers) / (double)numLayers, Number(l["depth"], where + ".depth"), Exact);
+            JsonObject t = json["targets"]![target]!.AsObject();
+            double hx = Number(t["h_x_bits"], "h_x_bits"), hxi = Number(t["h_x_given_i_bits"], "h_x_given_i_bits");
+            double alphabet = Number(t["alphabet_size"], "alphabet_size");
+            double controlCe = Number(json["control"]![target]!["ce_bits"], "control ce");
+            for (int i = 0; i < layers.Count; i++)
+            {
+                JsonObject l = layers[i]!.AsObject();
+                string where = $"{model} layers[{i}].{target}";
+                Assert.Equal(i, Number(l["layer"], where + ".layer"));
+                bool final = gpt2 && i == numLayers + 1;
+                Assert.Equal(final ? "final" : i.ToString(System.Globalization.CultureInfo.InvariantCulture), Text(l["name"], where + ".name"));
+                Assert.Equal(Math.Min(i, numLayers) / (double)numLayers, Number(l["depth"], where + ".depth"), Exact);
+                JsonObject f = l[target]!.AsObject();
 
-            double acc = Number(l["acc"], where + ".acc");
-            Assert.InRange(acc, 0, 1);
-            var accCi = Interval(l["acc_ci"], where + ".acc_ci");
-            Assert.InRange(accCi.Lo, 0, 1);
-            Assert.InRange(accCi.Hi, 0, 1);
-            double ce = Number(l["ce_bits"], where + ".ce_bits");
-            Assert.True(ce > 0);
-            double hx = Number(l["h_x_bits"], where + ".h_x_bits"), plugin = Number(l["h_x_plugin_bits"], where + ".h_x_plugin_bits");
-            double n = Number(l["held_out_targets"], where + ".held_out_targets"), k = Number(l["distinct_targets"], where + ".distinct_targets");
-            Assert.True(plugin > 0 && plugin <= Math.Log2(k) + Exact, $"{where}: plug-in H(X) {plugin} outside (0, log2 K]");
-            Assert.Equal(plugin + (k - 1) / (2 * n * Math.Log(2)), hx, Exact); // Miller-Madow
-            entropy ??= hx;
-            Assert.Equal(entropy.Value, hx, Exact); // the same held-out targets at every layer
+                double acc = Number(f["acc"], where + ".acc");
+                Assert.InRange(acc, 0, 1);
+                var accCi = Interval(f["acc_ci"], where + ".acc_ci");
+                Assert.InRange(accCi.Lo, 0, 1);
+                Assert.InRange(accCi.Hi, 0, 1);
+                double ce = Number(f["ce_bits"], where + ".ce_bits");
+                Assert.True(ce > 0);
+                // H(X) and H(X | I) are the run's population values at every layer, not the held-out sample's.
+                Assert.Equal(hx, Number(f["h_x_bits"], where + ".h_x_bits"), Exact);
+                Assert.Equal(hxi, Number(f["h_x_given_i_bits"], where + ".h_x_given_i_bits"), Exact);
+                double plugin = Number(f["held_out_h_x_plugin_bits"], where + ".plug-in");
+                double n = Number(f["held_out_targets"], where + ".held_out_targets"), k = Number(f["distinct_targets"], where + ".distinct_targets");
+                Assert.True(plugin > 0 && plugin <= Math.Log2(k) + Exact, $"{where}: plug-in H(X) {plugin} outside (0, log2 K]");
+                Assert.Equal(plugin + (k - 1) / (2 * n * Math.Log(2)), Number(f["held_out_h_x_miller_madow_bits"], where + ".mm"), Exact);
 
-            double alphabet = Number(l["alphabet_size"], where + ".alphabet_size");
-            Assert.Equal(320, alphabet);
-            double fano = Number(l["fano_bits"], where + ".fano_bits");
-            double pe = 1 - acc;
-            Assert.Equal(hx - BinaryEntropy(pe) - pe * Math.Log2(alphabet - 1), fano, Exact);
-            Interval(l["fano_ci"], where + ".fano_ci");
-            double certified = Number(l["fano_certified_bits"], where + ".fano_certified_bits");
-            Assert.True(certified <= fano + Exact, $"{where}: certified Fano {certified} above the point estimate {fano}");
-            Assert.True(Number(l["certified_error_rate"], where + ".certified_error_rate") >= pe);
+                Assert.Equal(alphabet, Number(f["alphabet_size"], where + ".alphabet_size"));
+                Assert.Equal("fano", Text(f["fano_kind"], where + ".fano_kind"));
+                double fano = Number(f["fano_bits"], where + ".fano_bits");
+                double pe = 1 - acc, fanoConditional = BinaryEntropy(pe) + pe * Math.Log2(alphabet - 1);
+                Assert.Equal(hx - fanoConditional, fano, Exact);
+                Interval(f["fano_ci"], where + ".fano_ci");
+                double upper = Number(f["fano_upper_error_bits"], where + ".fano_upper_error_bits");
+                Assert.True(upper <= fano + Exact, $"{where}: Fano at the upper error rate {upper} above the point estimate {fano}");
+                Assert.True(Number(f["upper_error_rate"], where + ".upper_error_rate") >= pe);
 
-            double ba = Number(l["ba_bits"], where + ".ba_bits");
-            Assert.Equal(hx - ce, ba, Exact);
-            Interval(l["ba_ci"], where + ".ba_ci");
-            Assert.Equal(Math.Max(fano, ba), Number(l["sentence_lower_bound_bits"], where + ".sentence_lower_bound_bits"), Exact);
+                double ba = Number(f["ba_bits"], where + ".ba_bits");
+                Assert.Equal(hx - ce, ba, Exact);
+                var baCi = Interval(f["ba_ci"], where + ".ba_ci");
+                var ceCi = Interval(f["ce_ci"], where + ".ce_ci");
+                Assert.Equal(hx - ceCi.Hi, baCi.Lo, Exact);
+                // Sentence level: from H(X | I), never a max of the position-aware figures.
+                Assert.Equal(hxi - fanoConditional, Number(f["sentence_fano_bits"], where + ".sentence_fano_bits"), Exact);
+                Assert.Equal(hxi - ce, Number(f["sentence_ba_bits"], where + ".sentence_ba_bits"), Exact);
+                Assert.Equal(Math.Max(hxi - fanoConditional, hxi - ce), Number(f["sentence_lower_bits"], where + ".sentence_lower_bits"), Exact);
+                Interval(f["sentence_lower_ci"], where + ".sentence_lower_ci");
+                // gain = CE_ctrl - CE, one control for every layer.
+                Assert.Equal(controlCe - ce, Number(f["gain_bits"], where + ".gain_bits"), Exact);
+                Interval(f["gain_ci"], where + ".gain_ci");
 
-            double control = Number(l["control_ba_bits"], where + ".control_ba_bits");
-            Assert.Equal(hx - Number(l["control_ce_bits"], where + ".control_ce_bits"), control, Exact);
-            controlBa ??= control;
-            Assert.Equal(controlBa.Value, control, Exact); // one control probe for every layer
-            Assert.Equal(ba - control, Number(l["gain_bits"], where + ".gain_bits"), Exact);
+                JsonArray positions = f["positions"]!.AsArray();
+                Assert.NotEmpty(positions);
+                Assert.Equal(n, positions.Sum(p => Number(p!["targets"], where + ".positions.targets")));
+                Assert.Equal(acc, positions.Sum(p => Number(p!["acc"], "acc") * Number(p!["targets"], "targets")) / n, 1e-9);
+                Assert.All(positions, p => Assert.Equal(Number(p!["targets"], "targets") < 30, p!["sparse"]!.GetValue<bool>()));
+            }
 
-            JsonArray positions = l["positions"]!.AsArray();
-            Assert.NotEmpty(positions);
-            Assert.Equal(n, positions.Sum(p => Number(p!["targets"], where + ".positions.targets")));
-            Assert.Equal(acc, positions.Sum(p => Number(p!["acc"], "acc") * Number(p!["targets"], "targets")) / n, 1e-9);
+            // Paired differences between consecutive layers: I_BA(a) - I_BA(b).
+            JsonArray differences = json["differences"]![target]!.AsArray();
+            Assert.Equal(layers.Count - 1, differences.Count);
+            for (int i = 0; i < differences.Count; i++)
+            {
+                JsonObject d = differences[i]!.AsObject();
+                double expected = Number(layers[i]![target]!["ba_bits"], "ba") - Number(layers[i + 1]![target]!["ba_bits"], "ba");
+                Assert.Equal(expected, Number(d["ba_bits"], "difference"), Exact);
+                var ci = Interval(d["ci"], "difference ci");
+                Assert.Equal(ci.Lo > 0 || ci.Hi < 0, d["resolved"]!.GetValue<bool>());
+            }
         }
     }
 
     [Theory]
     [InlineData("bert-tiny")]
     [InlineData("gpt2-tiny")]
-    public void SummaryIsThePeakOfFanoOverLayersZeroToLAndTheDropToLayerL(string model)
+    public void SummaryIsThePeakOfBarberAgakovOverLayersZeroToLAndTheDropToLayerL(string model)
     {
         JsonObject json = Parse(runs.Run(model));
         var layers = json["layers"]!.AsArray().Select(l => l!.AsObject()).Where(l => Text(l["name"], "name") != "final").ToArray();
         Assert.Equal(4, layers.Length);
-        double[] fano = layers.Select(l => Number(l["fano_bits"], "fano_bits")).ToArray();
-        int peak = Array.IndexOf(fano, fano.Max());
-        JsonObject summary = json["summary"]!.AsObject();
-        Assert.Equal(peak, Number(summary["peak_layer"], "peak_layer"));
-        Assert.Equal(fano[peak], Number(summary["peak_fano_bits"], "peak_fano_bits"), Exact);
-        Assert.Equal(peak / 3.0, Number(summary["peak_depth"], "peak_depth"), Exact);
-        Assert.Equal(fano[^1], Number(summary["last_fano_bits"], "last_fano_bits"), Exact);
-        Assert.Equal(fano[peak] - fano[^1], Number(summary["forgetting_bits"], "forgetting_bits"), Exact);
-        Assert.True(Number(summary["forgetting_bits"], "forgetting_bits") >= 0);
+        foreach (string target in new[] { "token", "coarse" })
+        {
+            double[] ba = layers.Select(l => Number(l[target]!["ba_bits"], "ba_bits")).ToArray();
+            int peak = Array.IndexOf(ba, ba.Max());
+            JsonObject summary = json["summary"]![target]!.AsObject();
+            Assert.Equal(peak, Number(summary["peak_layer"], "peak_layer"));
+            Assert.Equal(ba[peak], Number(summary["peak_ba_bits"], "peak_ba_bits"), Exact);
+            Assert.Equal(peak / 3.0, Number(summary["peak_depth"], "peak_depth"), Exact);
+            Assert.Equal(ba[^1], Number(summary["last_ba_bits"], "last_ba_bits"), Exact);
+            JsonObject forgetting = summary["forgetting"]!.AsObject();
+            Assert.Equal(ba[peak] - ba[^1], Number(forgetting["ba_bits"], "forgetting"), Exact);
+            Assert.True(Number(forgetting["ba_bits"], "forgetting") >= 0);
+            Interval(forgetting["ci"], "forgetting ci");
+            Assert.Equal(Number(layers[peak][target]!["gain_bits"], "gain"), Number(summary["peak_gain_bits"], "peak_gain_bits"), Exact);
+        }
     }
 
     [Fact]
@@ -187,7 +242,7 @@ public class ResultsJsonSchemaTests(MeasurementRunFixture runs) : IClassFixture<
         Assert.Equal(4, Number(final["layer"], "layer"));
         Assert.Equal(1.0, Number(final["depth"], "depth"));
         // ln_f changes the vectors, so the probe's figures differ from layer L's.
-        Assert.NotEqual(Number(gpt2[3]!["ce_bits"], "ce"), Number(final["ce_bits"], "ce"));
+        Assert.NotEqual(Number(gpt2[3]!["token"]!["ce_bits"], "ce"), Number(final["token"]!["ce_bits"], "ce"));
 
         JsonArray bert = Parse(runs.Run("bert-tiny"))["layers"]!.AsArray();
         Assert.DoesNotContain(bert, l => Text(l!["name"], "name") == "final");

@@ -7,36 +7,52 @@ namespace NativeMi.Cli;
 
 internal static class CompareCommand
 {
-    private sealed record Row(string Name, int Layer, double Depth, double Acc, double Fano, double FanoCertified, double Ba, double Gain);
+    private sealed record Row(string Name, int Layer, double Depth, double Acc, double Fano, double Ba, double BaLower, double BaUpper, double Gain);
 
-    private sealed record Run(string Label, string Path, string Probe, int HeldOut, IReadOnlyList<Row> Rows, int PeakLayer, double PeakFano, double Forgetting);
+    /// <summary>What a run was: the settings a comparison must agree on, and its figures on the compared target.</summary>
+    private sealed record Run(string Label, string Model, string Path, string Probe, string Pool, int Sampled, int HeldOut, string CorpusSha, double Entropy,
+        string Classes, string FanoAlphabet, IReadOnlyList<Row> Rows, string PeakName, double PeakBa, double Forgetting, Interval? ForgettingInterval);
+
+    private readonly record struct Interval(double Lower, double Upper);
 
     public static Command Create(Option<bool> verbose)
     {
         var files = new Argument<string[]>("results.json") { Description = "results.json files of nativemi measure runs", Arity = ArgumentArity.OneOrMore };
         var output = new Option<string?>("--out") { Description = "Folder for compare.png / compare.svg (default results/compare-<UTC timestamp>/)" };
-        var command = new Command("compare", "Compare several measurement runs side by side on normalised depth") { files, output };
+        var target = new Option<string>("--target") { Description = "Target compared: coarse (f(X)) or token (X)", DefaultValueFactory = _ => "coarse" };
+        target.AcceptOnlyFromAmong("coarse", "token");
+        var command = new Command("compare", "Compare several measurement runs side by side on normalised depth") { files, output, target };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
-            var runs = parse.GetValue(files)!.Select(Read).ToList();
-            PrintTable(runs);
+            string compared = parse.GetValue(target)!;
+            var runs = parse.GetValue(files)!.Select(f => Read(f, compared)).ToList();
+            PrintTable(runs, compared);
+            foreach (string warning in Differences(runs)) Console.Error.WriteLine($"warning: {warning}");
             string folder = parse.GetValue(output) ?? Path.Combine("results", $"compare-{DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}");
+            // One colour per model, so that several runs of one model read as one family of lines.
+            var colours = runs.Select(r => r.Model).Distinct(StringComparer.Ordinal).Select((m, i) => (m, i)).ToDictionary(p => p.m, p => p.i, StringComparer.Ordinal);
             var series = new List<MiPlot.Series>();
+            var runsOfModel = new Dictionary<string, int>(StringComparer.Ordinal);
             foreach (Run run in runs)
             {
+                // Runs of one model share its colour and differ in their marker.
+                int marker = runsOfModel[run.Model] = runsOfModel.GetValueOrDefault(run.Model, -1) + 1;
                 var rows = run.Rows.Where(r => r.Name != "final").ToArray();
-                series.Add(new MiPlot.Series($"{run.Label}: I_F", rows.Select(r => r.Depth).ToArray(), rows.Select(r => r.Fano).ToArray()));
-                series.Add(new MiPlot.Series($"{run.Label}: I_BA", rows.Select(r => r.Depth).ToArray(), rows.Select(r => r.Ba).ToArray(), Dashed: true));
+                double[] depth = rows.Select(r => r.Depth).ToArray();
+                series.Add(new MiPlot.Series($"{run.Label}: I_BA", depth, rows.Select(r => r.Ba).ToArray(), rows.Select(r => r.BaLower).ToArray(),
+                    rows.Select(r => r.BaUpper).ToArray(), Colour: colours[run.Model], Marker: marker));
+                series.Add(new MiPlot.Series($"{run.Label}: I_F", depth, rows.Select(r => r.Fano).ToArray(), Dashed: true, Colour: colours[run.Model]));
             }
             Directory.CreateDirectory(folder);
-            MiPlot.Write(folder, "compare", "I_F and I_BA by normalised depth", "bits per target token (held-out)", series);
+            string symbol = compared == "token" ? "X" : "f(X)";
+            MiPlot.Write(folder, "compare", $"I_BA (bands: 95% bootstrap) and I_F on {symbol} by normalised depth", "bits per target token (held-out)", series);
             Console.WriteLine($"wrote compare.png, compare.svg to {Path.GetFullPath(folder)}");
             return ExitCodes.Success;
         }));
         return command;
     }
 
-    private static Run Read(string path)
+    private static Run Read(string path, string target)
     {
         string full = Path.GetFullPath(path);
         if (!File.Exists(full)) throw new InputException($"{full}: results file not found");
@@ -45,45 +61,87 @@ internal static class CompareCommand
             using JsonDocument document = JsonDocument.Parse(File.ReadAllBytes(full));
             JsonElement root = document.RootElement;
             string schema = root.TryGetProperty("schema", out JsonElement s) && s.ValueKind == JsonValueKind.String ? s.GetString()! : "";
-            if (schema != "nativemi.measure/1")
-                throw new InputException($"{full}: field 'schema' is \"{schema}\"; expected \"nativemi.measure/1\" (a results.json written by nativemi measure)");
-            var rows = root.GetProperty("layers").EnumerateArray().Select(l => new Row(
-                l.GetProperty("name").GetString()!, l.GetProperty("layer").GetInt32(), l.GetProperty("depth").GetDouble(), l.GetProperty("acc").GetDouble(),
-                l.GetProperty("fano_bits").GetDouble(), l.GetProperty("fano_certified_bits").GetDouble(), l.GetProperty("ba_bits").GetDouble(),
-                l.GetProperty("gain_bits").GetDouble())).ToArray();
-            JsonElement summary = root.GetProperty("summary");
-            string label = $"{root.GetProperty("model").GetProperty("name").GetString()} ({root.GetProperty("probe_family").GetString()}, seed {root.GetProperty("settings").GetProperty("seed").GetUInt64()})";
-            return new Run(label, full, root.GetProperty("probe_family").GetString()!, root.GetProperty("corpus").GetProperty("sentences").GetProperty("held_out").GetInt32(),
-                rows, summary.GetProperty("peak_layer").GetInt32(), summary.GetProperty("peak_fano_bits").GetDouble(), summary.GetProperty("forgetting_bits").GetDouble());
+            if (schema == "nativemi.measure/1")
+                throw new InputException($"{full}: field 'schema' is \"{schema}\", written by an older nativemi whose figures are not the bounds of docs/METHOD.md's second edition; run measure again");
+            if (schema != "nativemi.measure/2")
+                throw new InputException($"{full}: field 'schema' is \"{schema}\"; expected \"nativemi.measure/2\" (a results.json written by nativemi measure)");
+            static Interval? IntervalOf(JsonElement e) =>
+                e.ValueKind == JsonValueKind.Array ? new Interval(e[0].GetDouble(), e[1].GetDouble()) : null;
+            var rows = root.GetProperty("layers").EnumerateArray().Select(l =>
+            {
+                JsonElement f = l.GetProperty(target);
+                double ba = f.GetProperty("ba_bits").GetDouble();
+                Interval? ci = IntervalOf(f.GetProperty("ba_ci"));
+                return new Row(l.GetProperty("name").GetString()!, l.GetProperty("layer").GetInt32(), l.GetProperty("depth").GetDouble(), f.GetProperty("acc").GetDouble(),
+                    f.GetProperty("fano_bits").GetDouble(), ba, ci?.Lower ?? ba, ci?.Upper ?? ba, f.GetProperty("gain_bits").GetDouble());
+            }).ToArray();
+            JsonElement summary = root.GetProperty("summary").GetProperty(target);
+            JsonElement settings = root.GetProperty("settings"), corpus = root.GetProperty("corpus");
+            string model = root.GetProperty("model").GetProperty("name").GetString()!;
+            string probe = root.GetProperty("probe_family").GetString()!;
+            string label = $"{model} ({probe}, seed {settings.GetProperty("seed").GetUInt64()})";
+            JsonElement classes = settings.GetProperty("classes");
+            return new Run(label, model, full, probe, settings.GetProperty("pool").GetString()!, corpus.GetProperty("sampled").GetInt32(),
+                corpus.GetProperty("sentences").GetProperty("held_out").GetInt32(), corpus.GetProperty("sha256").GetString()!,
+                root.GetProperty("targets").GetProperty(target).GetProperty("h_x_bits").GetDouble(),
+                classes.ValueKind == JsonValueKind.Number ? classes.GetInt32().ToString(CultureInfo.InvariantCulture) : classes.GetString()!,
+                settings.GetProperty("fano_alphabet").GetString()!, rows, summary.GetProperty("peak_name").GetString()!, summary.GetProperty("peak_ba_bits").GetDouble(),
+                summary.GetProperty("forgetting").GetProperty("ba_bits").GetDouble(), IntervalOf(summary.GetProperty("forgetting").GetProperty("ci")));
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
         {
             throw new InputException($"{full}: not a readable nativemi results.json: {e.Message}");
         }
     }
 
-    private static void PrintTable(IReadOnlyList<Run> runs)
+    /// <summary>Every way the runs differ that makes their figures incomparable or only partly comparable.</summary>
+    private static IEnumerable<string> Differences(IReadOnlyList<Run> runs)
     {
-        static string F(double v) => v.ToString("F2", CultureInfo.InvariantCulture);
+        IEnumerable<string> Check(string what, Func<Run, string> value)
+        {
+            var distinct = runs.Select(value).Distinct(StringComparer.Ordinal).ToArray();
+            if (distinct.Length > 1)
+                yield return $"the runs differ in {what}: {string.Join("; ", runs.Select(r => $"{r.Label} {value(r)}"))}";
+        }
+        foreach (string w in Check("corpus (sha256)", r => r.CorpusSha[..12])) yield return w;
+        foreach (string w in Check("sampled sentences", r => r.Sampled.ToString(CultureInfo.InvariantCulture))) yield return w;
+        foreach (string w in Check("H of the target", r => r.Entropy.ToString("F3", CultureInfo.InvariantCulture))) yield return w;
+        foreach (string w in Check("probe family (each figure bounds what its family extracts)", r => r.Probe)) yield return w;
+        foreach (string w in Check("pooling", r => r.Pool)) yield return w;
+        foreach (string w in Check("classes (the coarse target and the token probe differ)", r => r.Classes)) yield return w;
+        foreach (string w in Check("Fano alphabet", r => r.FanoAlphabet)) yield return w;
+    }
+
+    private static void PrintTable(IReadOnlyList<Run> runs, string target)
+    {
+        static string F(double v, string format = "F2") => v.ToString(format, CultureInfo.InvariantCulture);
+        var setup = new Table().Border(TableBorder.Rounded).Title(Markup.Escape($"the runs ({(target == "token" ? "token target X" : "coarse target f(X)")})"));
+        foreach (string column in new[] { "run", "sentences (held-out)", "H (bits)", "probe", "pooling", "classes", "file" }) setup.AddColumn(Markup.Escape(column));
+        foreach (Run run in runs)
+            setup.AddRow(new[] { run.Label, $"{run.Sampled:N0} ({run.HeldOut:N0})", F(run.Entropy, "F3"), run.Probe, run.Pool, run.Classes, run.Path }.Select(Markup.Escape).ToArray());
+
         var table = new Table().Border(TableBorder.Rounded).Title("runs side by side (bits per target token, held-out)");
         table.AddColumn("depth");
-        foreach (Run run in runs) table.AddColumn(new TableColumn(Markup.Escape($"{run.Label}\nacc / I_F / I_BA / gain")).RightAligned());
+        foreach (Run run in runs) table.AddColumn(new TableColumn(Markup.Escape($"{run.Label}\nacc / I_F / I_BA [95% CI] / gain")).RightAligned());
         var depths = runs.SelectMany(r => r.Rows.Select(x => (x.Depth, x.Name == "final"))).Distinct().OrderBy(d => d.Item2).ThenBy(d => d.Depth).ToArray();
         foreach (var (depth, final) in depths)
         {
-            var cells = new List<string> { final ? "final" : depth.ToString("F2", CultureInfo.InvariantCulture) };
+            var cells = new List<string> { final ? "final" : F(depth) };
             foreach (Run run in runs)
             {
                 Row? row = run.Rows.FirstOrDefault(r => Math.Abs(r.Depth - depth) < 1e-9 && (r.Name == "final") == final);
-                cells.Add(row is null ? "" : $"{row.Acc.ToString("F3", CultureInfo.InvariantCulture)} / {F(row.Fano)} / {F(row.Ba)} / {F(row.Gain)}");
+                cells.Add(row is null ? "" : $"{F(row.Acc, "F3")} / {F(row.Fano)} / {F(row.Ba)} [{F(row.BaLower)}, {F(row.BaUpper)}] / {F(row.Gain)}");
             }
             table.AddRow(cells.Select(Markup.Escape).ToArray());
         }
         var summary = new List<string> { "peak" };
-        foreach (Run run in runs) summary.Add($"layer {run.PeakLayer}: I_F {F(run.PeakFano)}, forgetting {F(run.Forgetting)}");
+        foreach (Run run in runs)
+            summary.Add($"layer {run.PeakName}: I_BA {F(run.PeakBa)}, forgetting {F(run.Forgetting)}" +
+                (run.ForgettingInterval is { } i ? $" [{F(i.Lower)}, {F(i.Upper)}]" : ""));
         table.AddRow(summary.Select(Markup.Escape).ToArray());
         var console = AnsiConsole.Console;
-        if (Console.IsOutputRedirected) console.Profile.Width = Math.Max(console.Profile.Width, 150);
-        console.Write(table);
+        if (Console.IsOutputRedirected) console.Profile.Width = Math.Max(console.Profile.Width, 200);
+        MeasureTable.WriteTable(console, setup);
+        MeasureTable.WriteTable(console, table);
     }
 }

@@ -128,8 +128,11 @@ internal static class MeasureTable
         {
             TargetVariable t = target == "token" ? r.Targets.Token : r.Targets.Coarse;
             LayerFigures f = r.Layers[0].For(target);
-            yield return $"{Symbol(target)}: H = {F(t.Entropies.EntropyBits, "F3")} bits, H(. | I) = {F(t.Entropies.ConditionalEntropyBits, "F3")} bits over the whole corpus " +
-                $"({r.Corpus.PopulationSentences:N0} sentences, {r.Corpus.PopulationTargets:N0} targets); held-out estimates: plug-in {F(f.HeldOutPlugInEntropyBits, "F3")}, " +
+            string population = target == "token"
+                ? $"the whole corpus ({t.Entropies.SentenceCount:N0} sentences, {t.Entropies.TargetCount:N0} targets)"
+                : $"the {t.Entropies.SentenceCount:N0} corpus sentences the classes and probes were not fitted on ({t.Entropies.TargetCount:N0} targets)";
+            yield return $"{Symbol(target)}: H = {F(t.Entropies.EntropyBits, "F3")} bits, H(. | I) = {F(t.Entropies.ConditionalEntropyBits, "F3")} bits over {population}; " +
+                $"held-out estimates: plug-in {F(f.HeldOutPlugInEntropyBits, "F3")}, " +
                 $"Miller-Madow {F(f.HeldOutMillerMadowEntropyBits, "F3")}; |alphabet| = {f.AlphabetSize:N0}";
         }
         yield return $"classes: {r.Classes.Count - 1:N0} tokens + other ({r.Classes.TrainingCoverage:P1} of training targets have a class); " +

@@ -6,7 +6,12 @@ namespace NativeMi.Cli;
 /// <summary>The I_F / certified I_F / I_BA / accuracy plot against normalised depth, as PNG and SVG.</summary>
 internal static class MiPlot
 {
-    public sealed record Series(string Label, double[] Depth, double[] Values, double[]? Lower = null, double[]? Upper = null, bool Dashed = false);
+    /// <summary>One line of a plot, with an optional interval band; <paramref name="Colour"/> picks a palette entry (null: the next one).</summary>
+    public sealed record Series(string Label, double[] Depth, double[] Values, double[]? Lower = null, double[]? Upper = null, bool Dashed = false, int? Colour = null, int? Marker = null);
+
+    private static readonly ScottPlot.MarkerShape[] Markers =
+        [ScottPlot.MarkerShape.FilledCircle, ScottPlot.MarkerShape.FilledSquare, ScottPlot.MarkerShape.FilledTriangleUp, ScottPlot.MarkerShape.FilledDiamond,
+         ScottPlot.MarkerShape.FilledTriangleDown, ScottPlot.MarkerShape.Cross];
 
     public static void Write(string folder, string baseName, string title, string yLabel, IReadOnlyList<Series> series, IReadOnlyList<Series>? rightAxis = null, string? rightLabel = null)
     {
@@ -22,16 +27,17 @@ internal static class MiPlot
         var plot = new ScottPlot.Plot();
         var palette = new ScottPlot.Palettes.Category10();
         int colour = 0;
-        foreach (Series s in series) Add(plot, s, palette.GetColor(colour++), rightAxis: false);
+        foreach (Series s in series) Add(plot, s, palette.GetColor(s.Colour ?? colour++), rightAxis: false);
         if (rightAxis is not null)
         {
-            foreach (Series s in rightAxis) Add(plot, s, palette.GetColor(colour++), rightAxis: true);
+            foreach (Series s in rightAxis) Add(plot, s, palette.GetColor(s.Colour ?? colour++), rightAxis: true);
             plot.Axes.Right.Label.Text = rightLabel ?? "";
         }
         plot.Title(title);
         plot.XLabel("normalised depth l / L");
         plot.YLabel(yLabel);
-        plot.ShowLegend(ScottPlot.Alignment.LowerLeft);
+        // Outside the data area: no line is hidden behind it.
+        plot.ShowLegend(ScottPlot.Edge.Bottom);
         string png = Path.Combine(folder, baseName + ".png"), svg = Path.Combine(folder, baseName + ".svg");
         files.AddBytes(png, plot.GetImageBytes(1000, 600, ScottPlot.ImageFormat.Png));
         files.AddText(svg, plot.GetSvgXml(1000, 600));
@@ -52,6 +58,7 @@ internal static class MiPlot
         line.LineWidth = 2;
         line.MarkerSize = 6;
         line.LegendText = s.Label;
+        if (s.Marker is int marker) line.MarkerShape = Markers[marker % Markers.Length];
         if (rightAxis)
         {
             line.MarkerShape = ScottPlot.MarkerShape.FilledSquare;

@@ -13,6 +13,9 @@ public readonly record struct PositionEntropy(int Position, long TargetCount, do
 /// </summary>
 public sealed record TargetEntropies
 {
+    /// <summary>Number of sentences (with at least one target) in the population.</summary>
+    public required int SentenceCount { get; init; }
+
     /// <summary>Number of targets N in the population.</summary>
     public required long TargetCount { get; init; }
 
@@ -45,9 +48,11 @@ public sealed record TargetEntropies
         var overall = new Dictionary<int, long>();
         var byPosition = new List<Dictionary<int, long>>();
         long total = 0;
+        int sentences = 0;
         foreach (int[] sequence in sequences)
         {
             ArgumentNullException.ThrowIfNull(sequence, nameof(sequences));
+            if (sequence.Length > 0) sentences++;
             for (int position = 0; position < sequence.Length; position++)
             {
                 int symbol = symbolOf is null ? sequence[position] : symbolOf(sequence[position]);
@@ -71,6 +76,7 @@ public sealed record TargetEntropies
         }
         return new TargetEntropies
         {
+            SentenceCount = sentences,
             TargetCount = total,
             DistinctSymbols = overall.Count,
             EntropyBits = Entropy.PlugInBits(SortedCounts(overall)),

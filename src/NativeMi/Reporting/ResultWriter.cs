@@ -112,8 +112,9 @@ public static class ResultWriter
             w.WriteString("note", "Bits per target token on held-out sentences. Position-aware figures bound I(X; Z, I) (and the coarse ones I(f(X); Z, I) <= I(X; Z, I)); " +
                 "sentence_* figures bound I(X; Z | I) <= I(S; Z). All bound what the named probe family can extract (V-usable information), not the true I(S; Z). gain is an estimate, not a bound.");
             w.WriteStartObject("targets");
-            WriteTarget(w, "token", r.Targets.Token, "X: the token at a target position, over the tokenizer vocabulary");
-            WriteTarget(w, "coarse", r.Targets.Coarse, $"f(X): the probe's {r.Classes.Count - 1} classes (the most frequent training tokens seen at least twice), every other token one symbol");
+            WriteTarget(w, "token", r.Targets.Token, "X: the token at a target position, over the tokenizer vocabulary; entropies over the whole corpus");
+            WriteTarget(w, "coarse", r.Targets.Coarse, $"f(X): the probe's {r.Classes.Count - 1} classes (the most frequent training tokens seen at least twice), every other token one symbol; " +
+                "entropies over the corpus sentences the classes and probes were not fitted on (all but the training and validation splits)");
             w.WriteStartObject("classes");
             w.WriteNumber("count", r.Classes.Count);
             if (r.Classes.Requested is int requested) w.WriteNumber("requested", requested); else w.WriteString("requested", "all");
@@ -180,6 +181,7 @@ public static class ResultWriter
         w.WriteNumber("h_x_bits", target.Entropies.EntropyBits);
         w.WriteNumber("h_x_given_i_bits", target.Entropies.ConditionalEntropyBits);
         w.WriteNumber("i_x_i_bits", target.Entropies.PositionInformationBits);
+        w.WriteNumber("population_sentences", target.Entropies.SentenceCount);
         w.WriteNumber("population_targets", target.Entropies.TargetCount);
         w.WriteNumber("population_distinct", target.Entropies.DistinctSymbols);
         w.WriteEndObject();

@@ -20,7 +20,7 @@ internal static class MeasureCommand
         pool.AcceptOnlyFromAmong("mean", "cls", "last", "max");
         var probe = new Option<string>("--probe") { Description = "Probe family", DefaultValueFactory = _ => "positional" };
         probe.AcceptOnlyFromAmong("positional", "linear", "bag");
-        var hidden = new Option<int>("--hidden") { Description = "Hidden width of the positional and bag probes", DefaultValueFactory = _ => 512 };
+        var hidden = new Option<int>("--hidden") { Description = "Hidden width of the positional and bag probes", DefaultValueFactory = _ => ProbeOptions.DefaultHidden };
         var epochs = new Option<int>("--epochs") { Description = "Most probe epochs (early stopping on validation CE)", DefaultValueFactory = _ => 20 };
         var patience = new Option<int>("--patience") { Description = "Probe epochs without a better validation CE before stopping", DefaultValueFactory = _ => ProbeOptions.DefaultPatience };
         var learningRate = new Option<float>("--lr") { Description = "AdamW learning rate of the probes", DefaultValueFactory = _ => ProbeOptions.DefaultLearningRate };

@@ -43,7 +43,7 @@ public sealed record MeasureOptions
     /// <summary>Probe family.</summary>
     public ProbeFamily Probe { get; init; } = ProbeFamily.Positional;
     /// <summary>Hidden width of the positional and bag probes.</summary>
-    public int Hidden { get; init; } = 512;
+    public int Hidden { get; init; } = ProbeOptions.DefaultHidden;
     /// <summary>Most probe epochs (early stopping usually ends sooner).</summary>
     public int Epochs { get; init; } = 20;
     /// <summary>Epochs without a better validation CE before a probe stops.</summary>
@@ -85,7 +85,7 @@ public sealed record MeasureOptions
     public bool AllowNonFiniteWeights { get; init; }
 
     /// <summary>Sample size of the default run (docs/METHOD.md says how it was chosen).</summary>
-    public const int DefaultMaxSentences = 2000;
+    public const int DefaultMaxSentences = 8000;
 
     /// <summary>Class limit of the default run (docs/METHOD.md says how it was chosen).</summary>
     public const int DefaultClasses = 1000;

@@ -17,7 +17,7 @@ public sealed record ProbeOptions
     /// <summary>Probe family.</summary>
     public ProbeFamily Family { get; init; } = ProbeFamily.Positional;
     /// <summary>Hidden width h of the positional and bag probes.</summary>
-    public int Hidden { get; init; } = 512;
+    public int Hidden { get; init; } = DefaultHidden;
     /// <summary>Most epochs (per stage for the positional probe); early stopping on validation cross-entropy usually ends sooner.</summary>
     public int MaxEpochs { get; init; } = 20;
     /// <summary>Epochs without a better validation cross-entropy before stopping.</summary>
@@ -37,7 +37,10 @@ public sealed record ProbeOptions
     public ulong Seed { get; init; } = 1;
 
     /// <summary>Default patience (docs/METHOD.md says how it was chosen).</summary>
-    public const int DefaultPatience = 3;
+    public const int DefaultPatience = 2;
+
+    /// <summary>Default hidden width (docs/METHOD.md says how it was chosen).</summary>
+    public const int DefaultHidden = 256;
 
     /// <summary>Default <see cref="SecondStageLearningRateScale"/> (docs/METHOD.md says how it was chosen).</summary>
     public const float DefaultSecondStageLearningRateScale = 0.3f;

@@ -63,4 +63,25 @@ public class ProbeSelectionTests(MeasurementRunFixture runs) : IClassFixture<Mea
         Assert.Equal(positional.Targets.Token.Entropies.EntropyBits, linear.Targets.Token.Entropies.EntropyBits);
         Assert.True(positional.Layers.Average(l => l.Coarse.BarberAgakovBits) >= linear.Layers.Average(l => l.Coarse.BarberAgakovBits) - 0.02);
     }
+
+    [Fact]
+    public void SeveralProbeSeedsKeepTheLowestValidationCrossEntropyAndReportEverySeed()
+    {
+        MeasurementResult result = MeasurementRunner.Run(runs.Options("bert-tiny") with { ProbeSeeds = 3, Layers = [0, 2] });
+        foreach (LayerResult layer in result.Layers)
+        {
+            Assert.Equal(3, layer.Seeds.Count);
+            Assert.Equal(3, layer.Seeds.Select(s => s.Seed).Distinct().Count());
+            Assert.Equal(runs.Options("bert-tiny").Seed + 1, layer.Seeds[0].Seed); // the first seed is the single-seed run's
+            SeedFit kept = layer.Seeds.MinBy(s => s.ValidationCrossEntropyBits)!;
+            Assert.Equal(kept.ValidationCrossEntropyBits, layer.ValidationCrossEntropyBits);
+            Assert.Equal(kept.CoarseBarberAgakovBits, layer.Coarse.BarberAgakovBits);
+            Assert.Equal(kept.TokenBarberAgakovBits, layer.Token.BarberAgakovBits);
+            // Different seeds, different probes: the spread is real, not one fit copied three times.
+            Assert.True(layer.Seeds.Select(s => s.CoarseBarberAgakovBits).Distinct().Count() > 1);
+        }
+        // One seed gives exactly the first seed's figures.
+        MeasurementResult single = MeasurementRunner.Run(runs.Options("bert-tiny") with { Layers = [0, 2] });
+        Assert.Equal(result.Layers[0].Seeds[0].CoarseBarberAgakovBits, single.Layers[0].Coarse.BarberAgakovBits);
+    }
 }

@@ -59,7 +59,7 @@ internal static class MeasureTable
         var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(
             $"{r.Model.Name} ({r.Model.Architecture}, {r.Model.Layers} layers), {r.ProbeLabel} probe, {r.Options.Pool.ToString().ToLowerInvariant()} pooling, " +
             $"{r.Corpus.HeldOut:N0} held-out of {r.Corpus.Sampled:N0} sentences: {TargetLabel(r, target)}"));
-        string[] columns = ["layer", "depth", "acc [95% CI]", FanoHeader(sample), "I_F 95%up", "I_BA [95% CI]", "I_S [95% CI]", "gain [95% CI]", "I_BA - next [95% CI]"];
+        string[] columns = ["layer", "depth", "acc [95% CI]", FanoHeader(sample), sample.FanoKind == FanoKind.ObservedPlugIn ? "I_F 95%up*" : "I_F 95%up", "I_BA [95% CI]", "I_S [95% CI]", "gain [95% CI]", "I_BA - next [95% CI]"];
         foreach (string column in columns) table.AddColumn(new TableColumn(Markup.Escape(column)).RightAligned().NoWrap());
         var differences = r.Differences.Single(d => d.Target == target).Consecutive;
         for (int i = 0; i < r.Layers.Count; i++)
@@ -142,9 +142,9 @@ internal static class MeasureTable
             yield return "probe seeds (held-out I_BA of each seed, headline target; the kept one has the lowest validation CE): " + string.Join("; ", r.Layers.Select(l =>
                 $"{l.Name}: {string.Join(" ", l.Seeds.Select(s => F(r.HeadlineTarget == "token" ? s.TokenBarberAgakovBits : s.CoarseBarberAgakovBits)))}"));
         if (r.Layers[0].Coarse.FanoKind == FanoKind.ObservedPlugIn)
-            yield return "* --fano-alphabet observed: I_F uses K + 1 (distinct held-out targets + 1) for |X|: a plug-in figure about the sample, not a bound.";
+            yield return "* --fano-alphabet observed: the Fano columns use K + 1 (distinct held-out targets + 1) for |X|: plug-in figures about the sample, not bounds.";
         if (r.Options.Probe == ProbeFamily.Bag)
-            yield return "bag probe: every Fano figure is list-Fano over each sentence's n most likely tokens (n = its number of targets).";
+            yield return "bag probe: every Fano figure is list-Fano over each sentence's n most likely symbols (n = its number of targets).";
         yield return "I_F 95%up: Fano with P_e at its one-sided 95% Clopper-Pearson upper limit, treating held-out targets as independent (they are clustered in sentences).";
     }
 }

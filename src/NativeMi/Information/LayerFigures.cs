@@ -17,7 +17,7 @@ public enum FanoKind
     Fano,
     /// <summary>List-Fano (the bag probe's top-n lists): a lower bound.</summary>
     ListFano,
-    /// <summary>Fano with the observed alphabet K + 1: a plug-in figure about the sample, not a bound.</summary>
+    /// <summary>Fano (list-Fano for list decoding) with the observed alphabet K + 1: a plug-in figure about the sample, not a bound.</summary>
     ObservedPlugIn,
 }
 
@@ -190,12 +190,14 @@ public sealed record LayerFigures
         long[] heldOutCounts = Entropy.Histogram(outcomes.SelectMany(o => o.Targets));
         int distinct = heldOutCounts.Length;
         FanoKind kind = options.Alphabet == FanoAlphabet.ObservedPlusOne ? FanoKind.ObservedPlugIn : options.ListDecoding ? FanoKind.ListFano : FanoKind.Fano;
-        long alphabetSize = kind == FanoKind.ObservedPlugIn ? distinct + 1L : target.AlphabetSize;
+        bool list = options.ListDecoding;
+        int longest = outcomes.Max(o => o.Length);
+        // The observed alphabet (a plug-in figure) must still exceed every list for list-Fano to be defined.
+        long alphabetSize = kind == FanoKind.ObservedPlugIn ? Math.Max(distinct + 1L, list ? longest + 1L : 2) : target.AlphabetSize;
         if (alphabetSize < 2) throw new ArgumentOutOfRangeException(nameof(target), alphabetSize, "the alphabet needs at least 2 symbols");
         if (kind != FanoKind.ObservedPlugIn && alphabetSize < distinct)
             throw new ArgumentOutOfRangeException(nameof(target), alphabetSize, $"alphabet size is below the {distinct} distinct held-out targets");
-        int longest = outcomes.Max(o => o.Length);
-        if (options.ListDecoding && alphabetSize <= longest)
+        if (list && alphabetSize <= longest)
             throw new ArgumentOutOfRangeException(nameof(target), alphabetSize, $"list decoding needs an alphabet larger than the longest list ({longest})");
 
         int n = outcomes.Count;
@@ -212,10 +214,10 @@ public sealed record LayerFigures
         double accuracy = (double)totalCorrect / totalTargets;
         double meanCrossEntropy = crossEntropy.Sum() / totalTargets;
         var weights = Enumerable.Repeat(1, n).ToArray();
-        double conditionalBound = FanoConditionalBound(outcomes, kind, alphabetSize, weights, alpha: null);
-        double upperConditionalBound = FanoConditionalBound(outcomes, kind, alphabetSize, weights, options.UpperErrorAlpha);
+        double conditionalBound = FanoConditionalBound(outcomes, list, alphabetSize, weights, alpha: null);
+        double upperConditionalBound = FanoConditionalBound(outcomes, list, alphabetSize, weights, options.UpperErrorAlpha);
         double entropy = target.Entropies.EntropyBits, conditional = target.Entropies.ConditionalEntropyBits;
-        double upperErrorRate = options.ListDecoding
+        double upperErrorRate = list
             ? Math.Min(ClopperPearson.UpperLimit(totalTargets - totalCorrect, totalTargets, options.UpperErrorAlpha), 1)
             : InformationBounds.UpperErrorRate(totalTargets - totalCorrect, totalTargets, alphabetSize, options.UpperErrorAlpha);
 
@@ -239,7 +241,7 @@ public sealed record LayerFigures
                 resampledCrossEntropy[i] = crossEntropySums[i] / targetSums[i];
                 Array.Clear(multiplicity);
                 foreach (int s in resampling.Draws(i)) multiplicity[s]++;
-                double bound = FanoConditionalBound(outcomes, kind, alphabetSize, multiplicity, alpha: null);
+                double bound = FanoConditionalBound(outcomes, list, alphabetSize, multiplicity, alpha: null);
                 fano[i] = entropy - bound;
                 double sentenceBa = conditional - resampledCrossEntropy[i];
                 sentence[i] = kind == FanoKind.ObservedPlugIn ? sentenceBa : Math.Max(conditional - bound, sentenceBa);
@@ -273,19 +275,19 @@ public sealed record LayerFigures
             CrossEntropyInterval = crossEntropyInterval,
             FanoInterval = fanoInterval,
             SentenceLowerBoundInterval = sentenceInterval,
-            Positions = PositionFiguresOf(outcomes, target.Entropies, kind, alphabetSize, options),
+            Positions = PositionFiguresOf(outcomes, target.Entropies, list, alphabetSize, options),
             ResampledCrossEntropyBits = resampledCrossEntropy,
         };
     }
 
     /// <summary>
     /// The Fano-type bound on the conditional entropy H(X | Z, I) from the outcomes, each sentence counted
-    /// <paramref name="weights"/>[s] times: ordinary Fano, or list-Fano with the list size k = n of each sentence.
-    /// With <paramref name="alpha"/>, error rates are replaced by their one-sided Clopper-Pearson upper limits.
+    /// <paramref name="weights"/>[s] times: ordinary Fano, or for list decoding list-Fano with the list size k = n of
+    /// each sentence. With <paramref name="alpha"/>, error rates are replaced by their one-sided Clopper-Pearson upper limits.
     /// </summary>
-    private static double FanoConditionalBound(IReadOnlyList<SentenceOutcome> outcomes, FanoKind kind, long alphabetSize, int[] weights, double? alpha)
+    private static double FanoConditionalBound(IReadOnlyList<SentenceOutcome> outcomes, bool list, long alphabetSize, int[] weights, double? alpha)
     {
-        if (kind != FanoKind.ListFano)
+        if (!list)
         {
             long errors = 0, trials = 0;
             for (int s = 0; s < outcomes.Count; s++)
@@ -307,7 +309,7 @@ public sealed record LayerFigures
         return InformationBounds.ListFanoMixedConditionalEntropy(alphabetSize, [.. groups.Select(g => (g.Key, g.Value.Errors, g.Value.Targets))], alpha);
     }
 
-    private static PositionFigures[] PositionFiguresOf(IReadOnlyList<SentenceOutcome> outcomes, TargetEntropies entropies, FanoKind kind, long alphabetSize,
+    private static PositionFigures[] PositionFiguresOf(IReadOnlyList<SentenceOutcome> outcomes, TargetEntropies entropies, bool list, long alphabetSize,
         LayerFigureOptions options)
     {
         int longest = outcomes.Max(outcome => outcome.Length);
@@ -331,7 +333,7 @@ public sealed record LayerFigures
             double accuracy = (double)correct / count;
             double crossEntropy = crossEntropySum / count;
             double entropy = entropies.PositionEntropyBits(position);
-            double bound = kind == FanoKind.ListFano
+            double bound = list
                 ? InformationBounds.ListFanoMixedConditionalEntropy(alphabetSize, [.. groups.Select(g => (g.Key, g.Value.Errors, g.Value.Targets))])
                 : InformationBounds.FanoConditionalEntropy(1 - accuracy, alphabetSize);
             figures[position] = new PositionFigures(position, count, accuracy, crossEntropy, entropy, entropy - bound,

@@ -107,6 +107,12 @@ public class LayerFiguresTests
         Assert.Equal(InformationBounds.Fano(Population.EntropyBits, 0.4, 4), figures.FanoBits, 14);
         // Not a bound, so it does not enter the sentence-level lower bound.
         Assert.Equal(figures.SentenceBarberAgakovBits, figures.SentenceLowerBoundBits);
+        // With list decoding the plug-in figure is list-Fano with K + 1, never ordinary Fano on list-correctness.
+        var list = LayerFigures.Calculate(TwoSentences, Target(), Options() with { Alphabet = FanoAlphabet.ObservedPlusOne, ListDecoding = true });
+        Assert.Equal(FanoKind.ObservedPlugIn, list.FanoKind);
+        Assert.Equal(4, list.AlphabetSize);
+        double pooled = Hb(0.4) + (0.4 * (Hb(0.5) + 0.5 * Math.Log2(2) + 0.5 * Math.Log2(2)) + 0.6 * (Hb(1 / 3.0) + Math.Log2(1) / 3 + 2 / 3.0 * Math.Log2(3)));
+        Assert.Equal(Population.EntropyBits - pooled, list.FanoBits, 12);
     }
 
     [Fact]

@@ -30,6 +30,7 @@ public sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
     public string Name => inner.Name;
     /// <inheritdoc />
     public string Description => inner.Description;
+    public void Synchronize() => inner.Synchronize();
     /// <inheritdoc />
     public DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged { DeviceBuffer<T>? r = null; Time("Allocate", () => r = inner.Allocate<T>(length)); return r!; }
     /// <inheritdoc />

@@ -30,12 +30,19 @@ internal static class BenchCommand
         var json = new Option<string?>("--json") { Description = "Also write the rows as JSON to this file" };
         var backend = BackendChoice.BackendOption();
         var tf32 = BackendChoice.Tf32Option();
-        var command = new Command("bench", "Time the forward pass of every layer on synthetic batches (median of several runs)")
+        var ops = new Option<bool>("--ops")
         {
-            model, batchSizes, sequence, runs, warmup, json, backend, tf32,
+            Description = "Time every backend op at the model's shapes (first batch size, --seq) instead of the forward pass: ms, GFLOP/s, GB/s and the fraction of the device's peak; --backend auto times every available backend",
+        };
+        var command = new Command("bench", "Time the forward pass of every layer on synthetic batches (median of several runs), or with --ops every backend op")
+        {
+            model, batchSizes, sequence, runs, warmup, json, backend, tf32, ops,
         };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
+            if (parse.GetValue(ops))
+                return RunOps(parse.GetValue(model)!, ParseSizes(parse.GetValue(batchSizes)!)[0], parse.GetValue(sequence), parse.GetValue(runs), parse.GetValue(warmup),
+                    parse.GetValue(backend)!, parse.GetValue(tf32), parse.GetValue(json));
             int[] sizes = ParseSizes(parse.GetValue(batchSizes)!);
             int timedRuns = parse.GetValue(runs), warmupRuns = parse.GetValue(warmup);
             if (timedRuns < 1) throw new InputException($"--runs must be at least 1, got {timedRuns}");
@@ -69,6 +76,112 @@ internal static class BenchCommand
             return ExitCodes.Success;
         }));
         return command;
+    }
+
+    /// <summary>`bench --ops`: every op at the model's shapes on each chosen backend.</summary>
+    private static int RunOps(string model, int batch, int sequence, int runs, int warmup, string backendChoice, bool tf32, string? json)
+    {
+        if (runs < 1) throw new InputException($"--runs must be at least 1, got {runs}");
+        if (warmup < 0) throw new InputException($"--warmup must be at least 0, got {warmup}");
+        string folder = ModelResolver.Resolve(model, new SynchronousProgress<string>(m => Console.Error.WriteLine(m)));
+        TransformerConfig config = TransformerConfig.Load(Path.Combine(folder, "config.json"));
+        int seq = Math.Min(sequence, config.MaxSequenceLength);
+        if (seq < 3) throw new InputException($"--seq must be at least 3, got {sequence}");
+        var shapes = new OpShapes(batch, seq, config.HiddenSize, config.NumHeads, config.HeadDim, config.IntermediateSize, config.VocabSize,
+            Causal: config.Family == ArchitectureFamily.Gpt2);
+        var backends = new List<IComputeBackend>();
+        try
+        {
+            if (backendChoice is "cpu" or "auto") backends.Add(new NativeMi.Compute.Cpu.CpuBackend());
+            if (backendChoice == "cuda") backends.Add(BackendChoice.Choose("cuda", tf32));
+            else if (backendChoice == "auto")
+            {
+                var cuda = NativeMi.Compute.Cuda.CudaBackend.TryCreate(out string reason, new NativeMi.Compute.Cuda.CudaBackendOptions(AllowTf32: tf32));
+                if (cuda is null) Console.Error.WriteLine($"bench: cuda not timed: {reason.Split('\n')[0]}");
+                else backends.Add(cuda);
+            }
+            var results = new List<(IComputeBackend Backend, IReadOnlyList<OpTiming> Timings)>();
+            foreach (IComputeBackend compute in backends)
+            {
+                Console.Error.WriteLine($"bench: {compute.Name}: every op at batch {batch} x {seq} of {model}, {warmup} warm-up + {runs} timed calls each");
+                var timings = OpBenchmark.Run(compute, shapes, warmup, runs, progress: new SynchronousProgress<OpTiming>(t =>
+                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bench: {compute.Name} {t.Role}: {t.MedianMilliseconds:F3} ms"))));
+                results.Add((compute, timings));
+                PrintOps(compute, timings, tf32 && compute.Name == "cuda");
+            }
+            if (json is not null)
+            {
+                NativeMi.IO.AtomicFile.Write(json, stream => WriteOpsJson(stream, model, shapes, results, tf32));
+                Console.Error.WriteLine($"wrote {Path.GetFullPath(json)}");
+            }
+            return ExitCodes.Success;
+        }
+        finally
+        {
+            foreach (IComputeBackend compute in backends) compute.Dispose();
+        }
+    }
+
+    /// <summary>Why a backend's timings have no fraction of peak, or null when they have one.</summary>
+    private static string? PeakNote(IComputeBackend backend, DevicePeak? peak) =>
+        backend.Description.Contains("emulated", StringComparison.OrdinalIgnoreCase)
+            ? "emulated device: these are the CPU emulator's timings, not GPU figures"
+            : peak is null ? $"peak: unknown for {backend.Description}" : null;
+
+    private static void PrintOps(IComputeBackend backend, IReadOnlyList<OpTiming> timings, bool tf32)
+    {
+        DevicePeak? peak = backend.Name == "cuda" ? DevicePeak.For(backend.Description) : null;
+        string? note = PeakNote(backend, peak);
+        Console.WriteLine($"backend: {backend.Description}");
+        Console.WriteLine($"{"op",-20} {"role",-30} {"shape",-44} {"ms",10} {"GFLOP/s",10} {"GB/s",9} {"of peak",9}");
+        foreach (OpTiming t in timings)
+        {
+            string fraction = note is not null ? (peak is null ? "unknown" : "n/a") : $"{t.FractionOfPeak(peak, tf32)!.Value * 100:F1}%";
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{t.Op,-20} {t.Role,-30} {t.Shape,-44} {t.MedianMilliseconds,10:F3} {t.GigaflopsPerSecond,10:F1} {t.GigabytesPerSecond,9:F1} {fraction,9}"));
+        }
+        if (peak is not null && note is null)
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"peak ({peak.Name}): {peak.Fp32FlopsPerSecond / 1e12:F1} TFLOP/s fp32, {peak.Tf32FlopsPerSecond / 1e12:F1} TFLOP/s TF32, {peak.BytesPerSecond / 1e12:F2} TB/s; GEMMs and attention against FLOP/s, the rest against bandwidth"));
+        if (note is not null) Console.WriteLine(note);
+    }
+
+    private static void WriteOpsJson(Stream stream, string model, OpShapes shapes, IReadOnlyList<(IComputeBackend Backend, IReadOnlyList<OpTiming> Timings)> results, bool tf32)
+    {
+        using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        json.WriteStartObject();
+        json.WriteString("schema", "nativemi.bench-ops/1");
+        json.WriteString("model", model);
+        json.WriteNumber("batch_size", shapes.Batch);
+        json.WriteNumber("sequence_length", shapes.Sequence);
+        json.WriteString("machine", $"{Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
+        json.WriteStartArray("backends");
+        foreach (var (backend, timings) in results)
+        {
+            DevicePeak? peak = backend.Name == "cuda" ? DevicePeak.For(backend.Description) : null;
+            string? note = PeakNote(backend, peak);
+            json.WriteStartObject();
+            json.WriteString("backend", backend.Description);
+            if (note is not null) json.WriteString("note", note);
+            json.WriteStartArray("ops");
+            foreach (OpTiming t in timings)
+            {
+                json.WriteStartObject();
+                json.WriteString("op", t.Op);
+                json.WriteString("role", t.Role);
+                json.WriteString("shape", t.Shape);
+                json.WriteNumber("median_ms", t.MedianMilliseconds);
+                json.WriteNumber("gflops_per_s", t.GigaflopsPerSecond);
+                json.WriteNumber("gbytes_per_s", t.GigabytesPerSecond);
+                if (note is null && t.FractionOfPeak(peak, tf32 && backend.Name == "cuda") is double fraction) json.WriteNumber("fraction_of_peak", fraction);
+                else json.WriteNull("fraction_of_peak");
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        json.WriteEndArray();
+        json.WriteEndObject();
     }
 
     private static void WriteJson(Stream stream, string backend, IReadOnlyList<Row> rows)

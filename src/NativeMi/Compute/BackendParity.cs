@@ -210,6 +210,12 @@ internal sealed class ParityCase(string op, string shape)
     public List<HostArray<float>> Floats { get; } = [];
     public List<HostArray<int>> Ints { get; } = [];
     public Action<IComputeBackend, ParityBuffers> Body { get; set; } = (_, _) => { };
+    /// <summary>What the op is for at a model's shapes ("QKV projection"); empty for the awkward parity shapes.</summary>
+    public string Role { get; set; } = "";
+    /// <summary>Floating-point operations of one call (a model of the work, for GFLOP/s).</summary>
+    public double Flops { get; init; }
+    /// <summary>Bytes one call must move at least (each input read and each output written once), for GB/s.</summary>
+    public double Bytes { get; init; }
 
     public int Float(string name, float[] values)
     {

@@ -41,6 +41,9 @@ public interface IComputeBackend : IDisposable
     /// <summary>Human-readable description of what runs (instruction set, device, thread count).</summary>
     string Description { get; }
 
+    /// <summary>Waits until every op issued so far has finished (a no-op where ops run at the call); for timing.</summary>
+    void Synchronize();
+
     /// <summary>A zero-filled buffer.</summary>
     DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged;
 

@@ -1,30 +1,60 @@
 namespace NativeMi.Compute;
 
+/// <summary>The shapes of one model and batch, for the perf mode of the op cases (`nativemi bench --ops`).</summary>
+/// <param name="Batch">Sentences per batch.</param>
+/// <param name="Sequence">Tokens per sentence.</param>
+/// <param name="Width">Hidden width d.</param>
+/// <param name="Heads">Attention heads.</param>
+/// <param name="HeadDim">Width of one head.</param>
+/// <param name="Intermediate">Feed-forward width.</param>
+/// <param name="Vocabulary">Vocabulary size (rows of the embedding table).</param>
+/// <param name="Causal">Decoder (causal) attention.</param>
+/// <param name="ProbeHidden">The probe's hidden width.</param>
+/// <param name="ProbeClasses">The probe's output classes.</param>
+public sealed record OpShapes(int Batch, int Sequence, int Width, int Heads, int HeadDim, int Intermediate, int Vocabulary, bool Causal,
+    int ProbeHidden = Probing.ProbeOptions.DefaultHidden, int ProbeClasses = Measurement.MeasureOptions.DefaultClasses + 1)
+{
+    /// <summary>Token rows of a batch.</summary>
+    public int Tokens => Batch * Sequence;
+
+    /// <summary>Probe targets of a batch (every token but two specials per sentence).</summary>
+    public int Targets => Batch * Math.Max(Sequence - 2, 1);
+}
+
 /// <summary>
 /// The cases <see cref="BackendParity"/> runs: every op of <see cref="IComputeBackend"/>, on shapes chosen to be
 /// awkward (primes, widths that are not multiples of a warp or a vector, rows longer than one thread block, a single
-/// element, sentences that are left-padded, right-padded or entirely masked).
+/// element, sentences that are left-padded, right-padded or entirely masked). <see cref="Perf"/> builds the same ops
+/// at a model's shapes, with the work each one does, for timing (ggml's test-backend-ops perf mode).
 /// </summary>
 internal static class ParityCases
 {
-    public static IEnumerable<ParityCase> All(Random random)
+    /// <summary>Random inputs of the cases, drawn in the order the cases are built.</summary>
+    private sealed class Inputs(Random random)
     {
-        float[] Uniform(long count, float scale = 1f)
+        public float[] Uniform(long count, float scale = 1f)
         {
             var values = new float[count];
             for (long i = 0; i < count; i++) values[i] = (float)(random.NextDouble() * 2 - 1) * scale;
             return values;
         }
-        int[] Indices(int count, int bound)
+
+        public int[] Indices(int count, int bound)
         {
             var values = new int[count];
             for (int i = 0; i < count; i++) values[i] = random.Next(bound);
             return values;
         }
 
+        public int Next(int bound) => random.Next(bound);
+    }
+
+    public static IEnumerable<ParityCase> All(Random random)
+    {
+        var x = new Inputs(random);
         {
             var c = new ParityCase("Allocate", "53 floats are zero");
-            int output = c.Float("output", Uniform(53));
+            int output = c.Float("output", x.Uniform(53));
             c.Body = (backend, b) =>
             {
                 using DeviceBuffer<float> fresh = backend.Allocate<float>(53);
@@ -36,176 +66,291 @@ internal static class ParityCases
         }
         {
             var c = new ParityCase("CopyFromHost", "29 of 41");
-            int output = c.Float("output", Uniform(41));
-            float[] source = Uniform(29);
+            int output = c.Float("output", x.Uniform(41));
+            float[] source = x.Uniform(29);
             c.Body = (backend, b) => backend.CopyFromHost<float>(source, b.F(output));
             yield return c;
         }
         {
             var c = new ParityCase("Zero", "45 of 70");
-            int output = c.Float("buffer", Uniform(70));
+            int output = c.Float("buffer", x.Uniform(70));
             c.Body = (backend, b) => backend.Zero(b.F(output), 45);
             yield return c;
         }
-        {
-            var c = new ParityCase("AddInPlace", "1031");
-            int accumulator = c.Float("accumulator", Uniform(1031)), addend = c.Float("addend", Uniform(1031));
-            c.Body = (backend, b) => backend.AddInPlace(b.F(accumulator), b.F(addend), 1031);
-            yield return c;
-        }
+        yield return AddInPlace(x, 1031);
         foreach (var (m, k, n) in new[] { (1, 1, 1), (37, 29, 53), (130, 67, 97) })
             foreach (Activation activation in Enum.GetValues<Activation>())
                 foreach (bool withBias in new[] { true, false })
-                {
-                    var c = new ParityCase("Gemm", $"m={m} k={k} n={n} {activation}{(withBias ? " +bias" : "")}");
-                    int input = c.Float("input", Uniform((long)m * k)), weight = c.Float("weight", Uniform((long)k * n, 0.3f));
-                    int bias = c.Float("bias", Uniform(n)), output = c.Float("output", Uniform((long)m * n));
-                    c.Body = (backend, b) => backend.Gemm(b.F(input), b.F(weight), withBias ? b.F(bias) : null, b.F(output), m, k, n, activation);
-                    yield return c;
-                }
+                    yield return Gemm(x, m, k, n, activation, withBias);
         foreach (var (rows, width) in new[] { (7, 97), (33, 771) })
             foreach (bool withResidual in new[] { true, false })
-            {
-                var c = new ParityCase("LayerNorm", $"rows={rows} width={width}{(withResidual ? " +residual" : "")}");
-                int input = c.Float("input", Uniform((long)rows * width, 3f)), residual = c.Float("residual", Uniform((long)rows * width));
-                int gamma = c.Float("gamma", Uniform(width)), beta = c.Float("beta", Uniform(width)), output = c.Float("output", Uniform((long)rows * width));
-                c.Body = (backend, b) => backend.LayerNorm(b.F(input), withResidual ? b.F(residual) : null, b.F(gamma), b.F(beta), b.F(output), rows, width, 1e-5f);
-                yield return c;
-            }
-        foreach (bool withTypes in new[] { true, false })
-        {
-            const int Rows = 23, Width = 45;
-            var c = new ParityCase("EmbeddingGather", $"rows={Rows} width={Width}{(withTypes ? " +types" : "")}");
-            int ids = c.Int("ids", Indices(Rows, 50)), positions = c.Int("positionIds", Indices(Rows, 31)), types = c.Int("typeIds", Indices(Rows, 2));
-            int words = c.Float("words", Uniform(50 * Width)), positionTable = c.Float("positions", Uniform(31 * Width));
-            int typeTable = c.Float("types", Uniform(2 * Width)), output = c.Float("output", Uniform(Rows * Width));
-            c.Body = (backend, b) => backend.EmbeddingGather(b.I(ids), b.I(positions), withTypes ? b.I(types) : null, b.F(words), b.F(positionTable),
-                withTypes ? b.F(typeTable) : null, b.F(output), Rows, Width);
-            yield return c;
-        }
+                yield return LayerNorm(x, rows, width, withResidual);
+        foreach (bool withTypes in new[] { true, false }) yield return EmbeddingGather(x, 23, 45, 50, 31, withTypes);
         foreach (var (batch, seq, heads, headDim) in new[] { (3, 13, 3, 24), (2, 70, 2, 40), (2, 300, 2, 16) })
             foreach (bool causal in new[] { false, true })
-            {
-                var c = new ParityCase("Attention", $"batch={batch} seq={seq} heads={heads} dim={headDim}{(causal ? " causal" : "")}");
-                int width = heads * headDim;
-                int qkv = c.Float("qkv", Uniform((long)batch * seq * 3 * width, 2f)), output = c.Float("output", Uniform((long)batch * seq * width));
-                var mask = new int[batch * seq];
-                for (int s = 0; s < batch; s++)
-                    for (int i = 0; i < seq; i++)
-                        // Sentence 0 is full, 1 left-padded by a few tokens, 2 entirely masked.
-                        mask[s * seq + i] = s switch { 0 => 1, 1 => i >= 4 ? 1 : 0, _ => 0 };
-                int maskIndex = c.Int("mask", mask);
-                c.Body = (backend, b) => backend.Attention(b.F(qkv), b.I(maskIndex), b.F(output), batch, seq, heads, headDim, causal);
-                yield return c;
-            }
+                yield return Attention(x, batch, seq, heads, headDim, causal, awkwardMask: true);
         foreach (bool transposeA in new[] { false, true })
             foreach (bool transposeB in new[] { false, true })
                 foreach (bool accumulate in new[] { false, true })
-                {
-                    const int M = 19, K = 33, N = 27;
-                    var c = new ParityCase("GemmEx", $"m={M} k={K} n={N}{(transposeA ? " Aᵀ" : "")}{(transposeB ? " Bᵀ" : "")}{(accumulate ? " +=" : "")}");
-                    int a = c.Float("a", Uniform(M * K)), bb = c.Float("b", Uniform(K * N)), output = c.Float("c", Uniform(M * N));
-                    c.Body = (backend, b) => backend.GemmEx(b.F(a), transposeA, b.F(bb), transposeB, b.F(output), M, K, N, accumulate);
-                    yield return c;
-                }
-        {
-            const int Rows = 55, Width = 37, SourceRows = 40;
-            var c = new ParityCase("GatherRows", $"rows={Rows} width={Width} from {SourceRows}");
-            int source = c.Float("source", Uniform(SourceRows * Width)), indices = c.Int("indices", Indices(Rows, SourceRows)), output = c.Float("output", Uniform(Rows * Width));
-            c.Body = (backend, b) => backend.GatherRows(b.F(source), b.I(indices), b.F(output), Rows, Width);
-            yield return c;
-        }
-        {
-            const int Rows = 61, Width = 29, TargetRows = 17;
-            var c = new ParityCase("ScatterAddRows", $"rows={Rows} width={Width} into {TargetRows} (repeats)");
-            int source = c.Float("source", Uniform(Rows * Width)), indices = c.Int("indices", Indices(Rows, TargetRows)), target = c.Float("target", Uniform(TargetRows * Width));
-            c.Body = (backend, b) => backend.ScatterAddRows(b.F(source), b.I(indices), b.F(target), Rows, Width);
-            yield return c;
-        }
-        foreach (bool gelu in new[] { true, false })
-        {
-            const int Rows = 21, Width = 83;
-            var c = new ParityCase("BiasActivation", $"rows={Rows} width={Width}{(gelu ? " gelu" : "")}");
-            int input = c.Float("input", Uniform(Rows * Width, 4f)), bias = c.Float("bias", Uniform(Width));
-            int pre = c.Float("preActivation", Uniform(Rows * Width)), output = c.Float("output", Uniform(Rows * Width));
-            c.Body = (backend, b) => backend.BiasActivation(b.F(input), b.F(bias), b.F(pre), b.F(output), Rows, Width, gelu);
-            yield return c;
-        }
-        {
-            var c = new ParityCase("GeluBackward", "999");
-            int pre = c.Float("preActivation", Uniform(999, 5f)), upstream = c.Float("upstream", Uniform(999)), gradient = c.Float("gradient", Uniform(999));
-            c.Body = (backend, b) => backend.GeluBackward(b.F(pre), b.F(upstream), b.F(gradient), 999);
-            yield return c;
-        }
-        foreach (var (rows, width) in new[] { (301, 45), (1, 70) })
-        {
-            var c = new ParityCase("ColumnSums", $"rows={rows} width={width}");
-            int matrix = c.Float("matrix", Uniform((long)rows * width)), sums = c.Float("columnSums", Uniform(width));
-            c.Body = (backend, b) => backend.ColumnSums(b.F(matrix), b.F(sums), rows, width);
-            yield return c;
-        }
+                    yield return GemmEx(x, 19, 33, 27, transposeA, transposeB, accumulate);
+        yield return GatherRows(x, 55, 37, 40);
+        yield return ScatterAddRows(x, 61, 29, 17);
+        foreach (bool gelu in new[] { true, false }) yield return BiasActivation(x, 21, 83, gelu);
+        yield return GeluBackward(x, 999);
+        foreach (var (rows, width) in new[] { (301, 45), (1, 70) }) yield return ColumnSums(x, rows, width);
         foreach (var (rows, classes) in new[] { (19, 7), (11, 1500) })
             foreach (bool writeGradient in new[] { true, false })
-            {
-                var c = new ParityCase("SoftmaxCrossEntropy", $"rows={rows} classes={classes}{(writeGradient ? " +gradient" : "")}");
-                int logits = c.Float("logits", Uniform((long)rows * classes, 5f)), loss = c.Float("lossNats", Uniform(rows));
-                int targets = c.Int("targets", Indices(rows, classes)), argmax = c.Int("argmax", Indices(rows, classes));
-                float scale = 1f / rows;
-                c.Body = (backend, b) => backend.SoftmaxCrossEntropy(b.F(logits), b.I(targets), b.F(loss), b.I(argmax), rows, classes, scale, writeGradient);
-                yield return c;
-            }
-        foreach (Measurement.PoolingMode mode in Enum.GetValues<Measurement.PoolingMode>())
+                yield return SoftmaxCrossEntropy(x, rows, classes, writeGradient);
+        foreach (Measurement.PoolingMode mode in Enum.GetValues<Measurement.PoolingMode>()) yield return PoolSentences(x, 5, 11, 301, mode, awkwardMask: true);
+        foreach (var (count, classes, positions) in new[] { (1, 1, 1), (5003, 97, 23) }) yield return CountPredictions(x, count, classes, positions);
+        foreach (int step in new[] { 1, 9 }) yield return AdamW(x, 777, step);
+    }
+
+    /// <summary>Every compute op at the shapes a model's forward pass and probe training use, each with its work.</summary>
+    public static IEnumerable<ParityCase> Perf(Random random, OpShapes s)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        var x = new Inputs(random);
+        int t = s.Tokens, d = s.Width, targets = s.Targets, h = s.ProbeHidden, classes = s.ProbeClasses;
+        yield return Named(EmbeddingGather(x, t, d, Math.Min(s.Vocabulary, 32768), Math.Max(s.Sequence, 2), withTypes: true), "embeddings");
+        yield return Named(Gemm(x, t, d, 3 * d, Activation.None, withBias: true), "QKV projection");
+        yield return Named(Attention(x, s.Batch, s.Sequence, s.Heads, s.HeadDim, s.Causal, awkwardMask: false), "attention");
+        yield return Named(Gemm(x, t, d, d, Activation.None, withBias: true), "attention output");
+        yield return Named(AddInPlace(x, (long)t * d), "residual");
+        yield return Named(LayerNorm(x, t, d, withResidual: true), "post-attention norm");
+        yield return Named(Gemm(x, t, d, s.Intermediate, Activation.GeluExact, withBias: true), "feed-forward up + GELU");
+        yield return Named(Gemm(x, t, s.Intermediate, d, Activation.None, withBias: true), "feed-forward down");
+        yield return Named(PoolSentences(x, s.Batch, s.Sequence, d, Measurement.PoolingMode.Mean, awkwardMask: false), "pooling");
+        yield return Named(GemmEx(x, s.Batch, d, h, transposeA: false, transposeB: false, accumulate: false), "probe W1 z");
+        yield return Named(GatherRows(x, targets, h, s.Batch), "probe rows to targets");
+        yield return Named(BiasActivation(x, targets, h, gelu: true), "probe bias + GELU");
+        yield return Named(GemmEx(x, targets, h, classes, transposeA: false, transposeB: false, accumulate: false), "probe logits");
+        yield return Named(SoftmaxCrossEntropy(x, targets, classes, writeGradient: true), "probe softmax + CE + gradient");
+        yield return Named(GemmEx(x, h, targets, classes, transposeA: true, transposeB: false, accumulate: false), "probe dW2");
+        yield return Named(ColumnSums(x, targets, classes), "probe db2");
+        yield return Named(GemmEx(x, targets, classes, h, transposeA: false, transposeB: true, accumulate: false), "probe dA");
+        yield return Named(GeluBackward(x, (long)targets * h), "probe GELU backward");
+        yield return Named(ScatterAddRows(x, targets, h, s.Batch), "probe targets to rows");
+        yield return Named(AdamW(x, h * classes, 3), "probe AdamW (W2)");
+        yield return Named(CountPredictions(x, targets, classes, s.Sequence), "Fano counts");
+    }
+
+    private static ParityCase Named(ParityCase c, string role)
+    {
+        c.Role = role;
+        return c;
+    }
+
+    private static ParityCase AddInPlace(Inputs x, long count)
+    {
+        var c = new ParityCase("AddInPlace", count.ToString(System.Globalization.CultureInfo.InvariantCulture)) { Flops = count, Bytes = 12.0 * count };
+        int accumulator = c.Float("accumulator", x.Uniform(count)), addend = c.Float("addend", x.Uniform(count));
+        c.Body = (backend, b) => backend.AddInPlace(b.F(accumulator), b.F(addend), count);
+        return c;
+    }
+
+    private static ParityCase Gemm(Inputs x, int m, int k, int n, Activation activation, bool withBias)
+    {
+        var c = new ParityCase("Gemm", $"m={m} k={k} n={n} {activation}{(withBias ? " +bias" : "")}")
         {
-            const int Batch = 5, Seq = 11, Width = 301;
-            var c = new ParityCase("PoolSentences", $"batch={Batch} seq={Seq} width={Width} {mode.ToString().ToLowerInvariant()}");
-            var mask = new int[Batch * Seq];
-            var isTarget = new int[Batch * Seq];
-            for (int s = 0; s < Batch; s++)
-                for (int i = 0; i < Seq; i++)
+            Flops = 2.0 * m * k * n,
+            Bytes = 4.0 * ((long)m * k + (long)k * n + (long)m * n + n),
+        };
+        int input = c.Float("input", x.Uniform((long)m * k)), weight = c.Float("weight", x.Uniform((long)k * n, 0.3f));
+        int bias = c.Float("bias", x.Uniform(n)), output = c.Float("output", x.Uniform((long)m * n));
+        c.Body = (backend, b) => backend.Gemm(b.F(input), b.F(weight), withBias ? b.F(bias) : null, b.F(output), m, k, n, activation);
+        return c;
+    }
+
+    private static ParityCase LayerNorm(Inputs x, int rows, int width, bool withResidual)
+    {
+        long cells = (long)rows * width;
+        var c = new ParityCase("LayerNorm", $"rows={rows} width={width}{(withResidual ? " +residual" : "")}")
+        {
+            Flops = 8.0 * cells,
+            Bytes = 4.0 * (cells * (withResidual ? 3 : 2) + 2 * width),
+        };
+        int input = c.Float("input", x.Uniform(cells, 3f)), residual = c.Float("residual", x.Uniform(cells));
+        int gamma = c.Float("gamma", x.Uniform(width)), beta = c.Float("beta", x.Uniform(width)), output = c.Float("output", x.Uniform(cells));
+        c.Body = (backend, b) => backend.LayerNorm(b.F(input), withResidual ? b.F(residual) : null, b.F(gamma), b.F(beta), b.F(output), rows, width, 1e-5f);
+        return c;
+    }
+
+    private static ParityCase EmbeddingGather(Inputs x, int rows, int width, int words, int positions, bool withTypes)
+    {
+        var c = new ParityCase("EmbeddingGather", $"rows={rows} width={width}{(withTypes ? " +types" : "")}")
+        {
+            Flops = (withTypes ? 2.0 : 1.0) * rows * width,
+            Bytes = 4.0 * ((long)rows * width * (withTypes ? 4 : 3) + 3L * rows),
+        };
+        int ids = c.Int("ids", x.Indices(rows, words)), positionIds = c.Int("positionIds", x.Indices(rows, positions)), types = c.Int("typeIds", x.Indices(rows, 2));
+        int wordTable = c.Float("words", x.Uniform((long)words * width)), positionTable = c.Float("positions", x.Uniform((long)positions * width));
+        int typeTable = c.Float("types", x.Uniform(2 * width)), output = c.Float("output", x.Uniform((long)rows * width));
+        c.Body = (backend, b) => backend.EmbeddingGather(b.I(ids), b.I(positionIds), withTypes ? b.I(types) : null, b.F(wordTable), b.F(positionTable),
+            withTypes ? b.F(typeTable) : null, b.F(output), rows, width);
+        return c;
+    }
+
+    private static ParityCase Attention(Inputs x, int batch, int seq, int heads, int headDim, bool causal, bool awkwardMask)
+    {
+        int width = heads * headDim;
+        double pairs = causal ? (double)seq * (seq + 1) / 2 : (double)seq * seq;
+        var c = new ParityCase("Attention", $"batch={batch} seq={seq} heads={heads} dim={headDim}{(causal ? " causal" : "")}")
+        {
+            Flops = 4.0 * batch * heads * pairs * headDim,
+            Bytes = 4.0 * ((long)batch * seq * 3 * width + (long)batch * seq * width + (long)batch * seq),
+        };
+        int qkv = c.Float("qkv", x.Uniform((long)batch * seq * 3 * width, 2f)), output = c.Float("output", x.Uniform((long)batch * seq * width));
+        var mask = new int[batch * seq];
+        for (int s = 0; s < batch; s++)
+            for (int i = 0; i < seq; i++)
+                // Sentence 0 is full, 1 left-padded by a few tokens, 2 entirely masked; every sentence is real in the perf mode.
+                mask[s * seq + i] = !awkwardMask ? 1 : s switch { 0 => 1, 1 => i >= 4 ? 1 : 0, _ => 0 };
+        int maskIndex = c.Int("mask", mask);
+        c.Body = (backend, b) => backend.Attention(b.F(qkv), b.I(maskIndex), b.F(output), batch, seq, heads, headDim, causal);
+        return c;
+    }
+
+    private static ParityCase GemmEx(Inputs x, int m, int k, int n, bool transposeA, bool transposeB, bool accumulate)
+    {
+        var c = new ParityCase("GemmEx", $"m={m} k={k} n={n}{(transposeA ? " Aᵀ" : "")}{(transposeB ? " Bᵀ" : "")}{(accumulate ? " +=" : "")}")
+        {
+            Flops = 2.0 * m * k * n,
+            Bytes = 4.0 * ((long)m * k + (long)k * n + (long)m * n * (accumulate ? 2 : 1)),
+        };
+        int a = c.Float("a", x.Uniform((long)m * k)), bb = c.Float("b", x.Uniform((long)k * n)), output = c.Float("c", x.Uniform((long)m * n));
+        c.Body = (backend, b) => backend.GemmEx(b.F(a), transposeA, b.F(bb), transposeB, b.F(output), m, k, n, accumulate);
+        return c;
+    }
+
+    private static ParityCase GatherRows(Inputs x, int rows, int width, int sourceRows)
+    {
+        var c = new ParityCase("GatherRows", $"rows={rows} width={width} from {sourceRows}") { Bytes = 8.0 * rows * width + 4.0 * rows };
+        int source = c.Float("source", x.Uniform((long)sourceRows * width)), indices = c.Int("indices", x.Indices(rows, sourceRows));
+        int output = c.Float("output", x.Uniform((long)rows * width));
+        c.Body = (backend, b) => backend.GatherRows(b.F(source), b.I(indices), b.F(output), rows, width);
+        return c;
+    }
+
+    private static ParityCase ScatterAddRows(Inputs x, int rows, int width, int targetRows)
+    {
+        var c = new ParityCase("ScatterAddRows", $"rows={rows} width={width} into {targetRows} (repeats)")
+        {
+            Flops = (double)rows * width,
+            Bytes = 12.0 * rows * width + 4.0 * rows,
+        };
+        int source = c.Float("source", x.Uniform((long)rows * width)), indices = c.Int("indices", x.Indices(rows, targetRows));
+        int target = c.Float("target", x.Uniform((long)targetRows * width));
+        c.Body = (backend, b) => backend.ScatterAddRows(b.F(source), b.I(indices), b.F(target), rows, width);
+        return c;
+    }
+
+    private static ParityCase BiasActivation(Inputs x, int rows, int width, bool gelu)
+    {
+        long cells = (long)rows * width;
+        var c = new ParityCase("BiasActivation", $"rows={rows} width={width}{(gelu ? " gelu" : "")}")
+        {
+            Flops = (gelu ? 20.0 : 1.0) * cells,
+            Bytes = 4.0 * (cells * (gelu ? 3 : 2) + width),
+        };
+        int input = c.Float("input", x.Uniform(cells, 4f)), bias = c.Float("bias", x.Uniform(width));
+        int pre = c.Float("preActivation", x.Uniform(cells)), output = c.Float("output", x.Uniform(cells));
+        c.Body = (backend, b) => backend.BiasActivation(b.F(input), b.F(bias), b.F(pre), b.F(output), rows, width, gelu);
+        return c;
+    }
+
+    private static ParityCase GeluBackward(Inputs x, long count)
+    {
+        var c = new ParityCase("GeluBackward", count.ToString(System.Globalization.CultureInfo.InvariantCulture)) { Flops = 25.0 * count, Bytes = 12.0 * count };
+        int pre = c.Float("preActivation", x.Uniform(count, 5f)), upstream = c.Float("upstream", x.Uniform(count)), gradient = c.Float("gradient", x.Uniform(count));
+        c.Body = (backend, b) => backend.GeluBackward(b.F(pre), b.F(upstream), b.F(gradient), count);
+        return c;
+    }
+
+    private static ParityCase ColumnSums(Inputs x, int rows, int width)
+    {
+        var c = new ParityCase("ColumnSums", $"rows={rows} width={width}") { Flops = (double)rows * width, Bytes = 4.0 * ((long)rows * width + width) };
+        int matrix = c.Float("matrix", x.Uniform((long)rows * width)), sums = c.Float("columnSums", x.Uniform(width));
+        c.Body = (backend, b) => backend.ColumnSums(b.F(matrix), b.F(sums), rows, width);
+        return c;
+    }
+
+    private static ParityCase SoftmaxCrossEntropy(Inputs x, int rows, int classes, bool writeGradient)
+    {
+        long cells = (long)rows * classes;
+        var c = new ParityCase("SoftmaxCrossEntropy", $"rows={rows} classes={classes}{(writeGradient ? " +gradient" : "")}")
+        {
+            Flops = (writeGradient ? 20.0 : 10.0) * cells,
+            Bytes = 4.0 * cells * (writeGradient ? 3 : 1) + 12.0 * rows,
+        };
+        int logits = c.Float("logits", x.Uniform(cells, 5f)), loss = c.Float("lossNats", x.Uniform(rows));
+        int targets = c.Int("targets", x.Indices(rows, classes)), argmax = c.Int("argmax", x.Indices(rows, classes));
+        float scale = 1f / rows;
+        c.Body = (backend, b) => backend.SoftmaxCrossEntropy(b.F(logits), b.I(targets), b.F(loss), b.I(argmax), rows, classes, scale, writeGradient);
+        return c;
+    }
+
+    private static ParityCase PoolSentences(Inputs x, int batch, int seq, int width, Measurement.PoolingMode mode, bool awkwardMask)
+    {
+        var c = new ParityCase("PoolSentences", $"batch={batch} seq={seq} width={width} {mode.ToString().ToLowerInvariant()}")
+        {
+            Flops = (double)batch * seq * width,
+            Bytes = 4.0 * ((long)batch * seq * width + (long)batch * width + 2L * batch * seq),
+        };
+        var mask = new int[batch * seq];
+        var isTarget = new int[batch * seq];
+        for (int s = 0; s < batch; s++)
+            for (int i = 0; i < seq; i++)
+            {
+                if (!awkwardMask)
                 {
-                    // 0 full, 1 right-padded, 2 left-padded, 3 real tokens but no target, 4 entirely masked.
-                    bool real = s switch { 0 or 3 => true, 1 => i < 7, 2 => i >= 3, _ => false };
-                    mask[s * Seq + i] = real ? 1 : 0;
-                    int firstReal = s == 2 ? 3 : 0, lastReal = s == 1 ? 6 : Seq - 1;
-                    isTarget[s * Seq + i] = real && s != 3 && i != firstReal && i != lastReal && random.Next(5) != 0 ? 1 : 0;
+                    mask[s * seq + i] = 1;
+                    isTarget[s * seq + i] = i > 0 && i < seq - 1 ? 1 : 0;
+                    continue;
                 }
-            int layer = c.Float("layer", Uniform((long)Batch * Seq * Width, 3f)), output = c.Float("output", Uniform((long)Batch * Width));
-            int maskIndex = c.Int("attentionMask", mask), targetIndex = c.Int("isTarget", isTarget);
-            c.Body = (backend, b) => backend.PoolSentences(b.F(layer), b.I(maskIndex), b.I(targetIndex), b.F(output), Batch, Seq, Width, mode);
-            yield return c;
-        }
-        foreach (var (count, classes, positions) in new[] { (1, 1, 1), (5003, 97, 23) })
-        {
-            var c = new ParityCase("CountPredictions", $"count={count} classes={classes} positions={positions}");
-            int[] predicted = Indices(count, classes), target = Indices(count, classes + 2), position = Indices(count, positions + 3);
-            // About half right; some targets out of range and some positions outside [0, positions) (padding's -1).
-            for (int i = 0; i < count; i++)
-            {
-                if (random.Next(2) == 0) predicted[i] = target[i];
-                if (random.Next(17) == 0) position[i] = -1;
+                // 0 full, 1 right-padded, 2 left-padded, 3 real tokens but no target, 4 entirely masked.
+                bool real = s switch { 0 or 3 => true, 1 => i < 7, 2 => i >= 3, _ => false };
+                mask[s * seq + i] = real ? 1 : 0;
+                int firstReal = s == 2 ? 3 : 0, lastReal = s == 1 ? 6 : seq - 1;
+                isTarget[s * seq + i] = real && s != 3 && i != firstReal && i != lastReal && x.Next(5) != 0 ? 1 : 0;
             }
-            int predictions = c.Int("predictions", predicted), targets = c.Int("targets", target), positionIndex = c.Int("positions", position);
-            int counts = c.Int("counts", new int[2 + classes + 2 * positions]);
-            c.Body = (backend, b) =>
-            {
-                PredictionCounts result = backend.CountPredictions(b.I(predictions), b.I(targets), b.I(positionIndex), count, classes, positions);
-                int[] flat = [.. new[] { result.Errors, result.TargetsOutOfRange }.Concat(result.TargetHistogram).Concat(result.PositionTrials).Concat(result.PositionErrors)
-                    .Select(v => checked((int)v))];
-                backend.CopyFromHost<int>(flat, b.I(counts));
-            };
-            yield return c;
-        }
-        foreach (int step in new[] { 1, 9 })
+        int layer = c.Float("layer", x.Uniform((long)batch * seq * width, 3f)), output = c.Float("output", x.Uniform((long)batch * width));
+        int maskIndex = c.Int("attentionMask", mask), targetIndex = c.Int("isTarget", isTarget);
+        c.Body = (backend, b) => backend.PoolSentences(b.F(layer), b.I(maskIndex), b.I(targetIndex), b.F(output), batch, seq, width, mode);
+        return c;
+    }
+
+    private static ParityCase CountPredictions(Inputs x, int count, int classes, int positions)
+    {
+        var c = new ParityCase("CountPredictions", $"count={count} classes={classes} positions={positions}") { Flops = 3.0 * count, Bytes = 12.0 * count };
+        int[] predicted = x.Indices(count, classes), target = x.Indices(count, classes + 2), position = x.Indices(count, positions + 3);
+        // About half right; some targets out of range and some positions outside [0, positions) (padding's -1).
+        for (int i = 0; i < count; i++)
         {
-            const int Count = 777;
-            var c = new ParityCase("AdamW", $"count={Count} step={step}");
-            float[] secondMoment = Uniform(Count, 0.01f);
-            for (int i = 0; i < Count; i++) secondMoment[i] = MathF.Abs(secondMoment[i]);
-            int parameters = c.Float("parameters", Uniform(Count)), gradients = c.Float("gradients", Uniform(Count, 0.1f));
-            int m = c.Float("firstMoment", Uniform(Count, 0.01f)), v = c.Float("secondMoment", secondMoment);
-            var hyper = new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step);
-            c.Body = (backend, b) => backend.AdamW(b.F(parameters), b.F(gradients), b.F(m), b.F(v), Count, hyper);
-            yield return c;
+            if (x.Next(2) == 0) predicted[i] = target[i];
+            if (x.Next(17) == 0) position[i] = -1;
         }
+        int predictions = c.Int("predictions", predicted), targets = c.Int("targets", target), positionIndex = c.Int("positions", position);
+        int counts = c.Int("counts", new int[2 + classes + 2 * positions]);
+        c.Body = (backend, b) =>
+        {
+            PredictionCounts result = backend.CountPredictions(b.I(predictions), b.I(targets), b.I(positionIndex), count, classes, positions);
+            int[] flat = [.. new[] { result.Errors, result.TargetsOutOfRange }.Concat(result.TargetHistogram).Concat(result.PositionTrials).Concat(result.PositionErrors)
+                .Select(v => checked((int)v))];
+            backend.CopyFromHost<int>(flat, b.I(counts));
+        };
+        return c;
+    }
+
+    private static ParityCase AdamW(Inputs x, int count, int step)
+    {
+        var c = new ParityCase("AdamW", $"count={count} step={step}") { Flops = 12.0 * count, Bytes = 28.0 * count };
+        float[] secondMoment = x.Uniform(count, 0.01f);
+        for (int i = 0; i < count; i++) secondMoment[i] = MathF.Abs(secondMoment[i]);
+        int parameters = c.Float("parameters", x.Uniform(count)), gradients = c.Float("gradients", x.Uniform(count, 0.1f));
+        int m = c.Float("firstMoment", x.Uniform(count, 0.01f)), v = c.Float("secondMoment", secondMoment);
+        var hyper = new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step);
+        c.Body = (backend, b) => backend.AdamW(b.F(parameters), b.F(gradients), b.F(m), b.F(v), count, hyper);
+        return c;
     }
 }

@@ -1,3 +1,4 @@
+using NativeMi.Compute;
 using System.Text.Json;
 using NativeMi.Cli;
 using Xunit;
@@ -67,5 +68,51 @@ public class BenchCommandTests
 
         Assert.Equal(3, code);
         Assert.Contains(message, error);
+    }
+
+    [Fact]
+    public void OpsModeTimesEveryOpAtTheModelsShapesAndWritesJson()
+    {
+        string json = Path.Combine(Path.GetTempPath(), $"nativemi-bench-ops-{Guid.NewGuid():N}.json");
+        try
+        {
+            var (code, output, error) = RunBench("--ops", "--model", Fixtures.Folder("bert-tiny"), "--batch-sizes", "3", "--seq", "9",
+                "--runs", "2", "--warmup", "0", "--backend", "cpu", "--json", json);
+            Assert.True(code == 0, error);
+            // bert-tiny: width 48, 4 heads, intermediate 192; batch 3 x 9 = 27 token rows.
+            Assert.Contains("m=27 k=48 n=144 None +bias", output, StringComparison.Ordinal);
+            Assert.Contains("m=27 k=48 n=192 GeluExact +bias", output, StringComparison.Ordinal);
+            Assert.Contains("batch=3 seq=9 heads=4 dim=12", output, StringComparison.Ordinal);
+            Assert.Contains("peak: unknown", output, StringComparison.Ordinal);
+            var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(json))!;
+            Assert.Equal("nativemi.bench-ops/1", root["schema"]!.GetValue<string>());
+            var opsArray = root["backends"]![0]!["ops"]!.AsArray();
+            Assert.Equal(21, opsArray.Count);
+            string[] required = ["Gemm", "GemmEx", "Attention", "LayerNorm", "EmbeddingGather", "AddInPlace", "PoolSentences", "GatherRows", "ScatterAddRows",
+                "BiasActivation", "SoftmaxCrossEntropy", "ColumnSums", "GeluBackward", "AdamW", "CountPredictions"];
+            foreach (string op in required) Assert.Contains(opsArray, o => o!["op"]!.GetValue<string>() == op);
+            Assert.All(opsArray, o => Assert.True(o!["median_ms"]!.GetValue<double>() > 0));
+            Assert.All(opsArray, o => Assert.Null(o!["fraction_of_peak"]));
+        }
+        finally
+        {
+            File.Delete(json);
+        }
+    }
+
+    [Fact]
+    public void ThePeakTableKnowsTheH200AndSaysNothingOfOtherDevices()
+    {
+        DevicePeak? h200 = DevicePeak.For("cuda (NVIDIA H200, 132 SMs, cc 9.0)");
+        Assert.NotNull(h200);
+        Assert.Equal(4.8e12, h200!.BytesPerSecond);
+        Assert.Null(DevicePeak.For("cpu (GEMM kernel avx512)"));
+        Assert.Null(DevicePeak.For("cuda (NVIDIA GeForce GTX 1080)"));
+        // A 1 ms GEMM of 2·4096³ flops reaches 137 TFLOP/s: 2.05 x the fp32 peak, 28 % of the TF32 one; a 1 ms copy of 4.8 GB, 100 % of the bandwidth.
+        var gemm = new OpTiming("Gemm", "x", "x", 1, 2.0 * 4096 * 4096 * 4096, 0);
+        Assert.Equal(2.0 * 4096 * 4096 * 4096 / 1e-3 / 67e12, gemm.FractionOfPeak(h200, tf32: false)!.Value, 12);
+        Assert.Equal(2.0 * 4096 * 4096 * 4096 / 1e-3 / 494.7e12, gemm.FractionOfPeak(h200, tf32: true)!.Value, 12);
+        Assert.Equal(1.0, new OpTiming("AddInPlace", "x", "x", 1, 0, 4.8e9).FractionOfPeak(h200, tf32: false)!.Value, 12);
+        Assert.Null(gemm.FractionOfPeak(null, tf32: false));
     }
 }

@@ -36,6 +36,8 @@ public sealed class FaultyBackend(FaultKind fault) : IComputeBackend
     public string Name => "faulty";
     public string Description => $"faulty cpu ({fault})";
 
+    public void Synchronize() => _inner.Synchronize();
+
     public DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged => _inner.Allocate<T>(length);
     public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged => _inner.Upload(data);
     public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<float> data, int rows, int columns) => _inner.UploadMatrix(data, rows, columns);

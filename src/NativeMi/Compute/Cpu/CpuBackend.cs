@@ -282,6 +282,9 @@ public sealed partial class CpuBackend : IComputeBackend
         long count, AdamWStep step) =>
         CpuProbeKernels.AdamW(Array(parameters).AsSpan(0, checked((int)count)), Array(gradients), Array(firstMoment), Array(secondMoment), step);
 
+    /// <summary>CPU ops finish before they return.</summary>
+    public void Synchronize() { }
+
     /// <inheritdoc />
     public void Zero(DeviceBuffer<float> buffer, long count) => System.Array.Clear(Array(buffer), 0, checked((int)count));
 

@@ -1,34 +1,66 @@
 #!/usr/bin/env bash
-# One rerunnable GPU check (see GPU.md). On a machine with an NVIDIA GPU, python3 + torch + transformers +
-# safetensors, and a published nativemi binary (no dotnet or network needed there):
+# One rerunnable GPU check (see GPU.md), inside one 10-minute run. On a machine with an NVIDIA GPU, python3 + torch +
+# transformers + safetensors, and a published nativemi binary (no dotnet or network needed there):
 #   dotnet publish src/NativeMi.Cli -c Release -r linux-x64 -p:PublishAot=true -o publish   # on a build machine
-#   scripts/gpu-check.sh [path/to/nativemi]
-# Steps, each recorded in the summary printed last (and written to benchmarks/results/gpu-check-<date>.md):
-#   1. nvidia-smi, and where libcuda / cuBLAS / NVRTC were found (doctor prints them);
+#   scripts/gpu-check.sh LOG_FOLDER [path/to/nativemi]
+#   scripts/gpu-check.sh --emulator LOG_FOLDER [path/to/nativemi]   # CI: the emulated GPU, up to the transformers steps
+# Every step's output goes to LOG_FOLDER/<step>.log; progress lines go to standard output; the summary is printed last
+# and written to LOG_FOLDER/summary.txt (and, on a real GPU, to benchmarks/results/gpu-check-<date>.md).
+# Steps:
+#   1. nvidia-smi (or the emulator), and where libcuda / cuBLAS / NVRTC were found (doctor prints them);
 #   2. builds seeded random-init BERT-base and GPT-2-small with transformers (save_pretrained);
-#   3. `nativemi doctor --require-gpu`: every CUDA op against the CPU backend (fp32 and TF32), a model's forward
-#      pass on both backends, and a measurement whose GPU figures must fall inside the CPU run's intervals
-#      (the built-in minilm when the binary finds it, else the random-init BERT-base);
-#   4. hidden states of `nativemi hidden --backend cuda` against transformers on the GPU, both models;
-#   5. forward throughput, every layer, batch 64 and 256 x 128 tokens: `nativemi bench --backend cuda` beside
-#      PyTorch eager fp32 and bf16 on the same shapes;
-#   6. the whole measure run at batch 64 and 256: `nativemi measure --backend cuda` beside
-#      scripts/measure_torch.py (the same pipeline in PyTorch, fp32 and bf16) on the same model and corpus.
-# Exits non-zero when any check fails. GPU_CHECK_RUNS (default 10) sets the timed runs per throughput shape.
+#   3. `nativemi doctor --require-gpu`: every CUDA op against the CPU backend (fp32, cuBLAS attention, TF32), a model's
+#      forward pass on both backends, and a measurement whose GPU figures must fall inside the CPU run's intervals
+#      (the built-in minilm when the binary finds it, else the random-init BERT-base; the bert-tiny fixture when emulated);
+#   4. hidden states of `nativemi hidden --backend cuda` against transformers on the GPU, both models (emulated: against
+#      `nativemi hidden --backend cpu` on the fixture);
+#   5. `nativemi bench --ops` on the GPU at BERT-base's shapes (emulated: the fixture's), and forward throughput of every
+#      layer, batch 64 and 256 x 128 tokens: `nativemi bench --backend cuda` beside PyTorch eager fp32 and bf16;
+#   6. the whole measure run at batch 64 and 256: `nativemi measure --backend cuda` beside scripts/measure_torch.py.
+# A step that would start after the time budget (GPU_CHECK_BUDGET_S, default 540 s, so the run ends inside 10 minutes) is
+# skipped and says so. Exits non-zero when any check fails. GPU_CHECK_RUNS (default 10) sets the timed runs per shape.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-nativemi=${1:-${NATIVEMI_BIN:-publish/nativemi}}
+emulated=0
+if [ "${1:-}" = "--emulator" ]; then emulated=1; shift; fi
+if [ $# -lt 1 ]; then echo "usage: scripts/gpu-check.sh [--emulator] LOG_FOLDER [nativemi]" >&2; exit 2; fi
+logs=$(mkdir -p "$1" && cd "$1" && pwd)
+nativemi=${2:-${NATIVEMI_BIN:-publish/nativemi}}
 runs=${GPU_CHECK_RUNS:-10}
+budget=${GPU_CHECK_BUDGET_S:-540}
+started=$(date +%s)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-summary="$work/summary.txt"
+summary="$logs/summary.txt"
+: > "$summary"
 status=0
-row() { printf '%-44s %s\n' "$1" "$2" >> "$summary"; }
+row() { printf '%-44s %s
+' "$1" "$2" >> "$summary"; }
+elapsed() { echo $(( $(date +%s) - started )); }
+step() { echo "== [$(elapsed) s] $1"; }
+# True when there is time left for a step expected to take $1 seconds; otherwise records the skip.
+within_budget() {
+  if [ $(( $(elapsed) + $1 )) -gt "$budget" ]; then
+    row "$2" "skipped: the ${budget} s budget would be exceeded ($(elapsed) s used)"
+    echo "   skipped: time budget"
+    return 1
+  fi
+}
 export NATIVEMI_CACHE="$work/cache"
 
-echo "== nvidia-smi"
-if nvidia-smi; then gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1); else gpu="none"; status=1; fi
+if [ "$emulated" = 1 ]; then
+  if [ -z "${NATIVEMI_EMULATOR_PATH:-}" ]; then
+    NATIVEMI_EMULATOR_PATH=$(scripts/build-cuda-emulator.sh | tail -n 1) || { echo "could not build the emulated GPU" >&2; exit 1; }
+  fi
+  export NATIVEMI_CUDA_PATH="$NATIVEMI_EMULATOR_PATH"
+  step "emulated GPU from $NATIVEMI_CUDA_PATH (timings below are the CPU emulator's, never GPU figures)"
+  gpu="emulated (NativeMi CUDA emulator on the CPU)"
+else
+  step "nvidia-smi"
+  if nvidia-smi > "$logs/nvidia-smi.log" 2>&1; then gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1); else gpu="none"; status=1; fi
+  cat "$logs/nvidia-smi.log"
+fi
 row "gpu, driver" "$gpu"
 if [ ! -x "$nativemi" ]; then
   echo "no nativemi binary at $nativemi (publish one, or pass its path)" >&2
@@ -36,7 +68,65 @@ if [ ! -x "$nativemi" ]; then
   cat "$summary"; exit 1
 fi
 
-echo "== random-init BERT-base and GPT-2-small (transformers, seed 1234)"
+if [ "$emulated" = 1 ]; then
+  fixture="$repo/tests/NativeMi.Tests/fixtures/bert-tiny"
+  head -n 300 data/wordnet-examples.txt > "$work/corpus.txt"
+  step "nativemi doctor on the emulated GPU (bert-tiny fixture)"
+  "$nativemi" doctor --require-gpu --model "$fixture" --probe-sentences 300 > "$logs/doctor.log" 2>&1
+  doctor=$?
+  row "doctor: ops, forward, probe (emulated vs CPU)" "$([ "$doctor" = 0 ] && echo pass || echo "FAIL (exit $doctor)")"
+  grep -E "^gpu 0:|cases match|layers agree|figures inside" "$logs/doctor.log" | sed 's/^ */    /' >> "$summary"
+  [ "$doctor" = 0 ] || status=1
+
+  step "hidden states: emulated GPU against the CPU backend"
+  head -n 40 "$work/corpus.txt" > "$work/sentences.txt"
+  if "$nativemi" hidden --backend cuda --model "$fixture" --input "$work/sentences.txt" --out "$work/cuda.safetensors" > "$logs/hidden-cuda.log" 2>&1 \
+     && "$nativemi" hidden --backend cpu --model "$fixture" --input "$work/sentences.txt" --out "$work/cpu.safetensors" > "$logs/hidden-cpu.log" 2>&1; then
+    # Standard library only: the safetensors header is JSON after an 8-byte length; every float32 tensor is compared.
+    comparison=$(python3 - "$work/cuda.safetensors" "$work/cpu.safetensors" <<'PY'
+import json, math, struct, sys
+def load(path):
+    data = open(path, "rb").read()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    body = data[8 + length:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info["dtype"] != "F32":
+            continue
+        start, end = info["data_offsets"]
+        out[name] = struct.unpack(f"<{(end - start) // 4}f", body[start:end])
+    return out
+a, b = load(sys.argv[1]), load(sys.argv[2])
+worst = 0.0
+for name in sorted(b):
+    x, y = a[name], b[name]
+    diff = math.sqrt(sum((p - q) ** 2 for p, q in zip(x, y) if math.isfinite(q)))
+    norm = math.sqrt(sum(q * q for q in y if math.isfinite(q)))
+    worst = max(worst, diff / max(norm, 1e-30))
+print(f"{'pass' if worst < 1e-4 and set(a) == set(b) else 'FAIL'}: worst relative L2 {worst:.2e} over {len(b)} tensors")
+PY
+)
+    row "hidden --backend cuda vs cpu (emulated)" "$comparison"
+    case "$comparison" in pass*) ;; *) status=1 ;; esac
+  else
+    row "hidden --backend cuda vs cpu" "FAIL: nativemi hidden failed (see hidden-*.log)"; status=1
+  fi
+
+  step "bench --ops on the emulated GPU"
+  if "$nativemi" bench --ops --backend cuda --model "$fixture" --batch-sizes 2 --seq 16 --runs 1 --warmup 0 > "$logs/bench-ops.log" 2>&1 \
+     && grep -q "not GPU figures" "$logs/bench-ops.log"; then
+    row "bench --ops (emulated)" "pass: every op timed; marked as not GPU figures"
+  else
+    row "bench --ops (emulated)" "FAIL (see bench-ops.log)"; status=1
+  fi
+  row "transformers comparisons, throughput, measure" "skipped (--emulator: they need transformers and a GPU)"
+  step "summary ($(date -u +%Y-%m-%dT%H:%MZ), $gpu, $(elapsed) s, command: $0 --emulator $logs $nativemi)"
+  cat "$summary"
+  exit "$status"
+fi
+
+step "random-init BERT-base and GPT-2-small (transformers, seed 1234)"
 head -n 2000 data/wordnet-examples.txt > "$work/corpus.txt"
 python3 - "$work" "$repo/data/wordnet-examples.txt" <<'PY' || { row "random-init models" "FAIL"; cat "$summary"; exit 1; }
 import collections, json, os, re, sys
@@ -68,23 +158,35 @@ GPT2Model(GPT2Config(vocab_size=len(symbols) + 1, n_embd=768, n_layer=12, n_head
 print(f"bert vocabulary {len(vocab)}; gpt2 vocabulary {len(symbols) + 1}")
 PY
 
-echo "== nativemi doctor"
+step "nativemi doctor"
+within_budget 240 "doctor: ops, forward, probe (CUDA vs CPU)" || { cat "$summary"; exit 1; }
 doctor_model=minilm
 "$nativemi" inspect minilm > /dev/null 2>&1 || doctor_model="$work/bert"
-"$nativemi" doctor --require-gpu --model "$doctor_model" | tee "$work/doctor.txt"
-doctor=${PIPESTATUS[0]}
+"$nativemi" doctor --require-gpu --model "$doctor_model" > "$logs/doctor.log" 2>&1
+doctor=$?
+cp "$logs/doctor.log" "$work/doctor.txt"
 row "doctor: ops, forward, probe (CUDA vs CPU)" "$([ "$doctor" = 0 ] && echo pass || echo "FAIL (exit $doctor)"); model $( [ "$doctor_model" = minilm ] && echo minilm || echo random-init bert-base)"
 grep -E "cases match|layers agree|figures inside" "$work/doctor.txt" | sed 's/^ */    /' >> "$summary"
 [ "$doctor" = 0 ] || status=1
 
-echo "== hidden states against transformers, throughput, whole measure run"
-python3 - "$nativemi" "$work" "$summary" "$runs" "$repo" <<'PY' || status=1
+step "bench --ops at BERT-base's shapes"
+if within_budget 60 "bench --ops (GPU)"; then
+  if "$nativemi" bench --ops --backend cuda --model "$work/bert" --batch-sizes 64 --seq 128 --json "$logs/bench-ops.json" > "$logs/bench-ops.log" 2>&1; then
+    row "bench --ops (GPU, bert-base b64 x128)" "pass: see bench-ops.log (ms, GFLOP/s, GB/s, % of peak)"
+  else
+    row "bench --ops (GPU)" "FAIL (see bench-ops.log)"; status=1
+  fi
+fi
+
+step "hidden states against transformers, throughput, whole measure run"
+deadline=$(( started + budget ))
+python3 - "$nativemi" "$work" "$summary" "$runs" "$repo" "$deadline" > "$logs/transformers.log" 2>&1 <<'PY' || status=1
 import json, os, statistics, subprocess, sys, time
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModel
 
-nativemi, work, summary, runs, repo = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+nativemi, work, summary, runs, repo, deadline = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 device = "cuda"
@@ -92,6 +194,14 @@ failed = False
 
 def line(label, text):
     open(summary, "a").write(f"{label:<44} {text}\n")
+    print(f"   {label}: {text}", flush=True)
+
+def time_left(seconds, label):
+    """True when a step expected to take `seconds` still ends before the run's deadline; otherwise records the skip."""
+    if time.time() + seconds <= deadline:
+        return True
+    line(label, "skipped: the time budget would be exceeded")
+    return False
 
 def run(arguments):
     start = time.perf_counter()
@@ -116,6 +226,8 @@ open(sentences_file, "w", encoding="utf-8").write("\n".join(sentences) + "\n")
 
 for kind in ("bert", "gpt2"):
     folder = os.path.join(work, kind)
+    if not time_left(60, f"{kind}: hidden states and throughput"):
+        continue
     # 4. Hidden states: nativemi's own token ids go to transformers, every layer compared over real tokens.
     out = os.path.join(work, kind + ".safetensors")
     done, _ = run(["hidden", "--backend", "cuda", "--model", folder, "--input", sentences_file, "--out", out, "--batch-size", "32"])
@@ -170,6 +282,8 @@ for kind in ("bert", "gpt2"):
 # 6. The whole measure run on random-init BERT-base over the first 2000 corpus lines.
 folder, corpus = os.path.join(work, "bert"), os.path.join(work, "corpus.txt")
 for batch in (64, 256):
+    if not time_left(90, f"measure b{batch}"):
+        continue
     out = os.path.join(work, f"measure-{batch}")
     done, seconds = run(["measure", "--backend", "cuda", "--model", folder, "--corpus", corpus, "--max-sentences", "all",
                          "--batch-size", str(batch), "--out", out])
@@ -195,9 +309,9 @@ for batch in (64, 256):
 sys.exit(1 if failed else 0)
 PY
 
-echo "== summary ($(date -u +%Y-%m-%dT%H:%MZ), $gpu, command: $0 $nativemi)"
-cat "$summary"
 mkdir -p benchmarks/results
-{ echo "# gpu-check $(date -u +%Y-%m-%d)"; echo; echo "GPU/driver: $gpu"; echo "command: scripts/gpu-check.sh $nativemi"; echo; echo '```'; cat "$summary"; echo '```'; } \
+{ echo "# gpu-check $(date -u +%Y-%m-%d)"; echo; echo "GPU/driver: $gpu"; echo "command: scripts/gpu-check.sh $logs $nativemi ($(elapsed) s)"; echo; echo '```'; cat "$summary"; echo '```'; } \
   > "benchmarks/results/gpu-check-$(date -u +%Y%m%d).md" || true
+step "summary ($(date -u +%Y-%m-%dT%H:%MZ), $gpu, $(elapsed) s, command: $0 $logs $nativemi)"
+cat "$summary"
 exit "$status"

@@ -88,7 +88,7 @@ internal static class BenchCommand
         int seq = Math.Min(sequence, config.MaxSequenceLength);
         if (seq < 3) throw new InputException($"--seq must be at least 3, got {sequence}");
         var shapes = new OpShapes(batch, seq, config.HiddenSize, config.NumHeads, config.HeadDim, config.IntermediateSize, config.VocabSize,
-            Causal: config.Family == ArchitectureFamily.Gpt2);
+            Causal: config.Layout.Attention.Causal);
         var backends = new List<IComputeBackend>();
         try
         {

@@ -53,9 +53,9 @@ internal static class HiddenStateExport
     public static Report Write(TransformerModel model, IReadOnlyList<EncodedSentence> sentences, string path, int batchSize, TextWriter progressWriter)
     {
         int n = sentences.Count, t = sentences.Max(s => s.Ids.Length), d = model.Config.HiddenSize;
-        bool gpt2 = model.Config.Family == ArchitectureFamily.Gpt2;
+        bool final = model.Config.HasFinalEntry;
         var layerNames = Enumerable.Range(0, model.LayerCount).Select(l => $"hidden.{l}").ToList();
-        if (gpt2) layerNames.Add("hidden.final");
+        if (final) layerNames.Add("hidden.final");
         var layout = new List<(string, SafetensorsDType, long[])>
         {
             ("input_ids", SafetensorsDType.I64, [n, t]),
@@ -68,7 +68,7 @@ internal static class HiddenStateExport
             ["model_type"] = model.Config.ModelType,
             ["padding"] = "right; hidden states at padding positions are zero",
             ["hidden.0"] = "embedding output",
-            ["hidden.L"] = gpt2 ? "output of the last block before ln_f; hidden.final is after ln_f (Hugging Face's last hidden state)" : "output of the last block",
+            ["hidden.L"] = final ? "output of the last block before ln_f; hidden.final is after ln_f (Hugging Face's last hidden state)" : "output of the last block",
         };
         using var builder = new SafetensorsFileBuilder(path, layout, metadata);
         for (int s = 0; s < n; s++)

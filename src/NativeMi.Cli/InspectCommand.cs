@@ -19,12 +19,11 @@ internal static class InspectCommand
             var table = new Table().Border(TableBorder.Rounded).AddColumn("property").AddColumn("value");
             void Row(string k, string v) => table.AddRow(Markup.Escape(k), Markup.Escape(v));
             Row("folder", loaded.Directory);
-            Row("architecture", $"{c.ModelType} ({c.Family}, {(c.Family == ArchitectureFamily.Bert ? "encoder-only, post-LN" : "decoder-only, pre-LN, causal")})");
-            Row("layers", $"{c.NumLayers} blocks; hidden states l = 0..{c.NumLayers}{(c.Family == ArchitectureFamily.Gpt2 ? " + final (after ln_f)" : "")}");
-            Row("width", c.HiddenSize.ToString());
-            Row("heads", $"{c.NumHeads} x {c.HeadDim}");
-            Row("feed-forward", $"{c.IntermediateSize} ({c.Activation} GELU)");
-            Row("positions", $"{c.MaxPositions} (max sequence {c.MaxSequenceLength})");
+            Row("architecture", $"{c.ModelType} ({(c.Layout.Attention.Causal ? "decoder-only" : "encoder-only")})");
+            Row("layers", $"{c.NumLayers} blocks; hidden states l = 0..{c.NumLayers}{(c.HasFinalEntry ? " + final (after the final norm)" : "")}");
+            Row("width", c.HiddenSize.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            foreach (var (part, value) in c.Layout.Describe()) Row(part, value);
+            Row("context", $"{c.MaxPositions} positions (max sequence {c.MaxSequenceLength})");
             Row("vocabulary", c.VocabSize.ToString());
             Row("parameters", $"{loaded.ParameterCount:N0}");
             Row("checkpoint dtypes", string.Join(", ", loaded.CheckpointDTypes));

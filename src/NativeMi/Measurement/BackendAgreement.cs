@@ -104,7 +104,7 @@ public static class BackendAgreement
         string folder = ModelResolver.Resolve(model);
         using TransformerModel onCandidate = TransformerModel.Load(folder, candidate);
         using TransformerModel onReference = TransformerModel.Load(folder, reference);
-        int entries = onReference.LayerCount + (onReference.Config.Family == ArchitectureFamily.Gpt2 ? 1 : 0);
+        int entries = onReference.Config.HiddenStateEntries;
         var differenceSquares = new double[entries];
         var referenceSquares = new double[entries];
         var nonFinite = new bool[entries];

@@ -51,8 +51,8 @@ public static class MeasurementRunner
         if (model.NonFiniteWeightCount > 0)
             warnings.Add($"the weights hold {model.NonFiniteWeightCount} NaN or infinite value(s), loaded because non-finite weights were allowed");
         // Checked now, not after the forward pass: a layer the model does not have must not cost the embeddings first.
-        bool gpt2 = model.Config.Family == ArchitectureFamily.Gpt2;
-        int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, gpt2);
+        bool final = model.Config.HasFinalEntry;
+        int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, final);
         string identity = ModelIdentity(modelDirectory);
         ReturnFreeMemory(); // the import's and the loader's temporary arrays
         timings["load"] = Lap(clock);
@@ -96,7 +96,7 @@ public static class MeasurementRunner
         timings["tokenise"] = Lap(clock);
 
         // Sentence vectors of every layer entry, from the cache where possible.
-        int entries = model.LayerCount + (gpt2 ? 1 : 0);
+        int entries = model.Config.HiddenStateEntries;
         float[][] pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
             new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, $"model|{backend.Name}"), entries, model.Config.HiddenSize),
             "forward", progress, warnings, cancellation);
@@ -260,12 +260,12 @@ public static class MeasurementRunner
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
-    private static int[] SelectEntries(IReadOnlyList<int>? layers, int numLayers, bool gpt2)
+    private static int[] SelectEntries(IReadOnlyList<int>? layers, int numLayers, bool final)
     {
-        if (layers is null) return Enumerable.Range(0, numLayers + 1 + (gpt2 ? 1 : 0)).ToArray();
+        if (layers is null) return Enumerable.Range(0, numLayers + 1 + (final ? 1 : 0)).ToArray();
         foreach (int l in layers)
-            if (l < 0 || l > numLayers + (gpt2 ? 1 : 0))
-                throw new InputException($"--layers: {l} is outside 0..{numLayers}{(gpt2 ? $" ({numLayers + 1} = final)" : "")}");
+            if (l < 0 || l > numLayers + (final ? 1 : 0))
+                throw new InputException($"--layers: {l} is outside 0..{numLayers}{(final ? $" ({numLayers + 1} = final)" : "")}");
         return layers.Distinct().Order().ToArray();
     }
 

@@ -5,31 +5,43 @@ using NativeMi.IO;
 
 namespace NativeMi.Models;
 
-/// <summary>Weights of one transformer block, already on a backend, Linear weights stored [in, out].</summary>
+/// <summary>Weights of one transformer block, already on a backend, projection matrices stored [in, out].</summary>
 internal sealed class BlockWeights : IDisposable
 {
-    public required DeviceBuffer<float> QkvWeight, QkvBias, AttentionOutWeight, AttentionOutBias;
-    public required DeviceBuffer<float> FeedForwardInWeight, FeedForwardInBias, FeedForwardOutWeight, FeedForwardOutBias;
-    /// <summary>BERT: after attention (post-LN). GPT-2: ln_1, before attention (pre-LN).</summary>
-    public required DeviceBuffer<float> Norm1Gamma, Norm1Beta;
-    /// <summary>BERT: after the feed-forward layer. GPT-2: ln_2, before it.</summary>
-    public required DeviceBuffer<float> Norm2Gamma, Norm2Beta;
+    /// <summary>Query, key and value projections side by side: [d, q + 2·kv].</summary>
+    public required DeviceBuffer<float> QkvWeight;
+    public DeviceBuffer<float>? QkvBias;
+    public required DeviceBuffer<float> AttentionOutWeight;
+    public DeviceBuffer<float>? AttentionOutBias;
+    /// <summary>The feed-forward up projection [d, ff].</summary>
+    public required DeviceBuffer<float> FeedForwardInWeight;
+    public DeviceBuffer<float>? FeedForwardInBias;
+    public required DeviceBuffer<float> FeedForwardOutWeight;
+    public DeviceBuffer<float>? FeedForwardOutBias;
+    /// <summary>Post-LN: the norm after attention. Pre-LN: the one before it.</summary>
+    public required DeviceBuffer<float> Norm1Gamma;
+    public DeviceBuffer<float>? Norm1Beta;
+    /// <summary>Post-LN: the norm after the feed-forward layer. Pre-LN: the one before it.</summary>
+    public required DeviceBuffer<float> Norm2Gamma;
+    public DeviceBuffer<float>? Norm2Beta;
 
     public void Dispose()
     {
         foreach (var b in new[] { QkvWeight, QkvBias, AttentionOutWeight, AttentionOutBias, FeedForwardInWeight, FeedForwardInBias,
                      FeedForwardOutWeight, FeedForwardOutBias, Norm1Gamma, Norm1Beta, Norm2Gamma, Norm2Beta })
-            b.Dispose();
+            b?.Dispose();
     }
 }
 
 /// <summary>All weights of a model on one backend.</summary>
 internal sealed class TransformerWeights : IDisposable
 {
-    public required DeviceBuffer<float> WordEmbeddings, PositionEmbeddings;
-    public DeviceBuffer<float>? TypeEmbeddings;
-    /// <summary>BERT: embedding LayerNorm. GPT-2: ln_f.</summary>
-    public required DeviceBuffer<float> NormGamma, NormBeta;
+    public required DeviceBuffer<float> WordEmbeddings;
+    public DeviceBuffer<float>? PositionEmbeddings, TypeEmbeddings;
+    /// <summary>The norm after the embeddings (BERT), when the layout has one.</summary>
+    public DeviceBuffer<float>? EmbeddingNormGamma, EmbeddingNormBeta;
+    /// <summary>The norm after the last block (GPT-2's ln_f), when the layout has one.</summary>
+    public DeviceBuffer<float>? FinalNormGamma, FinalNormBeta;
     public required BlockWeights[] Blocks;
     public required long ParameterCount;
     public required string NamePrefix;
@@ -39,42 +51,38 @@ internal sealed class TransformerWeights : IDisposable
 
     public void Dispose()
     {
-        WordEmbeddings.Dispose();
-        PositionEmbeddings.Dispose();
-        TypeEmbeddings?.Dispose();
-        NormGamma.Dispose();
-        NormBeta.Dispose();
+        foreach (var b in new[] { WordEmbeddings, PositionEmbeddings, TypeEmbeddings, EmbeddingNormGamma, EmbeddingNormBeta, FinalNormGamma, FinalNormBeta })
+            b?.Dispose();
         foreach (BlockWeights block in Blocks) block.Dispose();
     }
 
     /// <summary>
-    /// Reads the weights for <paramref name="config"/>, checking every name and shape against config.json, the
-    /// number of blocks against its layer count, and (unless <paramref name="allowNonFinite"/>) that every value is finite.
+    /// Reads the weights for <paramref name="config"/> through its family's tensor-name map, checking every name and shape
+    /// against config.json, the number of blocks against its layer count, and (unless <paramref name="allowNonFinite"/>)
+    /// that every value is finite.
     /// </summary>
-    public static TransformerWeights Load(WeightStore store, TransformerConfig config, IComputeBackend backend, bool allowNonFinite = false)
-    {
-        var reader = new Reader(store, config, backend, allowNonFinite);
-        return config.Family == ArchitectureFamily.Bert ? reader.LoadBert() : reader.LoadGpt2();
-    }
+    public static TransformerWeights Load(WeightStore store, TransformerConfig config, IComputeBackend backend, bool allowNonFinite = false) =>
+        new Reader(store, config, config.Names, backend, allowNonFinite).Load();
 
     /// <summary>A tensor dimension and the config.json field that sets it, so a mismatch can name the field.</summary>
     private readonly record struct Dim(long Size, string Field);
 
-    private sealed class Reader(WeightStore store, TransformerConfig config, IComputeBackend backend, bool allowNonFinite)
+    private sealed class Reader(WeightStore store, TransformerConfig config, TensorNameMap names, IComputeBackend backend, bool allowNonFinite)
     {
         private string _prefix = "";
         private long _parameters;
         private long _nonFinite;
         private readonly Dictionary<string, string> _dtypes = new(StringComparer.Ordinal);
-        private readonly bool _bert = config.Family == ArchitectureFamily.Bert;
 
         private Dim Vocabulary => new(config.VocabSize, "vocab_size");
-        private Dim Width => new(config.HiddenSize, _bert ? "hidden_size" : "n_embd");
-        private Dim Inner => new(config.IntermediateSize, _bert ? "intermediate_size" : "n_inner (4 x n_embd when null)");
-        private Dim Positions => new(config.MaxPositions, _bert ? "max_position_embeddings" : "n_positions");
+        private Dim Width => new(config.HiddenSize, names.Fields.Width);
+        private Dim Inner => new(config.IntermediateSize, names.Fields.Intermediate);
+        private Dim Positions => new(config.MaxPositions, names.Fields.Positions);
         private Dim TypeVocabulary => new(config.TypeVocabSize, "type_vocab_size");
-        private Dim ThreeWidths => new(3L * config.HiddenSize, "3 x n_embd");
-        private string LayersField => _bert ? "num_hidden_layers" : "n_layer";
+        private Dim QueryWidth => new(config.Layout.Attention.QueryWidth, $"{names.Fields.Heads} x head width");
+        private Dim KeyValueWidth => new(config.Layout.Attention.KeyValueWidth, $"key-value heads x head width");
+        private Dim FusedQkvWidth => new(config.Layout.Attention.QueryWidth + 2L * config.Layout.Attention.KeyValueWidth, $"3 x {names.Fields.Width}");
+        private string LayersField => names.Fields.Layers;
 
         /// <summary>Fails unless the checkpoint holds exactly config.json's number of blocks (<c>{prefix}{blocks}{l}.*</c>).</summary>
         private void CheckBlockCount(string blocks)
@@ -96,7 +104,7 @@ internal sealed class TransformerWeights : IDisposable
                     (count < config.NumLayers ? $"; '{start}{count}.*' is missing" : ""));
         }
 
-        private void ChoosePrefix(string probe, params string[] prefixes)
+        private void ChoosePrefix(string probe, IReadOnlyList<string> prefixes)
         {
             foreach (string prefix in prefixes)
                 if (store.Contains(prefix + probe)) { _prefix = prefix; return; }
@@ -178,98 +186,89 @@ internal sealed class TransformerWeights : IDisposable
             return t;
         }
 
-        public TransformerWeights LoadBert()
-        {
-            ChoosePrefix("embeddings.word_embeddings.weight", "", "bert.", "roberta.", "model.");
-            CheckBlockCount("encoder.layer.");
-            int d = config.HiddenSize, ff = config.IntermediateSize;
-            Dim width = Width, inner = Inner;
-            var blocks = new BlockWeights[config.NumLayers];
-            for (int l = 0; l < config.NumLayers; l++)
-            {
-                string p = $"encoder.layer.{l}.";
-                float[] q = LinearTransposed(p + "attention.self.query.weight", width, width);
-                float[] k = LinearTransposed(p + "attention.self.key.weight", width, width);
-                float[] v = LinearTransposed(p + "attention.self.value.weight", width, width);
-                var qkv = new float[d * 3 * d];
-                for (int i = 0; i < d; i++)
-                {
-                    q.AsSpan(i * d, d).CopyTo(qkv.AsSpan(i * 3 * d, d));
-                    k.AsSpan(i * d, d).CopyTo(qkv.AsSpan(i * 3 * d + d, d));
-                    v.AsSpan(i * d, d).CopyTo(qkv.AsSpan(i * 3 * d + 2 * d, d));
-                }
-                float[] qkvBias = [.. Read(p + "attention.self.query.bias", width), .. Read(p + "attention.self.key.bias", width), .. Read(p + "attention.self.value.bias", width)];
-                blocks[l] = new BlockWeights
-                {
-                    QkvWeight = Matrix(qkv, d, 3 * d),
-                    QkvBias = Upload(qkvBias),
-                    AttentionOutWeight = Matrix(LinearTransposed(p + "attention.output.dense.weight", width, width), d, d),
-                    AttentionOutBias = Vector(p + "attention.output.dense.bias", width),
-                    Norm1Gamma = Vector(p + "attention.output.LayerNorm.weight", width),
-                    Norm1Beta = Vector(p + "attention.output.LayerNorm.bias", width),
-                    FeedForwardInWeight = Matrix(LinearTransposed(p + "intermediate.dense.weight", inner, width), d, ff),
-                    FeedForwardInBias = Vector(p + "intermediate.dense.bias", inner),
-                    FeedForwardOutWeight = Matrix(LinearTransposed(p + "output.dense.weight", width, inner), ff, d),
-                    FeedForwardOutBias = Vector(p + "output.dense.bias", width),
-                    Norm2Gamma = Vector(p + "output.LayerNorm.weight", width),
-                    Norm2Beta = Vector(p + "output.LayerNorm.bias", width),
-                };
-            }
-            return new TransformerWeights
-            {
-                WordEmbeddings = Upload(Read("embeddings.word_embeddings.weight", Vocabulary, width)),
-                PositionEmbeddings = Upload(Read("embeddings.position_embeddings.weight", Positions, width)),
-                TypeEmbeddings = config.TypeVocabSize > 0 ? Upload(Read("embeddings.token_type_embeddings.weight", TypeVocabulary, width)) : null,
-                NormGamma = Vector("embeddings.LayerNorm.weight", width),
-                NormBeta = Vector("embeddings.LayerNorm.bias", width),
-                Blocks = blocks,
-                ParameterCount = _parameters,
-                NamePrefix = _prefix,
-                DTypes = _dtypes,
-                NonFiniteValueCount = _nonFinite,
-            };
-        }
+        /// <summary>A projection's weight as [in, out], whichever way the family stores it.</summary>
+        private float[] Projection(string name, Dim input, Dim output) =>
+            names.InOutMatrices ? Read(name + ".weight", input, output) : LinearTransposed(name + ".weight", output, input);
 
-        public TransformerWeights LoadGpt2()
+        private DeviceBuffer<float>? Bias(string name, Dim output, bool present) => present ? Vector(name + ".bias", output) : null;
+
+        private (DeviceBuffer<float> Gamma, DeviceBuffer<float>? Beta) Norm(string prefix, NormNames norm) =>
+            (Vector(prefix + norm.Weight, Width), norm.Bias is null ? null : Vector(prefix + norm.Bias, Width));
+
+        public TransformerWeights Load()
         {
-            ChoosePrefix("wte.weight", "", "transformer.", "model.");
-            CheckBlockCount("h.");
+            ChoosePrefix(names.WordEmbeddings, names.Prefixes);
+            CheckBlockCount(names.BlocksRoot);
+            BlockLayout layout = config.Layout;
             int d = config.HiddenSize, ff = config.IntermediateSize;
+            int q = layout.Attention.QueryWidth, kv = layout.Attention.KeyValueWidth, qkvWidth = q + 2 * kv;
             Dim width = Width, inner = Inner;
             var blocks = new BlockWeights[config.NumLayers];
             for (int l = 0; l < config.NumLayers; l++)
             {
-                string p = $"h.{l}.";
-                // GPT-2's Conv1D already stores [in, out].
-                blocks[l] = new BlockWeights
+                string p = names.Block(l);
+                // Read in the order the forward pass runs the block (so a broken checkpoint's first error is its first use).
+                var first = layout.Placement == NormPlacement.Pre ? Norm(p, names.Norm1) : default;
+                float[] qkv;
+                float[]? qkvBias = null;
+                if (names.SeparateQkv is { } separate)
                 {
-                    Norm1Gamma = Vector(p + "ln_1.weight", width),
-                    Norm1Beta = Vector(p + "ln_1.bias", width),
-                    QkvWeight = Matrix(Read(p + "attn.c_attn.weight", width, ThreeWidths), d, 3 * d),
-                    QkvBias = Vector(p + "attn.c_attn.bias", ThreeWidths),
-                    AttentionOutWeight = Matrix(Read(p + "attn.c_proj.weight", width, width), d, d),
-                    AttentionOutBias = Vector(p + "attn.c_proj.bias", width),
-                    Norm2Gamma = Vector(p + "ln_2.weight", width),
-                    Norm2Beta = Vector(p + "ln_2.bias", width),
-                    FeedForwardInWeight = Matrix(Read(p + "mlp.c_fc.weight", width, inner), d, ff),
-                    FeedForwardInBias = Vector(p + "mlp.c_fc.bias", inner),
-                    FeedForwardOutWeight = Matrix(Read(p + "mlp.c_proj.weight", inner, width), ff, d),
-                    FeedForwardOutBias = Vector(p + "mlp.c_proj.bias", width),
+                    float[] wq = Projection(p + separate.Query, width, QueryWidth);
+                    float[] wk = Projection(p + separate.Key, width, KeyValueWidth);
+                    float[] wv = Projection(p + separate.Value, width, KeyValueWidth);
+                    qkv = new float[(long)d * qkvWidth];
+                    for (int i = 0; i < d; i++)
+                    {
+                        wq.AsSpan(i * q, q).CopyTo(qkv.AsSpan(i * qkvWidth, q));
+                        wk.AsSpan(i * kv, kv).CopyTo(qkv.AsSpan(i * qkvWidth + q, kv));
+                        wv.AsSpan(i * kv, kv).CopyTo(qkv.AsSpan(i * qkvWidth + q + kv, kv));
+                    }
+                    if (layout.Attention.QkvBias)
+                        qkvBias = [.. Read(p + separate.Query + ".bias", QueryWidth), .. Read(p + separate.Key + ".bias", KeyValueWidth), .. Read(p + separate.Value + ".bias", KeyValueWidth)];
+                }
+                else
+                {
+                    string fused = names.FusedQkv ?? throw new InvalidOperationException("a name map needs separate or fused q/k/v projections");
+                    qkv = Projection(p + fused, width, FusedQkvWidth);
+                    if (layout.Attention.QkvBias) qkvBias = Read(p + fused + ".bias", FusedQkvWidth);
+                }
+                var block = new BlockWeights
+                {
+                    QkvWeight = Matrix(qkv, d, qkvWidth),
+                    QkvBias = qkvBias is null ? null : Upload(qkvBias),
+                    AttentionOutWeight = Matrix(Projection(p + names.AttentionOutput, QueryWidth, width), q, d),
+                    AttentionOutBias = Bias(p + names.AttentionOutput, width, layout.Attention.OutputBias),
+                    Norm1Gamma = first.Gamma,
+                    Norm1Beta = first.Beta,
+                    FeedForwardInWeight = null!,
+                    FeedForwardOutWeight = null!,
+                    Norm2Gamma = null!,
                 };
+                if (layout.Placement == NormPlacement.Post) (block.Norm1Gamma, block.Norm1Beta) = Norm(p, names.Norm1);
+                else (block.Norm2Gamma, block.Norm2Beta) = Norm(p, names.Norm2);
+                block.FeedForwardInWeight = Matrix(Projection(p + names.Up, width, inner), d, ff);
+                block.FeedForwardInBias = Bias(p + names.Up, inner, layout.FeedForward.Bias);
+                block.FeedForwardOutWeight = Matrix(Projection(p + names.Down, inner, width), ff, d);
+                block.FeedForwardOutBias = Bias(p + names.Down, width, layout.FeedForward.Bias);
+                if (layout.Placement == NormPlacement.Post) (block.Norm2Gamma, block.Norm2Beta) = Norm(p, names.Norm2);
+                blocks[l] = block;
             }
-            return new TransformerWeights
+            var weights = new TransformerWeights
             {
-                WordEmbeddings = Upload(Read("wte.weight", Vocabulary, width)),
-                PositionEmbeddings = Upload(Read("wpe.weight", Positions, width)),
-                TypeEmbeddings = null,
-                NormGamma = Vector("ln_f.weight", width),
-                NormBeta = Vector("ln_f.bias", width),
+                WordEmbeddings = Upload(Read(names.WordEmbeddings, Vocabulary, width)),
+                PositionEmbeddings = names.PositionEmbeddings is { } positions ? Upload(Read(positions, Positions, width)) : null,
+                TypeEmbeddings = names.TypeEmbeddings is { } types ? Upload(Read(types, TypeVocabulary, width)) : null,
                 Blocks = blocks,
-                ParameterCount = _parameters,
+                ParameterCount = 0,
                 NamePrefix = _prefix,
                 DTypes = _dtypes,
-                NonFiniteValueCount = _nonFinite,
+                NonFiniteValueCount = 0,
             };
+            if (names.EmbeddingNorm is { } embeddingNorm) (weights.EmbeddingNormGamma, weights.EmbeddingNormBeta) = Norm("", embeddingNorm);
+            if (names.FinalNorm is { } finalNorm) (weights.FinalNormGamma, weights.FinalNormBeta) = Norm("", finalNorm);
+            weights.ParameterCount = _parameters;
+            weights.NonFiniteValueCount = _nonFinite;
+            return weights;
         }
     }
 }

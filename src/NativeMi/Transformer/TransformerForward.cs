@@ -45,63 +45,119 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
         int b = batch.BatchSize, t = batch.SequenceLength, rows = b * t, d = config.HiddenSize, ff = config.IntermediateSize;
         if (t > config.MaxSequenceLength)
             throw new ArgumentException($"sequence length {t} exceeds the model's {config.MaxSequenceLength} positions", nameof(batch));
-        int[] positionIds = PositionIds(batch);
+        BlockLayout layout = config.Layout;
+        AttentionSpec attention = layout.Attention;
+        int qkvWidth = attention.QueryWidth + 2 * attention.KeyValueWidth;
 
         using DeviceBuffer<int> ids = backend.Upload<int>(batch.InputIds);
         using DeviceBuffer<int> mask = backend.Upload<int>(batch.AttentionMask);
-        using DeviceBuffer<int> positions = backend.Upload<int>(positionIds);
+        using DeviceBuffer<int> positions = backend.Upload<int>(PositionIds(batch));
         using DeviceBuffer<int>? types = weights.TypeEmbeddings is null ? null : backend.Upload<int>(batch.TokenTypeIds);
-        using DeviceBuffer<float> hidden = backend.Allocate<float>((long)rows * d);
-        using DeviceBuffer<float> normed = backend.Allocate<float>((long)rows * d);
-        using DeviceBuffer<float> qkv = backend.Allocate<float>((long)rows * 3 * d);
-        using DeviceBuffer<float> context = backend.Allocate<float>((long)rows * d);
-        using DeviceBuffer<float> projected = backend.Allocate<float>((long)rows * d);
-        using DeviceBuffer<float> intermediate = backend.Allocate<float>((long)rows * ff);
-
-        var layers = new List<float[]>(config.NumLayers + 1);
-
-        bool bert = config.Family == ArchitectureFamily.Bert;
-        backend.EmbeddingGather(ids, positions, types, weights.WordEmbeddings, weights.PositionEmbeddings, weights.TypeEmbeddings,
-            bert ? normed : hidden, rows, d);
-        if (bert) backend.LayerNorm(normed, null, weights.NormGamma, weights.NormBeta, hidden, rows, d, config.LayerNormEps);
-        layers.Add(Snapshot(hidden));
-
-        foreach (BlockWeights block in weights.Blocks)
+        var buffers = new Buffers(
+            Hidden: backend.Allocate<float>((long)rows * d),
+            Normed: backend.Allocate<float>((long)rows * d),
+            Qkv: backend.Allocate<float>((long)rows * qkvWidth),
+            Context: backend.Allocate<float>((long)rows * attention.QueryWidth),
+            Projected: backend.Allocate<float>((long)rows * d),
+            Intermediate: backend.Allocate<float>((long)rows * ff));
+        try
         {
-            if (bert)
+            var layers = new List<float[]>(config.NumLayers + 1);
+            var shape = new Shape(b, t, rows, d, ff, mask);
+            BuildEmbeddings(ids, positions, types, buffers, shape);
+            layers.Add(Snapshot(buffers.Hidden));
+            foreach (BlockWeights block in weights.Blocks)
             {
-                // Post-LN: h1 = LN(h + Attn(h)); h = LN(h1 + FFN(h1)).
-                backend.Gemm(hidden, block.QkvWeight, block.QkvBias, qkv, rows, d, 3 * d, Activation.None);
-                backend.Attention(qkv, mask, context, b, t, config.NumHeads, config.HeadDim, causal: false);
-                backend.Gemm(context, block.AttentionOutWeight, block.AttentionOutBias, projected, rows, d, d, Activation.None);
-                backend.LayerNorm(projected, hidden, block.Norm1Gamma, block.Norm1Beta, normed, rows, d, config.LayerNormEps);
-                backend.Gemm(normed, block.FeedForwardInWeight, block.FeedForwardInBias, intermediate, rows, d, ff, GeluActivation);
-                backend.Gemm(intermediate, block.FeedForwardOutWeight, block.FeedForwardOutBias, projected, rows, ff, d, Activation.None);
-                backend.LayerNorm(projected, normed, block.Norm2Gamma, block.Norm2Beta, hidden, rows, d, config.LayerNormEps);
+                if (layout.Placement == NormPlacement.Post)
+                {
+                    // Post-LN: h1 = norm(h + attn(h)); h = norm(h1 + ffn(h1)).
+                    BuildAttention(buffers.Hidden, block, buffers, shape);
+                    BuildNorm(buffers.Projected, buffers.Hidden, block.Norm1Gamma, block.Norm1Beta, buffers.Normed, shape);
+                    BuildFeedForward(buffers.Normed, block, buffers, shape);
+                    BuildNorm(buffers.Projected, buffers.Normed, block.Norm2Gamma, block.Norm2Beta, buffers.Hidden, shape);
+                }
+                else
+                {
+                    // Pre-LN: h += attn(norm1(h)); h += ffn(norm2(h)).
+                    BuildNorm(buffers.Hidden, null, block.Norm1Gamma, block.Norm1Beta, buffers.Normed, shape);
+                    BuildAttention(buffers.Normed, block, buffers, shape);
+                    backend.AddInPlace(buffers.Hidden, buffers.Projected, (long)rows * d);
+                    BuildNorm(buffers.Hidden, null, block.Norm2Gamma, block.Norm2Beta, buffers.Normed, shape);
+                    BuildFeedForward(buffers.Normed, block, buffers, shape);
+                    backend.AddInPlace(buffers.Hidden, buffers.Projected, (long)rows * d);
+                }
+                layers.Add(Snapshot(buffers.Hidden));
             }
-            else
+            float[]? final = null;
+            if (layout.FinalNorm)
             {
-                // Pre-LN: h += Attn(LN1(h)); h += FFN(LN2(h)).
-                backend.LayerNorm(hidden, null, block.Norm1Gamma, block.Norm1Beta, normed, rows, d, config.LayerNormEps);
-                backend.Gemm(normed, block.QkvWeight, block.QkvBias, qkv, rows, d, 3 * d, Activation.None);
-                backend.Attention(qkv, mask, context, b, t, config.NumHeads, config.HeadDim, causal: true);
-                backend.Gemm(context, block.AttentionOutWeight, block.AttentionOutBias, projected, rows, d, d, Activation.None);
-                backend.AddInPlace(hidden, projected, (long)rows * d);
-                backend.LayerNorm(hidden, null, block.Norm2Gamma, block.Norm2Beta, normed, rows, d, config.LayerNormEps);
-                backend.Gemm(normed, block.FeedForwardInWeight, block.FeedForwardInBias, intermediate, rows, d, ff, GeluActivation);
-                backend.Gemm(intermediate, block.FeedForwardOutWeight, block.FeedForwardOutBias, projected, rows, ff, d, Activation.None);
-                backend.AddInPlace(hidden, projected, (long)rows * d);
+                BuildNorm(buffers.Hidden, null, weights.FinalNormGamma!, weights.FinalNormBeta, buffers.Normed, shape);
+                final = Snapshot(buffers.Normed);
             }
-            layers.Add(Snapshot(hidden));
+            return (layers, final);
         }
-
-        float[]? final = null;
-        if (!bert)
+        finally
         {
-            backend.LayerNorm(hidden, null, weights.NormGamma, weights.NormBeta, normed, rows, d, config.LayerNormEps);
-            final = Snapshot(normed);
+            buffers.Dispose();
         }
-        return (layers, final);
+    }
+
+    /// <summary>The scratch buffers of one forward pass.</summary>
+    private sealed record Buffers(DeviceBuffer<float> Hidden, DeviceBuffer<float> Normed, DeviceBuffer<float> Qkv, DeviceBuffer<float> Context,
+        DeviceBuffer<float> Projected, DeviceBuffer<float> Intermediate) : IDisposable
+    {
+        public void Dispose()
+        {
+            Hidden.Dispose();
+            Normed.Dispose();
+            Qkv.Dispose();
+            Context.Dispose();
+            Projected.Dispose();
+            Intermediate.Dispose();
+        }
+    }
+
+    /// <summary>The sizes of one batch.</summary>
+    private sealed record Shape(int Batch, int Sequence, int Rows, int Width, int Intermediate, DeviceBuffer<int> Mask);
+
+    /// <summary>Token (+ position, + type) embeddings into <see cref="Buffers.Hidden"/>, through the embedding norm when there is one.</summary>
+    private void BuildEmbeddings(DeviceBuffer<int> ids, DeviceBuffer<int> positions, DeviceBuffer<int>? types, Buffers buffers, Shape s)
+    {
+        BlockLayout layout = config.Layout;
+        if (layout.Positions != PositionEncoding.Learned || layout.EmbeddingScale != 1)
+            throw new NotSupportedException($"{config.ModelType}: the embedding layout ({layout.Positions} positions, scale {layout.EmbeddingScale}) has no backend ops yet");
+        DeviceBuffer<float> target = layout.EmbeddingNorm ? buffers.Normed : buffers.Hidden;
+        backend.EmbeddingGather(ids, positions, types, weights.WordEmbeddings, weights.PositionEmbeddings!, weights.TypeEmbeddings, target, s.Rows, s.Width);
+        if (layout.EmbeddingNorm) BuildNorm(buffers.Normed, null, weights.EmbeddingNormGamma!, weights.EmbeddingNormBeta, buffers.Hidden, s);
+    }
+
+    /// <summary>output = norm(input + residual) (residual optional), in the layout's norm.</summary>
+    private void BuildNorm(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float>? beta, DeviceBuffer<float> output, Shape s)
+    {
+        if (config.Layout.Norm != NormKind.LayerNorm || beta is null)
+            throw new NotSupportedException($"{config.ModelType}: {config.Layout.Norm} has no backend op yet");
+        backend.LayerNorm(input, residual, gamma, beta, output, s.Rows, s.Width, config.Layout.NormEpsilon);
+    }
+
+    /// <summary>The attention sublayer: <see cref="Buffers.Projected"/> = out(attention(qkv(input))).</summary>
+    private void BuildAttention(DeviceBuffer<float> input, BlockWeights block, Buffers buffers, Shape s)
+    {
+        AttentionSpec a = config.Layout.Attention;
+        if (a.KeyValueHeads != a.Heads || a.QkNorm || config.Layout.Positions == PositionEncoding.Rotary)
+            throw new NotSupportedException($"{config.ModelType}: grouped-query attention, q/k norms and rotary positions have no backend ops yet");
+        backend.Gemm(input, block.QkvWeight, block.QkvBias, buffers.Qkv, s.Rows, s.Width, a.QueryWidth + 2 * a.KeyValueWidth, Activation.None);
+        backend.Attention(buffers.Qkv, s.Mask, buffers.Context, s.Batch, s.Sequence, a.Heads, a.HeadDim, a.Causal);
+        backend.Gemm(buffers.Context, block.AttentionOutWeight, block.AttentionOutBias, buffers.Projected, s.Rows, a.QueryWidth, s.Width, Activation.None);
+    }
+
+    /// <summary>The feed-forward sublayer: <see cref="Buffers.Projected"/> = down(act(up(input))).</summary>
+    private void BuildFeedForward(DeviceBuffer<float> input, BlockWeights block, Buffers buffers, Shape s)
+    {
+        FeedForwardSpec f = config.Layout.FeedForward;
+        if (f.Kind != FeedForwardKind.Gelu)
+            throw new NotSupportedException($"{config.ModelType}: {f.Kind} feed-forward layers have no backend op yet");
+        backend.Gemm(input, block.FeedForwardInWeight, block.FeedForwardInBias, buffers.Intermediate, s.Rows, s.Width, s.Intermediate, GeluActivation);
+        backend.Gemm(buffers.Intermediate, block.FeedForwardOutWeight, block.FeedForwardOutBias, buffers.Projected, s.Rows, s.Intermediate, s.Width, Activation.None);
     }
 
     private Activation GeluActivation => config.Activation == GeluKind.Exact ? Activation.GeluExact : Activation.GeluTanh;

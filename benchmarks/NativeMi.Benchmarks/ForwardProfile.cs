@@ -5,6 +5,7 @@ using NativeMi.Compute;
 using NativeMi.Compute.Cpu;
 using NativeMi.Models;
 using NativeMi.Transformer;
+using NativeMi.Pooling;
 
 namespace NativeMi.Benchmarks;
 
@@ -90,7 +91,7 @@ public sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
     public void Zero(DeviceBuffer<float> buffer, long count) => Time("Zero", () => inner.Zero(buffer, count));
     /// <inheritdoc />
     public void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
-        int batch, int seq, int width, NativeMi.Measurement.PoolingMode mode) =>
+        int batch, int seq, int width, NativeMi.Pooling.PoolingMode mode) =>
         Time("PoolSentences", () => inner.PoolSentences(layer, attentionMask, isTarget, output, batch, seq, width, mode));
     /// <inheritdoc />
     public PredictionCounts CountPredictions(DeviceBuffer<int> predictions, DeviceBuffer<int> targets, DeviceBuffer<int> positions,

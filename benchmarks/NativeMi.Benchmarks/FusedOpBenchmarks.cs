@@ -4,6 +4,7 @@ using NativeMi.Compute.Cpu;
 using NativeMi.Measurement;
 using NativeMi.Probing;
 using NativeMi.Transformer;
+using NativeMi.Pooling;
 
 namespace NativeMi.Benchmarks;
 
@@ -131,7 +132,7 @@ public class FusedOpBenchmarks
 
     /// <summary>Mean pooling of one layer of the batch over its target tokens.</summary>
     [Benchmark]
-    public float[] PoolMean() => Pooling.Pool(_layer, _batch, Width, PoolingMode.Mean);
+    public float[] PoolMean() => SentencePooling.Pool(_layer, _batch, Width, PoolingMode.Mean);
 
     /// <summary>The fused probe step on 350×2500 logits (loss, argmax, gradient in place); includes refilling the logits.</summary>
     [Benchmark]

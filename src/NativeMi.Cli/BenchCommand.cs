@@ -6,6 +6,7 @@ using NativeMi.Compute;
 using NativeMi.Measurement;
 using NativeMi.Models;
 using NativeMi.Transformer;
+using NativeMi.Pooling;
 
 namespace NativeMi.Cli;
 

@@ -5,6 +5,7 @@ using NativeMi.Measurement;
 using NativeMi.Probing;
 using NativeMi.Reporting;
 using Spectre.Console;
+using NativeMi.Pooling;
 
 namespace NativeMi.Cli;
 
@@ -332,14 +333,18 @@ internal static class MeasureCommand
                 case "forward":
                 case "baseline forward":
                     view.Update(e.Phase, e.Phase, e.Completed, e.Total);
+                    // The test-only pause points live here, in the CLI, not in the engine's loops.
+                    if (TestPausePoint.Armed && e.Message == MeasureEvent.BatchDone) TestPausePoint.Reach($"{e.Phase}-batch:{e.Completed}");
                     break;
                 case "control":
                     view.Update("control", $"control probe (z = 0): {e.Message}", e.Completed, e.Total);
+                    if (TestPausePoint.Armed) TestPausePoint.Reach($"control-epoch:{e.Completed}");
                     break;
                 case "probe":
                 case "baseline probe":
                     string layer = e.Message?.Split(':')[0] ?? "";
                     view.Update(e.Phase + layer, $"{e.Phase} {e.Message}", e.Completed, e.Total);
+                    if (TestPausePoint.Armed) TestPausePoint.Reach($"{e.Phase}-epoch:{(layer.StartsWith("layer ", StringComparison.Ordinal) ? layer[6..] : layer)}:{e.Completed}");
                     break;
                 case "probe done":
                 case "baseline probe done":

@@ -1,3 +1,4 @@
+using NativeMi.Pooling;
 namespace NativeMi.Compute;
 
 /// <summary>Element-wise function applied in a GEMM epilogue.</summary>
@@ -139,7 +140,7 @@ public interface IComputeBackend : IDisposable
     /// A sentence with nothing to pool (no real token; for mean and max, no target) gets NaN in every element.
     /// </summary>
     void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
-        int batch, int seq, int width, Measurement.PoolingMode mode);
+        int batch, int seq, int width, Pooling.PoolingMode mode);
 
     /// <summary>
     /// The integer counts behind the Fano bounds over <paramref name="count"/> predictions: how many differ from their

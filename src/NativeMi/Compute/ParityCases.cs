@@ -1,3 +1,4 @@
+using NativeMi.Pooling;
 namespace NativeMi.Compute;
 
 /// <summary>The shapes of one model and batch, for the perf mode of the op cases (`nativemi bench --ops`).</summary>
@@ -9,10 +10,10 @@ namespace NativeMi.Compute;
 /// <param name="Intermediate">Feed-forward width.</param>
 /// <param name="Vocabulary">Vocabulary size (rows of the embedding table).</param>
 /// <param name="Causal">Decoder (causal) attention.</param>
-/// <param name="ProbeHidden">The probe's hidden width.</param>
-/// <param name="ProbeClasses">The probe's output classes.</param>
+/// <param name="ProbeHidden">The probe's hidden width (the default probe's).</param>
+/// <param name="ProbeClasses">The probe's output classes (the default run's 1,000 + "other").</param>
 public sealed record OpShapes(int Batch, int Sequence, int Width, int Heads, int HeadDim, int Intermediate, int Vocabulary, bool Causal,
-    int ProbeHidden = Probing.ProbeOptions.DefaultHidden, int ProbeClasses = Measurement.MeasureOptions.DefaultClasses + 1)
+    int ProbeHidden = 256, int ProbeClasses = 1001)
 {
     /// <summary>Token rows of a batch.</summary>
     public int Tokens => Batch * Sequence;
@@ -101,7 +102,7 @@ internal static class ParityCases
         foreach (var (rows, classes) in new[] { (19, 7), (11, 1500) })
             foreach (bool writeGradient in new[] { true, false })
                 yield return SoftmaxCrossEntropy(x, rows, classes, writeGradient);
-        foreach (Measurement.PoolingMode mode in Enum.GetValues<Measurement.PoolingMode>()) yield return PoolSentences(x, 5, 11, 301, mode, awkwardMask: true);
+        foreach (Pooling.PoolingMode mode in Enum.GetValues<Pooling.PoolingMode>()) yield return PoolSentences(x, 5, 11, 301, mode, awkwardMask: true);
         foreach (var (count, classes, positions) in new[] { (1, 1, 1), (5003, 97, 23) }) yield return CountPredictions(x, count, classes, positions);
         foreach (int step in new[] { 1, 9 }) yield return AdamW(x, 777, step);
     }
@@ -120,7 +121,7 @@ internal static class ParityCases
         yield return Named(LayerNorm(x, t, d, withResidual: true), "post-attention norm");
         yield return Named(Gemm(x, t, d, s.Intermediate, Activation.GeluExact, withBias: true), "feed-forward up + GELU");
         yield return Named(Gemm(x, t, s.Intermediate, d, Activation.None, withBias: true), "feed-forward down");
-        yield return Named(PoolSentences(x, s.Batch, s.Sequence, d, Measurement.PoolingMode.Mean, awkwardMask: false), "pooling");
+        yield return Named(PoolSentences(x, s.Batch, s.Sequence, d, Pooling.PoolingMode.Mean, awkwardMask: false), "pooling");
         yield return Named(GemmEx(x, s.Batch, d, h, transposeA: false, transposeB: false, accumulate: false), "probe W1 z");
         yield return Named(GatherRows(x, targets, h, s.Batch), "probe rows to targets");
         yield return Named(BiasActivation(x, targets, h, gelu: true), "probe bias + GELU");
@@ -290,7 +291,7 @@ internal static class ParityCases
         return c;
     }
 
-    private static ParityCase PoolSentences(Inputs x, int batch, int seq, int width, Measurement.PoolingMode mode, bool awkwardMask)
+    private static ParityCase PoolSentences(Inputs x, int batch, int seq, int width, Pooling.PoolingMode mode, bool awkwardMask)
     {
         var c = new ParityCase("PoolSentences", $"batch={batch} seq={seq} width={width} {mode.ToString().ToLowerInvariant()}")
         {

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using NativeMi.IO;
+using NativeMi.Pooling;
 
 namespace NativeMi.Measurement;
 

@@ -154,4 +154,8 @@ public sealed record MeasurementResult
 /// <param name="Completed">Units done.</param>
 /// <param name="Total">Units in the phase.</param>
 /// <param name="Message">Optional detail (layer, epoch, loss).</param>
-public readonly record struct MeasureEvent(string Phase, long Completed, long Total, string? Message = null);
+public readonly record struct MeasureEvent(string Phase, long Completed, long Total, string? Message = null)
+{
+    /// <summary>The message of a forward-pass event sent after each batch (the chunk-level events carry none, or "cached").</summary>
+    public const string BatchDone = "batch";
+}

@@ -298,8 +298,7 @@ public static class MeasurementRunner
                     for (int l = 0; l < entries; l++)
                         for (int k = 0; k < members.Length; k++)
                             pooled[l].AsSpan(k * d, d).CopyTo(vectors[l].AsSpan((members[k] - start) * d, d));
-                    progress?.Report(new MeasureEvent(phase, done + b + members.Length, n));
-                    if (TestPausePoint.Armed) TestPausePoint.Reach($"{phase}-batch:{done + b + members.Length}");
+                    progress?.Report(new MeasureEvent(phase, done + b + members.Length, n, MeasureEvent.BatchDone));
                 }
                 cache.Write(chunk, count, vectors);
             }
@@ -334,7 +333,6 @@ public static class MeasurementRunner
             new SynchronousProgress<ProbeEpoch>(e =>
             {
                 c.Progress?.Report(new MeasureEvent("control", e.Epoch, e.MaxEpochs, $"val CE {e.ValidationCrossEntropyBits:F3} bits (coarse target)"));
-                if (TestPausePoint.Armed) TestPausePoint.Reach($"control-epoch:{e.Epoch}");
             }), c.Cancellation);
     }
 
@@ -352,7 +350,6 @@ public static class MeasurementRunner
                 new SynchronousProgress<ProbeEpoch>(e =>
                 {
                     c.Progress?.Report(new MeasureEvent(phase, e.Epoch, e.MaxEpochs, $"layer {name}: val CE {e.ValidationCrossEntropyBits:F3} bits (coarse target)"));
-                    if (TestPausePoint.Armed) TestPausePoint.Reach($"{phase}-epoch:{name}:{e.Epoch}");
                 }),
                 c.Cancellation) with { Layer = layer, Name = name, Depth = Math.Min(layer, numLayers) / (double)numLayers };
             results.Add(result);

@@ -8,7 +8,8 @@ public static class RandomInitModel
 {
     /// <summary>
     /// Creates (once; cached by model identity and seed) a folder whose weights follow Hugging Face's
-    /// initialisation: N(0, 0.02) for matrices and embeddings, zeros for biases, ones and zeros for LayerNorm.
+    /// initialisation: N(0, 0.02) for matrices and embeddings, zeros for biases, ones for every norm weight the family's
+    /// tensor-name map names (and zeros for LayerNorm biases).
     /// </summary>
     public static string Create(string modelDirectory, string identity, ulong seed, string cacheRoot)
     {
@@ -25,16 +26,20 @@ public static class RandomInitModel
             File.Copy(file, Path.Combine(staging, name));
         }
         var random = new SplitMix64(seed ^ 0x52414E44UL);
+        Models.TransformerConfig config = Models.TransformerConfig.Load(Path.Combine(modelDirectory, "config.json"));
+        Models.TensorNameMap names = config.Names;
         using (WeightStore store = WeightStore.OpenDirectory(modelDirectory))
         {
+            // The family's name map says which tensors are norm weights (γ = 1), whatever the checkpoint's prefix.
+            string prefix = names.Prefixes.FirstOrDefault(p => store.Contains(p + names.WordEmbeddings)) ?? "";
+            var normWeights = names.NormWeights(config.NumLayers).Select(n => prefix + n).ToHashSet(StringComparer.Ordinal);
             var entries = new List<SafetensorsEntry>();
             foreach (string name in store.Names.Order(StringComparer.Ordinal))
             {
                 SafetensorsTensorInfo info = store.TryGetInfo(name)!;
                 if (info.DType is not (SafetensorsDType.F32 or SafetensorsDType.F16 or SafetensorsDType.BF16 or SafetensorsDType.F64)) continue;
                 var values = new float[info.ElementCount];
-                bool norm = name.Contains("LayerNorm", StringComparison.Ordinal) || name.Contains(".ln_", StringComparison.Ordinal) || name.StartsWith("ln_", StringComparison.Ordinal) || name.Contains("ln_f", StringComparison.Ordinal);
-                if (norm && name.EndsWith(".weight", StringComparison.Ordinal)) Array.Fill(values, 1f);
+                if (normWeights.Contains(name)) Array.Fill(values, 1f);
                 else if (!name.EndsWith(".bias", StringComparison.Ordinal))
                     for (long i = 0; i < values.LongLength; i++)
                     {

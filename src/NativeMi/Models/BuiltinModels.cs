@@ -54,15 +54,8 @@ public static class BuiltinModels
     /// <exception cref="InputException">The name is unknown or the package assembly cannot be found.</exception>
     public static string GetOnnxPath(string name, IProgress<string>? log = null) => GetOnnxPath(name, CacheRoot(), log);
 
-    /// <summary>The cache root used when none is given.</summary>
-    public static string CacheRoot()
-    {
-        string? explicitRoot = Environment.GetEnvironmentVariable("NATIVEMI_CACHE");
-        if (!string.IsNullOrEmpty(explicitRoot)) return Path.GetFullPath(explicitRoot);
-        string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        if (!string.IsNullOrEmpty(xdg)) return Path.Combine(Path.GetFullPath(xdg), "nativemi");
-        return Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "nativemi");
-    }
+    /// <summary>The cache root used when none is given (<see cref="IO.CachePaths.Root"/>).</summary>
+    public static string CacheRoot() => IO.CachePaths.Root();
 
     internal static string EnsureImported(string name, string cacheRoot, IProgress<string>? log)
     {

@@ -3,6 +3,7 @@ using NativeMi.Compute.Cpu;
 using NativeMi.IO;
 using NativeMi.Text;
 using NativeMi.Transformer;
+using NativeMi.Pooling;
 
 namespace NativeMi.Models;
 
@@ -101,11 +102,11 @@ public sealed class TransformerModel : IDisposable
     /// <summary>
     /// Runs the forward pass and pools every layer on the backend (<see cref="IComputeBackend.PoolSentences"/>):
     /// entry l is [batch·d] for l = 0..L, followed by GPT-2's final (after ln_f) entry. Equal to pooling
-    /// <see cref="Forward"/>'s states with <see cref="Measurement.Pooling.Pool"/>, without copying every token's state to the host.
+    /// <see cref="Forward"/>'s states with <see cref="SentencePooling.Pool"/>, without copying every token's state to the host.
     /// </summary>
     /// <exception cref="ArgumentException">A sentence has nothing to pool (no real token; for mean and max, no target).</exception>
     /// <exception cref="ObjectDisposedException">The weights were released.</exception>
-    public float[][] ForwardPooled(EncodedBatch batch, Measurement.PoolingMode mode) =>
+    public float[][] ForwardPooled(EncodedBatch batch, Pooling.PoolingMode mode) =>
         (_forward ?? throw new ObjectDisposedException(nameof(TransformerModel), $"{Directory}: the weights were released; load the model again to run it")).RunPooled(batch, mode);
 
     /// <summary>

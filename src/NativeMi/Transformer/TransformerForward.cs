@@ -1,5 +1,6 @@
 using NativeMi.Compute;
 using NativeMi.Models;
+using NativeMi.Pooling;
 
 namespace NativeMi.Transformer;
 
@@ -23,12 +24,12 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
     /// (on a GPU that is the difference between copying every token state and copying one vector per sentence).
     /// Entry l is [batch·d] for l = 0..L, then GPT-2's final (after ln_f) entry.
     /// </summary>
-    public float[][] RunPooled(EncodedBatch batch, Measurement.PoolingMode mode)
+    public float[][] RunPooled(EncodedBatch batch, Pooling.PoolingMode mode)
     {
-        Measurement.Pooling.CheckPoolable(batch, mode);
+        SentencePooling.CheckPoolable(batch, mode);
         int b = batch.BatchSize, t = batch.SequenceLength, d = config.HiddenSize;
         using DeviceBuffer<int> mask = backend.Upload<int>(batch.AttentionMask);
-        using DeviceBuffer<int> targets = backend.Upload<int>(Measurement.Pooling.TargetFlags(batch));
+        using DeviceBuffer<int> targets = backend.Upload<int>(SentencePooling.TargetFlags(batch));
         using DeviceBuffer<float> pooled = backend.Allocate<float>((long)b * d);
         var (layers, final) = RunCapturing(batch, buffer =>
         {

@@ -1,6 +1,7 @@
 using NativeMi.Compute;
 using NativeMi.Compute.Cpu;
 using Xunit;
+using NativeMi.Pooling;
 
 namespace NativeMi.Tests.Compute;
 
@@ -72,19 +73,19 @@ public class ReductionOpTests
         bool[] targets = [false, true, true, false, false, false, false, false, true, true, true, false, false, false, false, false, false, false];
         var batch = new NativeMi.Transformer.EncodedBatch(Batch, Seq, new int[Batch * Seq], mask, null, targets);
         using var backend = new CpuBackend();
-        foreach (NativeMi.Measurement.PoolingMode mode in Enum.GetValues<NativeMi.Measurement.PoolingMode>())
+        foreach (NativeMi.Pooling.PoolingMode mode in Enum.GetValues<NativeMi.Pooling.PoolingMode>())
         {
             using var states = backend.Upload<float>(layer);
             using var maskBuffer = backend.Upload<int>(mask);
-            using var targetBuffer = backend.Upload<int>(NativeMi.Measurement.Pooling.TargetFlags(batch));
+            using var targetBuffer = backend.Upload<int>(SentencePooling.TargetFlags(batch));
             using var output = backend.Allocate<float>(Batch * Width);
             backend.PoolSentences(states, maskBuffer, targetBuffer, output, Batch, Seq, Width, mode);
             float[] pooled = CpuBackend.Array(output);
 
             var firstTwo = new NativeMi.Transformer.EncodedBatch(2, Seq, new int[2 * Seq], mask[..(2 * Seq)], null, targets[..(2 * Seq)]);
-            float[] expected = NativeMi.Measurement.Pooling.Pool(layer.AsSpan(0, 2 * Seq * Width), firstTwo, Width, mode);
+            float[] expected = SentencePooling.Pool(layer.AsSpan(0, 2 * Seq * Width), firstTwo, Width, mode);
             Assert.Equal(expected, pooled[..(2 * Width)]);
-            bool nothingToPool = mode is NativeMi.Measurement.PoolingMode.Mean or NativeMi.Measurement.PoolingMode.Max;
+            bool nothingToPool = mode is NativeMi.Pooling.PoolingMode.Mean or NativeMi.Pooling.PoolingMode.Max;
             Assert.All(pooled[(2 * Width)..], v => Assert.Equal(nothingToPool, float.IsNaN(v)));
         }
     }

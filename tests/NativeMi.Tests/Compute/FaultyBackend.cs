@@ -1,5 +1,6 @@
 using NativeMi.Compute;
 using NativeMi.Compute.Cpu;
+using NativeMi.Pooling;
 
 namespace NativeMi.Tests.Compute;
 
@@ -85,7 +86,7 @@ public sealed class FaultyBackend(FaultKind fault) : IComputeBackend
     public void AddInPlace(DeviceBuffer<float> accumulator, DeviceBuffer<float> addend, long count) => _inner.AddInPlace(accumulator, addend, count);
 
     public void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
-        int batch, int seq, int width, NativeMi.Measurement.PoolingMode mode)
+        int batch, int seq, int width, NativeMi.Pooling.PoolingMode mode)
     {
         _inner.PoolSentences(layer, attentionMask, isTarget, output, batch, seq, width, mode);
         if (fault == FaultKind.PoolsConstant) System.Array.Fill(CpuBackend.Array(output), 0.5f, 0, batch * width);

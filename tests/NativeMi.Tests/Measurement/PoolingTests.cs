@@ -3,6 +3,7 @@ using NativeMi.Models;
 using NativeMi.Text;
 using NativeMi.Transformer;
 using Xunit;
+using NativeMi.Pooling;
 
 namespace NativeMi.Tests.Measurement;
 
@@ -60,8 +61,8 @@ public class PoolingTests
         int d = model.Config.HiddenSize;
         for (int l = 0; l < rightLayers.Count; l++)
         {
-            float[] a = Pooling.Pool(rightLayers[l], right, d, mode);
-            float[] b = Pooling.Pool(leftLayers[l], left, d, mode);
+            float[] a = SentencePooling.Pool(rightLayers[l], right, d, mode);
+            float[] b = SentencePooling.Pool(leftLayers[l], left, d, mode);
             Assert.Equal(Sentences.Length * d, a.Length);
             Assert.Equal(a.Length, b.Length);
             for (int k = 0; k < a.Length; k++)
@@ -90,7 +91,7 @@ public class PoolingTests
         if (states.Final is not null) layers.Add(states.Final);
         Assert.Equal(layers.Count, pooled.Length);
         for (int l = 0; l < layers.Count; l++)
-            Assert.Equal(Pooling.Pool(layers[l], batch, d, mode), pooled[l]);
+            Assert.Equal(SentencePooling.Pool(layers[l], batch, d, mode), pooled[l]);
     }
 
     [Fact]
@@ -113,11 +114,11 @@ public class PoolingTests
         EncodedSentence[] encoded = Sentences.Select(s => model.Tokenizer.Encode(s, model.Config.MaxSequenceLength)).ToArray();
         int d = model.Config.HiddenSize, last = model.LayerCount - 1;
         EncodedBatch batch = EncodedBatch.Pad(encoded, model.Tokenizer.PadId, padLeft: true);
-        float[] pooled = Pooling.Pool(model.Forward(batch).Layers[last], batch, d, mode);
+        float[] pooled = SentencePooling.Pool(model.Forward(batch).Layers[last], batch, d, mode);
         for (int s = 0; s < encoded.Length; s++)
         {
             EncodedBatch alone = EncodedBatch.Pad([encoded[s]], model.Tokenizer.PadId);
-            float[] single = Pooling.Pool(model.Forward(alone).Layers[last], alone, d, mode);
+            float[] single = SentencePooling.Pool(model.Forward(alone).Layers[last], alone, d, mode);
             for (int k = 0; k < d; k++)
                 Assert.True(Math.Abs(single[k] - pooled[s * d + k]) <= 1e-5 * Math.Max(1.0, Math.Abs(single[k])),
                     $"{name} {mode}: sentence {s} component {k}: alone {single[k]} vs in a left-padded batch {pooled[s * d + k]}");
@@ -157,7 +158,7 @@ public class PoolingTests
     public void HandComputedPoolingOfASyntheticLayer(PoolingMode mode, float[] expected)
     {
         var (layer, batch) = Synthetic();
-        float[] pooled = Pooling.Pool(layer, batch, 2, mode);
+        float[] pooled = SentencePooling.Pool(layer, batch, 2, mode);
         Assert.Equal(expected, pooled);
     }
 
@@ -167,9 +168,9 @@ public class PoolingTests
         // [CLS] [SEP]: real tokens but no target.
         var batch = new EncodedBatch(1, 2, [101, 102], [1, 1], null, [false, false]);
         float[] layer = [1, 2, 3, 4];
-        Assert.Throws<ArgumentException>(() => Pooling.Pool(layer, batch, 2, PoolingMode.Mean));
-        Assert.Throws<ArgumentException>(() => Pooling.Pool(layer, batch, 2, PoolingMode.Max));
-        Assert.Equal([1f, 2f], Pooling.Pool(layer, batch, 2, PoolingMode.Cls));
-        Assert.Equal([3f, 4f], Pooling.Pool(layer, batch, 2, PoolingMode.Last));
+        Assert.Throws<ArgumentException>(() => SentencePooling.Pool(layer, batch, 2, PoolingMode.Mean));
+        Assert.Throws<ArgumentException>(() => SentencePooling.Pool(layer, batch, 2, PoolingMode.Max));
+        Assert.Equal([1f, 2f], SentencePooling.Pool(layer, batch, 2, PoolingMode.Cls));
+        Assert.Equal([3f, 4f], SentencePooling.Pool(layer, batch, 2, PoolingMode.Last));
     }
 }

@@ -1,4 +1,4 @@
-using NativeMi.Measurement;
+using NativeMi.Pooling;
 
 namespace NativeMi.Compute.Cpu;
 
@@ -18,7 +18,7 @@ public sealed partial class CpuBackend
         for (int s = 0; s < batch; s++)
         {
             Span<float> destination = pooled.AsSpan(s * width, width);
-            if (Pooling.PoolSentence(states, mask, targets, destination, s, seq, mode) is not null) destination.Fill(float.NaN);
+            if (SentencePooling.PoolSentence(states, mask, targets, destination, s, seq, mode) is not null) destination.Fill(float.NaN);
         }
     }
 

@@ -1,4 +1,5 @@
 using NativeMi.Compute.Cuda.Native;
+using NativeMi.Pooling;
 
 namespace NativeMi.Compute.Cuda;
 
@@ -575,7 +576,7 @@ public sealed unsafe class CudaBackend : IComputeBackend
 
     /// <inheritdoc />
     public void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
-        int batch, int seq, int width, Measurement.PoolingMode mode)
+        int batch, int seq, int width, Pooling.PoolingMode mode)
     {
         Enter();
         long cells = (long)batch * seq;

@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
 using NativeMi.IO;
-using NativeMi.Models;
 
 namespace NativeMi.Compute.Cuda.Native;
 
@@ -42,7 +41,7 @@ public sealed class KernelCompiler
     /// <summary>A compiler caching under <paramref name="cacheFolder"/> (default: the NativeMi cache root's kernels folder);
     /// pass <paramref name="useCache"/> false to always compile.</summary>
     public KernelCompiler(string? cacheFolder = null, bool useCache = true) =>
-        _cacheFolder = useCache ? cacheFolder ?? Path.Combine(BuiltinModels.CacheRoot(), "kernels") : null;
+        _cacheFolder = useCache ? cacheFolder ?? IO.CachePaths.Kernels() : null;
 
     /// <summary>The NVRTC version, loading the library if needed.</summary>
     /// <exception cref="CudaException">NVRTC was not found (the detail lists where it was looked for).</exception>

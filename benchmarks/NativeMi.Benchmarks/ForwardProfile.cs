@@ -90,6 +90,23 @@ public sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
     /// <inheritdoc />
     public void Zero(DeviceBuffer<float> buffer, long count) => Time("Zero", () => inner.Zero(buffer, count));
     /// <inheritdoc />
+    public void RmsNorm(DeviceBuffer<float> input, DeviceBuffer<float> gamma, DeviceBuffer<float> output, int rows, int width, float epsilon, bool addOneToGamma) =>
+        Time("RmsNorm", () => inner.RmsNorm(input, gamma, output, rows, width, epsilon, addOneToGamma));
+    /// <inheritdoc />
+    public void HeadRmsNorm(DeviceBuffer<float> qkv, DeviceBuffer<float> queryGamma, DeviceBuffer<float> keyGamma, int rows, int heads, int keyValueHeads, int headDim, float epsilon) =>
+        Time("HeadRmsNorm", () => inner.HeadRmsNorm(qkv, queryGamma, keyGamma, rows, heads, keyValueHeads, headDim, epsilon));
+    /// <inheritdoc />
+    public void Rotary(DeviceBuffer<float> qkv, DeviceBuffer<int> positions, DeviceBuffer<float> inverseFrequencies, int rows, int heads, int keyValueHeads, int headDim) =>
+        Time("Rotary", () => inner.Rotary(qkv, positions, inverseFrequencies, rows, heads, keyValueHeads, headDim));
+    /// <inheritdoc />
+    public void ExpandKeyValueHeads(DeviceBuffer<float> compact, DeviceBuffer<float> expanded, int rows, int heads, int keyValueHeads, int headDim) =>
+        Time("ExpandKeyValueHeads", () => inner.ExpandKeyValueHeads(compact, expanded, rows, heads, keyValueHeads, headDim));
+    /// <inheritdoc />
+    public void GatedActivation(DeviceBuffer<float> gateUp, DeviceBuffer<float> output, int rows, int width, GateActivation activation) =>
+        Time("GatedActivation", () => inner.GatedActivation(gateUp, output, rows, width, activation));
+    /// <inheritdoc />
+    public void ScaleInPlace(DeviceBuffer<float> buffer, float factor, long count) => Time("ScaleInPlace", () => inner.ScaleInPlace(buffer, factor, count));
+    /// <inheritdoc />
     public void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
         int batch, int seq, int width, NativeMi.Pooling.PoolingMode mode) =>
         Time("PoolSentences", () => inner.PoolSentences(layer, attentionMask, isTarget, output, batch, seq, width, mode));

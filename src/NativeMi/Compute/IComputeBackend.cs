@@ -12,6 +12,17 @@ public enum Activation
     GeluTanh,
 }
 
+/// <summary>The activation of a gated feed-forward layer's gate (SwiGLU: SiLU; GeGLU: a GELU).</summary>
+public enum GateActivation
+{
+    /// <summary>x · sigmoid(x) (SwiGLU: Llama, Mistral, Qwen).</summary>
+    Silu,
+    /// <summary>Exact GELU (GeGLU).</summary>
+    GeluExact,
+    /// <summary>Tanh GELU (GeGLU as Gemma uses it).</summary>
+    GeluTanh,
+}
+
 /// <summary>A buffer of elements owned by a backend (host memory for the CPU, device memory for CUDA).</summary>
 /// <typeparam name="T">float for activations and weights, int for ids and masks.</typeparam>
 public abstract class DeviceBuffer<T> : IDisposable where T : unmanaged
@@ -74,6 +85,42 @@ public interface IComputeBackend : IDisposable
     /// <summary>output[r] = LayerNorm(input[r] + residual[r]) · gamma + beta for each of <paramref name="rows"/> rows.</summary>
     void LayerNorm(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> beta,
         DeviceBuffer<float> output, int rows, int width, float epsilon);
+
+    /// <summary>
+    /// output[r] = input[r] / sqrt(mean(input[r]²) + ε) · γ for each of <paramref name="rows"/> rows (RMSNorm); with
+    /// <paramref name="addOneToGamma"/>, · (1 + γ) as Gemma stores it.
+    /// </summary>
+    void RmsNorm(DeviceBuffer<float> input, DeviceBuffer<float> gamma, DeviceBuffer<float> output, int rows, int width, float epsilon, bool addOneToGamma);
+
+    /// <summary>
+    /// In place on a fused [rows, (heads + 2·keyValueHeads)·headDim] buffer: RMSNorm over the width of every query head with
+    /// <paramref name="queryGamma"/> and of every key head with <paramref name="keyGamma"/> (Qwen3's q/k norms); values untouched.
+    /// </summary>
+    void HeadRmsNorm(DeviceBuffer<float> qkv, DeviceBuffer<float> queryGamma, DeviceBuffer<float> keyGamma, int rows, int heads, int keyValueHeads,
+        int headDim, float epsilon);
+
+    /// <summary>
+    /// In place on a fused [rows, (heads + 2·keyValueHeads)·headDim] buffer: rotary position embeddings on every query and key
+    /// head of row r at position positions[r], with Hugging Face's rotate-half convention: x' = x·cos + rotate_half(x)·sin,
+    /// rotate_half(x) = (−x₂, x₁) for the two halves of the head, angle_i = position · inverseFrequencies[i mod headDim/2].
+    /// </summary>
+    void Rotary(DeviceBuffer<float> qkv, DeviceBuffer<int> positions, DeviceBuffer<float> inverseFrequencies, int rows, int heads, int keyValueHeads, int headDim);
+
+    /// <summary>
+    /// Grouped-query attention's key and value sharing made explicit: <paramref name="compact"/> [rows, (heads + 2·kv)·headDim]
+    /// becomes <paramref name="expanded"/> [rows, 3·heads·headDim], query head h reading key-value head h / (heads / kv)
+    /// (Hugging Face's repeat_kv), so that <see cref="Attention"/> runs on it.
+    /// </summary>
+    void ExpandKeyValueHeads(DeviceBuffer<float> compact, DeviceBuffer<float> expanded, int rows, int heads, int keyValueHeads, int headDim);
+
+    /// <summary>
+    /// The middle of a gated feed-forward layer: output[r, j] = act(gateUp[r, j]) · gateUp[r, width + j], with gateUp
+    /// [rows, 2·width] holding the gate and the up projections side by side.
+    /// </summary>
+    void GatedActivation(DeviceBuffer<float> gateUp, DeviceBuffer<float> output, int rows, int width, GateActivation activation);
+
+    /// <summary>buffer *= factor over the first <paramref name="count"/> elements (Gemma's embedding scale).</summary>
+    void ScaleInPlace(DeviceBuffer<float> buffer, float factor, long count);
 
     /// <summary>accumulator += addend, element-wise over the first <paramref name="count"/> elements.</summary>
     void AddInPlace(DeviceBuffer<float> accumulator, DeviceBuffer<float> addend, long count);

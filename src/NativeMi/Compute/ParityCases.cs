@@ -105,6 +105,14 @@ internal static class ParityCases
         foreach (Pooling.PoolingMode mode in Enum.GetValues<Pooling.PoolingMode>()) yield return PoolSentences(x, 5, 11, 301, mode, awkwardMask: true);
         foreach (var (count, classes, positions) in new[] { (1, 1, 1), (5003, 97, 23) }) yield return CountPredictions(x, count, classes, positions);
         foreach (int step in new[] { 1, 9 }) yield return AdamW(x, 777, step);
+        foreach (var (rows, width) in new[] { (7, 97), (33, 771) })
+            foreach (bool addOne in new[] { false, true })
+                yield return RmsNorm(x, rows, width, addOne);
+        yield return HeadRmsNorm(x, 13, 3, 1, 24);
+        foreach (var (heads, kv, headDim) in new[] { (3, 3, 24), (4, 2, 10), (6, 1, 64) }) yield return Rotary(x, 19, heads, kv, headDim);
+        foreach (var (heads, kv) in new[] { (4, 2), (6, 1), (3, 3) }) yield return ExpandKeyValueHeads(x, 17, heads, kv, 12);
+        foreach (GateActivation activation in Enum.GetValues<GateActivation>()) yield return GatedActivation(x, 23, 101, activation);
+        yield return ScaleInPlace(x, 1031, 19.595918f);
     }
 
     /// <summary>Every compute op at the shapes a model's forward pass and probe training use, each with its work.</summary>
@@ -134,6 +142,62 @@ internal static class ParityCases
         yield return Named(ScatterAddRows(x, targets, h, s.Batch), "probe targets to rows");
         yield return Named(AdamW(x, h * classes, 3), "probe AdamW (W2)");
         yield return Named(CountPredictions(x, targets, classes, s.Sequence), "Fano counts");
+    }
+
+    private static ParityCase RmsNorm(Inputs x, int rows, int width, bool addOne)
+    {
+        long cells = (long)rows * width;
+        var c = new ParityCase("RmsNorm", $"rows={rows} width={width}{(addOne ? " (1 + w)" : "")}") { Flops = 4.0 * cells, Bytes = 4.0 * (2 * cells + width) };
+        int input = c.Float("input", x.Uniform(cells, 3f)), gamma = c.Float("gamma", x.Uniform(width)), output = c.Float("output", x.Uniform(cells));
+        c.Body = (backend, b) => backend.RmsNorm(b.F(input), b.F(gamma), b.F(output), rows, width, 1e-6f, addOne);
+        return c;
+    }
+
+    private static ParityCase HeadRmsNorm(Inputs x, int rows, int heads, int keyValueHeads, int headDim)
+    {
+        long cells = (long)rows * (heads + 2 * keyValueHeads) * headDim;
+        var c = new ParityCase("HeadRmsNorm", $"rows={rows} heads={heads}/{keyValueHeads} dim={headDim}") { Flops = 4.0 * cells, Bytes = 8.0 * cells };
+        int qkv = c.Float("qkv", x.Uniform(cells, 3f)), queryGamma = c.Float("queryGamma", x.Uniform(headDim)), keyGamma = c.Float("keyGamma", x.Uniform(headDim));
+        c.Body = (backend, b) => backend.HeadRmsNorm(b.F(qkv), b.F(queryGamma), b.F(keyGamma), rows, heads, keyValueHeads, headDim, 1e-6f);
+        return c;
+    }
+
+    private static ParityCase Rotary(Inputs x, int rows, int heads, int keyValueHeads, int headDim)
+    {
+        long cells = (long)rows * (heads + 2 * keyValueHeads) * headDim;
+        var c = new ParityCase("Rotary", $"rows={rows} heads={heads}/{keyValueHeads} dim={headDim}") { Flops = 6.0 * cells, Bytes = 8.0 * cells };
+        var frequencies = new float[headDim / 2];
+        for (int i = 0; i < frequencies.Length; i++) frequencies[i] = (float)Math.Pow(50_000, -2.0 * i / headDim);
+        // Positions up to a few hundred, as long sentences reach, so the angles wrap many times.
+        int qkv = c.Float("qkv", x.Uniform(cells)), positions = c.Int("positions", x.Indices(rows, 500)), inverse = c.Float("inverseFrequencies", frequencies);
+        c.Body = (backend, b) => backend.Rotary(b.F(qkv), b.I(positions), b.F(inverse), rows, heads, keyValueHeads, headDim);
+        return c;
+    }
+
+    private static ParityCase ExpandKeyValueHeads(Inputs x, int rows, int heads, int keyValueHeads, int headDim)
+    {
+        long compact = (long)rows * (heads + 2 * keyValueHeads) * headDim, expanded = (long)rows * 3 * heads * headDim;
+        var c = new ParityCase("ExpandKeyValueHeads", $"rows={rows} heads={heads}/{keyValueHeads} dim={headDim}") { Bytes = 4.0 * (compact + expanded) };
+        int from = c.Float("compact", x.Uniform(compact)), to = c.Float("expanded", x.Uniform(expanded));
+        c.Body = (backend, b) => backend.ExpandKeyValueHeads(b.F(from), b.F(to), rows, heads, keyValueHeads, headDim);
+        return c;
+    }
+
+    private static ParityCase GatedActivation(Inputs x, int rows, int width, GateActivation activation)
+    {
+        long cells = (long)rows * width;
+        var c = new ParityCase("GatedActivation", $"rows={rows} width={width} {activation}") { Flops = 20.0 * cells, Bytes = 12.0 * cells };
+        int gateUp = c.Float("gateUp", x.Uniform(2 * cells, 4f)), output = c.Float("output", x.Uniform(cells));
+        c.Body = (backend, b) => backend.GatedActivation(b.F(gateUp), b.F(output), rows, width, activation);
+        return c;
+    }
+
+    private static ParityCase ScaleInPlace(Inputs x, long count, float factor)
+    {
+        var c = new ParityCase("ScaleInPlace", $"{count} x {factor.ToString(System.Globalization.CultureInfo.InvariantCulture)}") { Flops = count, Bytes = 8.0 * count };
+        int buffer = c.Float("buffer", x.Uniform(count));
+        c.Body = (backend, b) => backend.ScaleInPlace(b.F(buffer), factor, count);
+        return c;
     }
 
     private static ParityCase Named(ParityCase c, string role)

@@ -11,7 +11,7 @@ public class BackendParityTests
     [
         "Allocate", "CopyFromHost", "Zero", "AddInPlace", "Gemm", "LayerNorm", "EmbeddingGather", "Attention", "GemmEx",
         "GatherRows", "ScatterAddRows", "BiasActivation", "GeluBackward", "ColumnSums", "SoftmaxCrossEntropy", "AdamW",
-        "PoolSentences", "CountPredictions",
+        "PoolSentences", "CountPredictions", "RmsNorm", "HeadRmsNorm", "Rotary", "ExpandKeyValueHeads", "GatedActivation", "ScaleInPlace",
     ];
 
     [Fact]

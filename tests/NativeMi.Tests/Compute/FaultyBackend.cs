@@ -84,6 +84,17 @@ public sealed class FaultyBackend(FaultKind fault) : IComputeBackend
     }
 
     public void AddInPlace(DeviceBuffer<float> accumulator, DeviceBuffer<float> addend, long count) => _inner.AddInPlace(accumulator, addend, count);
+    public void RmsNorm(DeviceBuffer<float> input, DeviceBuffer<float> gamma, DeviceBuffer<float> output, int rows, int width, float epsilon, bool addOneToGamma) =>
+        _inner.RmsNorm(input, gamma, output, rows, width, epsilon, addOneToGamma);
+    public void HeadRmsNorm(DeviceBuffer<float> qkv, DeviceBuffer<float> queryGamma, DeviceBuffer<float> keyGamma, int rows, int heads, int keyValueHeads, int headDim, float epsilon) =>
+        _inner.HeadRmsNorm(qkv, queryGamma, keyGamma, rows, heads, keyValueHeads, headDim, epsilon);
+    public void Rotary(DeviceBuffer<float> qkv, DeviceBuffer<int> positions, DeviceBuffer<float> inverseFrequencies, int rows, int heads, int keyValueHeads, int headDim) =>
+        _inner.Rotary(qkv, positions, inverseFrequencies, rows, heads, keyValueHeads, headDim);
+    public void ExpandKeyValueHeads(DeviceBuffer<float> compact, DeviceBuffer<float> expanded, int rows, int heads, int keyValueHeads, int headDim) =>
+        _inner.ExpandKeyValueHeads(compact, expanded, rows, heads, keyValueHeads, headDim);
+    public void GatedActivation(DeviceBuffer<float> gateUp, DeviceBuffer<float> output, int rows, int width, GateActivation activation) =>
+        _inner.GatedActivation(gateUp, output, rows, width, activation);
+    public void ScaleInPlace(DeviceBuffer<float> buffer, float factor, long count) => _inner.ScaleInPlace(buffer, factor, count);
 
     public void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,
         int batch, int seq, int width, NativeMi.Pooling.PoolingMode mode)

@@ -44,11 +44,11 @@ public sealed class CudaBuffer<T> : DeviceBuffer<T> where T : unmanaged
 /// is queued on one stream; <see cref="Download{T}"/> (and the id check of <see cref="EmbeddingGather"/>)
 /// synchronise with it, so a kernel fault surfaces there as a <see cref="CudaException"/>.
 /// </summary>
-public sealed unsafe class CudaBackend : IComputeBackend
+public sealed unsafe partial class CudaBackend : IComputeBackend
 {
     private const int ElementwiseBlock = 256;
     private const int RowBlock = 256;
-    private static readonly string[] KernelFiles = ["activation.cu", "adamw.cu", "attention.cu", "embedding.cu", "fano.cu", "layernorm.cu", "pooling.cu", "probe.cu"];
+    private static readonly string[] KernelFiles = ["activation.cu", "adamw.cu", "attention.cu", "decoder.cu", "embedding.cu", "fano.cu", "layernorm.cu", "pooling.cu", "probe.cu"];
 
     private readonly CudaContextHandle _context;
     private readonly CudaStreamHandle _stream;
@@ -112,6 +112,7 @@ public sealed unsafe class CudaBackend : IComputeBackend
             _countErrors = functions["count_errors"];
             _targetHistogram = functions["target_histogram"];
             _perPositionCounts = functions["per_position_counts"];
+            InitialiseDecoderKernels(functions);
 
             // Beyond 48 KiB of dynamic shared memory a kernel must opt in; the static part (32 floats of
             // reduction scratch) and a margin come off the device's per-block limit.

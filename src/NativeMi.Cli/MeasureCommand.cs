@@ -17,8 +17,8 @@ internal static class MeasureCommand
         var corpus = new Option<string?>("--corpus") { Description = "UTF-8 text file, one sentence per line (default: the packaged WordNet examples)" };
         var maxSentences = new Option<string>("--max-sentences") { Description = $"Seeded sample size, or 'all' (default {MeasureOptions.DefaultMaxSentences})", DefaultValueFactory = _ => MeasureOptions.DefaultMaxSentences.ToString(CultureInfo.InvariantCulture) };
         var layers = new Option<string>("--layers") { Description = "Layers to probe: 'all' or a list like 0,3,6 (GPT-2: L+1 = final)", DefaultValueFactory = _ => "all" };
-        var pool = new Option<string>("--pool") { Description = "Sentence pooling", DefaultValueFactory = _ => "mean" };
-        pool.AcceptOnlyFromAmong("mean", "cls", "last", "max");
+        var pool = new Option<string>("--pool") { Description = "Sentence pooling: auto (mean for encoders, last for decoders), mean, cls, last or max", DefaultValueFactory = _ => "auto" };
+        pool.AcceptOnlyFromAmong("auto", "mean", "cls", "last", "max");
         var probe = new Option<string>("--probe") { Description = "Probe family", DefaultValueFactory = _ => "positional" };
         probe.AcceptOnlyFromAmong("positional", "linear", "bag");
         var hidden = new Option<int>("--hidden") { Description = "Hidden width of the positional and bag probes", DefaultValueFactory = _ => ProbeOptions.DefaultHidden };
@@ -79,7 +79,7 @@ internal static class MeasureCommand
                 Corpus = parse.GetValue(corpus),
                 MaxSentences = ParseMaxSentences(parse.GetValue(maxSentences)!),
                 Layers = ParseLayers(parse.GetValue(layers)!),
-                Pool = Enum.Parse<PoolingMode>(parse.GetValue(pool)!, ignoreCase: true),
+                Pool = parse.GetValue(pool) is "auto" or null ? null : Enum.Parse<PoolingMode>(parse.GetValue(pool)!, ignoreCase: true),
                 Probe = Enum.Parse<ProbeFamily>(parse.GetValue(probe)!, ignoreCase: true),
                 Hidden = parse.GetValue(hidden),
                 Epochs = parse.GetValue(epochs),
@@ -322,6 +322,7 @@ internal static class MeasureCommand
             switch (e.Phase)
             {
                 case "import":
+                case "pooling":
                     view.Line(e.Message ?? "");
                     break;
                 case "sample":

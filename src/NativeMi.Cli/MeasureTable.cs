@@ -57,7 +57,7 @@ internal static class MeasureTable
     {
         LayerFigures sample = r.Layers[0].For(target);
         var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(
-            $"{r.Model.Name} ({r.Model.Architecture}, {r.Model.Layers} layers), {r.ProbeLabel} probe, {r.Options.Pool.ToString().ToLowerInvariant()} pooling, " +
+            $"{r.Model.Name} ({r.Model.Architecture}, {r.Model.Layers} layers), {r.ProbeLabel} probe, {r.Options.Pool?.ToString().ToLowerInvariant()} pooling, " +
             $"{r.Corpus.HeldOut:N0} held-out of {r.Corpus.Sampled:N0} sentences: {TargetLabel(r, target)}"));
         string[] columns = ["layer", "depth", "acc [95% CI]", FanoHeader(sample), sample.FanoKind == FanoKind.ObservedPlugIn ? "I_F 95%up*" : "I_F 95%up", "I_BA [95% CI]", "I_S [95% CI]", "gain [95% CI]", "I_BA - next [95% CI]"];
         foreach (string column in columns) table.AddColumn(new TableColumn(Markup.Escape(column)).RightAligned().NoWrap());

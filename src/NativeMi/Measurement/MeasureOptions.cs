@@ -26,8 +26,8 @@ public sealed record MeasureOptions
     public int? MaxSentences { get; init; } = DefaultMaxSentences;
     /// <summary>Layers to probe (0 = embeddings .. L); null for all. GPT-2's "final" entry is included with all.</summary>
     public IReadOnlyList<int>? Layers { get; init; }
-    /// <summary>Pooling of token states into a sentence vector.</summary>
-    public PoolingMode Pool { get; init; } = PoolingMode.Mean;
+    /// <summary>Pooling of token states into a sentence vector; null for the model's default (mean for encoders, last for decoders).</summary>
+    public PoolingMode? Pool { get; init; }
     /// <summary>Probe family.</summary>
     public ProbeFamily Probe { get; init; } = ProbeFamily.Positional;
     /// <summary>Hidden width of the positional and bag probes.</summary>

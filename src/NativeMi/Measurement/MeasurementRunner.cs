@@ -4,6 +4,7 @@ using NativeMi.Compute;
 using NativeMi.Compute.Cpu;
 using NativeMi.Information;
 using NativeMi.Models;
+using NativeMi.Pooling;
 using NativeMi.Probing;
 using NativeMi.Text;
 using NativeMi.Transformer;
@@ -54,6 +55,11 @@ public static class MeasurementRunner
         bool final = model.Config.HasFinalEntry;
         int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, final);
         string identity = ModelIdentity(modelDirectory);
+        // Decoders see a token's context only to its left, so their last token summarises the sentence; encoders pool the mean.
+        bool poolByDefault = options.Pool is null;
+        PoolingMode pool = options.Pool ?? (model.Config.Layout.Attention.Causal ? PoolingMode.Last : PoolingMode.Mean);
+        options = options with { Pool = pool };
+        progress?.Report(new MeasureEvent("pooling", 0, 1, $"pooling: {pool.ToString().ToLowerInvariant()}{(poolByDefault ? $" (the default for {(model.Config.Layout.Attention.Causal ? "decoders" : "encoders")})" : "")}"));
         ReturnFreeMemory(); // the import's and the loader's temporary arrays
         timings["load"] = Lap(clock);
 
@@ -98,7 +104,7 @@ public static class MeasurementRunner
         // Sentence vectors of every layer entry, from the cache where possible.
         int entries = model.Config.HiddenStateEntries;
         float[][] pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
-            new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, $"model|{backend.Name}"), entries, model.Config.HiddenSize),
+            new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), pool, maxTokens, $"model|{backend.Name}"), entries, model.Config.HiddenSize),
             "forward", progress, warnings, cancellation);
         model.ReleaseWeights();
         ReturnFreeMemory(); // the weights and the forward pass's buffers
@@ -152,7 +158,7 @@ public static class MeasurementRunner
                 string randomDirectory = RandomInitModel.Create(modelDirectory, identity, options.Seed, cacheRoot);
                 using TransformerModel randomModel = TransformerModel.Load(randomDirectory, backend);
                 baselineVectors = Embed(randomModel, sentences.Select(s => s.Encoded).ToArray(), options, entries,
-                    new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), options.Pool, maxTokens, $"random-init:{options.Seed}|{backend.Name}"), entries, model.Config.HiddenSize),
+                    new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), pool, maxTokens, $"random-init:{options.Seed}|{backend.Name}"), entries, model.Config.HiddenSize),
                     "baseline forward", progress, warnings, cancellation);
             }
             baseline = new BaselineResult(BaselineName(options.Baseline), ProbeLayers(context, baselineVectors, selected, control, "baseline probe"));
@@ -294,7 +300,7 @@ public static class MeasurementRunner
                     cancellation.ThrowIfCancellationRequested();
                     int[] members = order.AsSpan(b, Math.Min(options.BatchSize, order.Length - b)).ToArray();
                     EncodedBatch batch = EncodedBatch.Pad(members.Select(i => encoded[i]).ToArray(), model.Tokenizer.PadId);
-                    float[][] pooled = model.ForwardPooled(batch, options.Pool);
+                    float[][] pooled = model.ForwardPooled(batch, options.Pool!.Value);
                     for (int l = 0; l < entries; l++)
                         for (int k = 0; k < members.Length; k++)
                             pooled[l].AsSpan(k * d, d).CopyTo(vectors[l].AsSpan((members[k] - start) * d, d));

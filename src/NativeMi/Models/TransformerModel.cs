@@ -7,7 +7,7 @@ using NativeMi.Pooling;
 
 namespace NativeMi.Models;
 
-/// <summary>Choices for <see cref="TransformerModel.Load"/>.</summary>
+/// <summary>Choices for <see cref="TransformerModel.Load(string, IComputeBackend?, ModelLoadOptions?)"/>.</summary>
 public sealed record ModelLoadOptions
 {
     /// <summary>
@@ -69,13 +69,22 @@ public sealed class TransformerModel : IDisposable
     /// <exception cref="ModelFormatException">A file is missing, malformed or contradicts the config, or a weight is NaN or infinite
     /// and <see cref="ModelLoadOptions.AllowNonFiniteWeights"/> is off.</exception>
     /// <exception cref="SafetensorsException">A weight file is malformed.</exception>
-    public static TransformerModel Load(string directory, IComputeBackend? backend = null, ModelLoadOptions? options = null)
+    public static TransformerModel Load(string directory, IComputeBackend? backend = null, ModelLoadOptions? options = null) =>
+        Load(directory, backend, options, configure: null);
+
+    /// <summary>
+    /// <see cref="Load(string, IComputeBackend?, ModelLoadOptions?)"/> with the parsed config passed through
+    /// <paramref name="configure"/> first: the tests' way to show that a deliberately wrong layout (another GELU, another
+    /// epsilon) fails the goldens.
+    /// </summary>
+    internal static TransformerModel Load(string directory, IComputeBackend? backend, ModelLoadOptions? options, Func<TransformerConfig, TransformerConfig>? configure)
     {
         options ??= new ModelLoadOptions();
         string full = Path.GetFullPath(directory);
         if (!System.IO.Directory.Exists(full)) throw new ModelFormatException(full, "model folder not found");
         backend ??= new CpuBackend();
         TransformerConfig config = TransformerConfig.Load(Path.Combine(full, "config.json"));
+        if (configure is not null) config = configure(config);
         TextTokenizer tokenizer = TextTokenizer.Load(full, config);
         WeightStore store;
         try { store = WeightStore.OpenDirectory(full); }

@@ -13,7 +13,9 @@ internal sealed class BlockWeights : IDisposable
     public DeviceBuffer<float>? QkvBias;
     public required DeviceBuffer<float> AttentionOutWeight;
     public DeviceBuffer<float>? AttentionOutBias;
-    /// <summary>The feed-forward up projection [d, ff].</summary>
+    /// <summary>Qwen3's per-head query and key norm weights [headDim], when the layout has them.</summary>
+    public DeviceBuffer<float>? QueryNorm, KeyNorm;
+    /// <summary>The feed-forward up projection [d, ff]; for a gated layer the gate and up projections side by side [d, 2·ff].</summary>
     public required DeviceBuffer<float> FeedForwardInWeight;
     public DeviceBuffer<float>? FeedForwardInBias;
     public required DeviceBuffer<float> FeedForwardOutWeight;
@@ -28,7 +30,7 @@ internal sealed class BlockWeights : IDisposable
     public void Dispose()
     {
         foreach (var b in new[] { QkvWeight, QkvBias, AttentionOutWeight, AttentionOutBias, FeedForwardInWeight, FeedForwardInBias,
-                     FeedForwardOutWeight, FeedForwardOutBias, Norm1Gamma, Norm1Beta, Norm2Gamma, Norm2Beta })
+                     FeedForwardOutWeight, FeedForwardOutBias, Norm1Gamma, Norm1Beta, Norm2Gamma, Norm2Beta, QueryNorm, KeyNorm })
             b?.Dispose();
     }
 }
@@ -42,6 +44,8 @@ internal sealed class TransformerWeights : IDisposable
     public DeviceBuffer<float>? EmbeddingNormGamma, EmbeddingNormBeta;
     /// <summary>The norm after the last block (GPT-2's ln_f), when the layout has one.</summary>
     public DeviceBuffer<float>? FinalNormGamma, FinalNormBeta;
+    /// <summary>Rotary embeddings' inverse frequencies [headDim / 2] (rope_scaling applied), when the layout rotates.</summary>
+    public DeviceBuffer<float>? InverseFrequencies;
     public required BlockWeights[] Blocks;
     public required long ParameterCount;
     public required string NamePrefix;
@@ -51,7 +55,7 @@ internal sealed class TransformerWeights : IDisposable
 
     public void Dispose()
     {
-        foreach (var b in new[] { WordEmbeddings, PositionEmbeddings, TypeEmbeddings, EmbeddingNormGamma, EmbeddingNormBeta, FinalNormGamma, FinalNormBeta })
+        foreach (var b in new[] { WordEmbeddings, PositionEmbeddings, TypeEmbeddings, EmbeddingNormGamma, EmbeddingNormBeta, FinalNormGamma, FinalNormBeta, InverseFrequencies })
             b?.Dispose();
         foreach (BlockWeights block in Blocks) block.Dispose();
     }
@@ -244,10 +248,32 @@ internal sealed class TransformerWeights : IDisposable
                     FeedForwardOutWeight = null!,
                     Norm2Gamma = null!,
                 };
+                if (names.QkNorm is { } qkNorm)
+                {
+                    Dim head = new(layout.Attention.HeadDim, "head_dim");
+                    block.QueryNorm = Upload(Read(p + qkNorm.Query + ".weight", head));
+                    block.KeyNorm = Upload(Read(p + qkNorm.Key + ".weight", head));
+                }
                 if (layout.Placement == NormPlacement.Post) (block.Norm1Gamma, block.Norm1Beta) = Norm(p, names.Norm1);
                 else (block.Norm2Gamma, block.Norm2Beta) = Norm(p, names.Norm2);
-                block.FeedForwardInWeight = Matrix(Projection(p + names.Up, width, inner), d, ff);
-                block.FeedForwardInBias = Bias(p + names.Up, inner, layout.FeedForward.Bias);
+                if (names.Gate is { } gate)
+                {
+                    // Gate and up projections side by side, so one GEMM feeds the gated activation.
+                    float[] wGate = Projection(p + gate, width, inner), wUp = Projection(p + names.Up, width, inner);
+                    var fused = new float[(long)d * 2 * ff];
+                    for (int i = 0; i < d; i++)
+                    {
+                        wGate.AsSpan(i * ff, ff).CopyTo(fused.AsSpan(i * 2 * ff, ff));
+                        wUp.AsSpan(i * ff, ff).CopyTo(fused.AsSpan(i * 2 * ff + ff, ff));
+                    }
+                    block.FeedForwardInWeight = Matrix(fused, d, 2 * ff);
+                    if (layout.FeedForward.Bias) block.FeedForwardInBias = Upload([.. Read(p + gate + ".bias", inner), .. Read(p + names.Up + ".bias", inner)]);
+                }
+                else
+                {
+                    block.FeedForwardInWeight = Matrix(Projection(p + names.Up, width, inner), d, ff);
+                    block.FeedForwardInBias = Bias(p + names.Up, inner, layout.FeedForward.Bias);
+                }
                 block.FeedForwardOutWeight = Matrix(Projection(p + names.Down, inner, width), ff, d);
                 block.FeedForwardOutBias = Bias(p + names.Down, width, layout.FeedForward.Bias);
                 if (layout.Placement == NormPlacement.Post) (block.Norm2Gamma, block.Norm2Beta) = Norm(p, names.Norm2);
@@ -266,6 +292,7 @@ internal sealed class TransformerWeights : IDisposable
             };
             if (names.EmbeddingNorm is { } embeddingNorm) (weights.EmbeddingNormGamma, weights.EmbeddingNormBeta) = Norm("", embeddingNorm);
             if (names.FinalNorm is { } finalNorm) (weights.FinalNormGamma, weights.FinalNormBeta) = Norm("", finalNorm);
+            if (layout.Rotary is { } rotary) weights.InverseFrequencies = backend.Upload<float>(RotaryFrequencies.Inverse(rotary));
             weights.ParameterCount = _parameters;
             weights.NonFiniteValueCount = _nonFinite;
             return weights;

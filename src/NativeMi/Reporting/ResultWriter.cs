@@ -78,7 +78,7 @@ public static class ResultWriter
             if (o.MaxSentences is int max) w.WriteNumber("max_sentences", max); else w.WriteNull("max_sentences");
             if (o.Layers is null) w.WriteString("layers", "all");
             else { w.WriteStartArray("layers"); foreach (int l in o.Layers) w.WriteNumberValue(l); w.WriteEndArray(); }
-            w.WriteString("pool", o.Pool.ToString().ToLowerInvariant());
+            w.WriteString("pool", o.Pool?.ToString().ToLowerInvariant() ?? "auto");
             w.WriteString("probe", o.Probe.ToString().ToLowerInvariant());
             w.WriteNumber("hidden", o.Hidden);
             if (o.Classes is int classes) w.WriteNumber("classes", classes); else w.WriteString("classes", "all");

@@ -50,21 +50,28 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
         AttentionSpec attention = layout.Attention;
         int qkvWidth = attention.QueryWidth + 2 * attention.KeyValueWidth;
 
+        // Ids are checked here, on the host, so that no backend's gather reads outside the embedding table.
+        for (int cell = 0; cell < batch.InputIds.Length; cell++)
+            if ((uint)batch.InputIds[cell] >= (uint)config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(batch), $"token id {batch.InputIds[cell]} at row {cell} is outside the embedding table ({config.VocabSize} rows)");
         using DeviceBuffer<int> ids = backend.Upload<int>(batch.InputIds);
         using DeviceBuffer<int> mask = backend.Upload<int>(batch.AttentionMask);
         using DeviceBuffer<int> positions = backend.Upload<int>(PositionIds(batch));
         using DeviceBuffer<int>? types = weights.TypeEmbeddings is null ? null : backend.Upload<int>(batch.TokenTypeIds);
+        bool gated = layout.FeedForward.Kind != FeedForwardKind.Gelu, grouped = attention.KeyValueHeads != attention.Heads;
         var buffers = new Buffers(
             Hidden: backend.Allocate<float>((long)rows * d),
             Normed: backend.Allocate<float>((long)rows * d),
             Qkv: backend.Allocate<float>((long)rows * qkvWidth),
             Context: backend.Allocate<float>((long)rows * attention.QueryWidth),
             Projected: backend.Allocate<float>((long)rows * d),
-            Intermediate: backend.Allocate<float>((long)rows * ff));
+            Intermediate: backend.Allocate<float>((long)rows * ff),
+            ExpandedQkv: grouped ? backend.Allocate<float>((long)rows * 3 * attention.QueryWidth) : null,
+            GateUp: gated ? backend.Allocate<float>((long)rows * 2 * ff) : null);
         try
         {
             var layers = new List<float[]>(config.NumLayers + 1);
-            var shape = new Shape(b, t, rows, d, ff, mask);
+            var shape = new Shape(b, t, rows, d, ff, mask, positions);
             BuildEmbeddings(ids, positions, types, buffers, shape);
             layers.Add(Snapshot(buffers.Hidden));
             foreach (BlockWeights block in weights.Blocks)
@@ -105,7 +112,7 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
 
     /// <summary>The scratch buffers of one forward pass.</summary>
     private sealed record Buffers(DeviceBuffer<float> Hidden, DeviceBuffer<float> Normed, DeviceBuffer<float> Qkv, DeviceBuffer<float> Context,
-        DeviceBuffer<float> Projected, DeviceBuffer<float> Intermediate) : IDisposable
+        DeviceBuffer<float> Projected, DeviceBuffer<float> Intermediate, DeviceBuffer<float>? ExpandedQkv, DeviceBuffer<float>? GateUp) : IDisposable
     {
         public void Dispose()
         {
@@ -115,49 +122,77 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
             Context.Dispose();
             Projected.Dispose();
             Intermediate.Dispose();
+            ExpandedQkv?.Dispose();
+            GateUp?.Dispose();
         }
     }
 
-    /// <summary>The sizes of one batch.</summary>
-    private sealed record Shape(int Batch, int Sequence, int Rows, int Width, int Intermediate, DeviceBuffer<int> Mask);
+    /// <summary>The sizes of one batch, its key mask and its position ids.</summary>
+    private sealed record Shape(int Batch, int Sequence, int Rows, int Width, int Intermediate, DeviceBuffer<int> Mask, DeviceBuffer<int> Positions);
 
     /// <summary>Token (+ position, + type) embeddings into <see cref="Buffers.Hidden"/>, through the embedding norm when there is one.</summary>
     private void BuildEmbeddings(DeviceBuffer<int> ids, DeviceBuffer<int> positions, DeviceBuffer<int>? types, Buffers buffers, Shape s)
     {
         BlockLayout layout = config.Layout;
-        if (layout.Positions != PositionEncoding.Learned || layout.EmbeddingScale != 1)
-            throw new NotSupportedException($"{config.ModelType}: the embedding layout ({layout.Positions} positions, scale {layout.EmbeddingScale}) has no backend ops yet");
-        DeviceBuffer<float> target = layout.EmbeddingNorm ? buffers.Normed : buffers.Hidden;
-        backend.EmbeddingGather(ids, positions, types, weights.WordEmbeddings, weights.PositionEmbeddings!, weights.TypeEmbeddings, target, s.Rows, s.Width);
-        if (layout.EmbeddingNorm) BuildNorm(buffers.Normed, null, weights.EmbeddingNormGamma!, weights.EmbeddingNormBeta, buffers.Hidden, s);
+        if (layout.Positions == PositionEncoding.Learned)
+        {
+            if (layout.EmbeddingScale != 1) throw new NotSupportedException($"{config.ModelType}: a learned position table with scaled token embeddings has no backend op");
+            DeviceBuffer<float> target = layout.EmbeddingNorm ? buffers.Normed : buffers.Hidden;
+            backend.EmbeddingGather(ids, positions, types, weights.WordEmbeddings, weights.PositionEmbeddings!, weights.TypeEmbeddings, target, s.Rows, s.Width);
+            if (layout.EmbeddingNorm) BuildNorm(buffers.Normed, null, weights.EmbeddingNormGamma!, weights.EmbeddingNormBeta, buffers.Hidden, s);
+            return;
+        }
+        // Rotary models add no position table: the token rows alone (ids were checked against the vocabulary on the host).
+        backend.GatherRows(weights.WordEmbeddings, ids, buffers.Hidden, s.Rows, s.Width);
+        if (layout.EmbeddingScale != 1) backend.ScaleInPlace(buffers.Hidden, layout.EmbeddingScale, (long)s.Rows * s.Width);
+        if (layout.EmbeddingNorm) throw new NotSupportedException($"{config.ModelType}: an embedding norm without a learned position table is not implemented");
     }
 
     /// <summary>output = norm(input + residual) (residual optional), in the layout's norm.</summary>
     private void BuildNorm(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float>? beta, DeviceBuffer<float> output, Shape s)
     {
-        if (config.Layout.Norm != NormKind.LayerNorm || beta is null)
-            throw new NotSupportedException($"{config.ModelType}: {config.Layout.Norm} has no backend op yet");
-        backend.LayerNorm(input, residual, gamma, beta, output, s.Rows, s.Width, config.Layout.NormEpsilon);
+        BlockLayout layout = config.Layout;
+        if (layout.Norm == NormKind.LayerNorm)
+        {
+            backend.LayerNorm(input, residual, gamma, beta ?? throw new InvalidOperationException("a LayerNorm needs its bias"), output, s.Rows, s.Width, layout.NormEpsilon);
+            return;
+        }
+        if (residual is not null) throw new NotSupportedException($"{config.ModelType}: RMSNorm after a residual (post-norm) is not implemented");
+        backend.RmsNorm(input, gamma, output, s.Rows, s.Width, layout.NormEpsilon, addOneToGamma: layout.Norm == NormKind.RmsNormPlusOne);
     }
 
-    /// <summary>The attention sublayer: <see cref="Buffers.Projected"/> = out(attention(qkv(input))).</summary>
+    /// <summary>The attention sublayer: <see cref="Buffers.Projected"/> = out(attention(qkv(input))), with q/k norms and rotation as the layout says.</summary>
     private void BuildAttention(DeviceBuffer<float> input, BlockWeights block, Buffers buffers, Shape s)
     {
         AttentionSpec a = config.Layout.Attention;
-        if (a.KeyValueHeads != a.Heads || a.QkNorm || config.Layout.Positions == PositionEncoding.Rotary)
-            throw new NotSupportedException($"{config.ModelType}: grouped-query attention, q/k norms and rotary positions have no backend ops yet");
         backend.Gemm(input, block.QkvWeight, block.QkvBias, buffers.Qkv, s.Rows, s.Width, a.QueryWidth + 2 * a.KeyValueWidth, Activation.None);
-        backend.Attention(buffers.Qkv, s.Mask, buffers.Context, s.Batch, s.Sequence, a.Heads, a.HeadDim, a.Causal);
+        if (a.QkNorm) backend.HeadRmsNorm(buffers.Qkv, block.QueryNorm!, block.KeyNorm!, s.Rows, a.Heads, a.KeyValueHeads, a.HeadDim, config.Layout.NormEpsilon);
+        if (config.Layout.Positions == PositionEncoding.Rotary)
+            backend.Rotary(buffers.Qkv, s.Positions, weights.InverseFrequencies!, s.Rows, a.Heads, a.KeyValueHeads, a.HeadDim);
+        DeviceBuffer<float> qkv = buffers.Qkv;
+        if (buffers.ExpandedQkv is { } expanded)
+        {
+            backend.ExpandKeyValueHeads(buffers.Qkv, expanded, s.Rows, a.Heads, a.KeyValueHeads, a.HeadDim);
+            qkv = expanded;
+        }
+        backend.Attention(qkv, s.Mask, buffers.Context, s.Batch, s.Sequence, a.Heads, a.HeadDim, a.Causal);
         backend.Gemm(buffers.Context, block.AttentionOutWeight, block.AttentionOutBias, buffers.Projected, s.Rows, a.QueryWidth, s.Width, Activation.None);
     }
 
-    /// <summary>The feed-forward sublayer: <see cref="Buffers.Projected"/> = down(act(up(input))).</summary>
+    /// <summary>The feed-forward sublayer: <see cref="Buffers.Projected"/> = down(act(up(input))), or down(act(gate(input)) · up(input)).</summary>
     private void BuildFeedForward(DeviceBuffer<float> input, BlockWeights block, Buffers buffers, Shape s)
     {
         FeedForwardSpec f = config.Layout.FeedForward;
-        if (f.Kind != FeedForwardKind.Gelu)
-            throw new NotSupportedException($"{config.ModelType}: {f.Kind} feed-forward layers have no backend op yet");
-        backend.Gemm(input, block.FeedForwardInWeight, block.FeedForwardInBias, buffers.Intermediate, s.Rows, s.Width, s.Intermediate, GeluActivation);
+        if (buffers.GateUp is { } gateUp)
+        {
+            backend.Gemm(input, block.FeedForwardInWeight, block.FeedForwardInBias, gateUp, s.Rows, s.Width, 2 * s.Intermediate, Activation.None);
+            GateActivation activation = f.Kind == FeedForwardKind.SwiGlu ? GateActivation.Silu : f.Gelu == GeluKind.Exact ? GateActivation.GeluExact : GateActivation.GeluTanh;
+            backend.GatedActivation(gateUp, buffers.Intermediate, s.Rows, s.Intermediate, activation);
+        }
+        else
+        {
+            backend.Gemm(input, block.FeedForwardInWeight, block.FeedForwardInBias, buffers.Intermediate, s.Rows, s.Width, s.Intermediate, GeluActivation);
+        }
         backend.Gemm(buffers.Intermediate, block.FeedForwardOutWeight, block.FeedForwardOutBias, buffers.Projected, s.Rows, s.Intermediate, s.Width, Activation.None);
     }
 

@@ -337,7 +337,7 @@ public sealed class BadInputCatalogueTests(ITestOutputHelper output) : IDisposab
     [InlineData("--epochs", "0", "--epochs must be at least 1, got 0")]
     [InlineData("--epochs", "abc", "Cannot parse argument 'abc' for option '--epochs' as expected type 'System.Int32'.")]
     [InlineData("--batch-size", "0", "--batch-size must be at least 1, got 0")]
-    [InlineData("--pool", "foo", "Argument 'foo' not recognized. Must be one of: 'mean' 'cls' 'last' 'max'")]
+    [InlineData("--pool", "foo", "Argument 'foo' not recognized. Must be one of: 'auto' 'mean' 'cls' 'last' 'max'")]
     [InlineData("--hidden", "0", "--hidden must be at least 1, got 0")]
     [InlineData("--probe-batch-size", "0", "--probe-batch-size must be at least 1, got 0")]
     [InlineData("--bootstrap", "-1", "--bootstrap must be 0 or more, got -1")]

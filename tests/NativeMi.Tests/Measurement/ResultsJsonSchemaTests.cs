@@ -78,7 +78,8 @@ public class ResultsJsonSchemaTests(MeasurementRunFixture runs) : IClassFixture<
         Assert.Equal(Path.GetFullPath(runs.CorpusPath), Text(settings["corpus"], "settings.corpus"));
         Assert.Null(settings["max_sentences"]);
         Assert.Equal("all", Text(settings["layers"], "settings.layers"));
-        Assert.Equal("mean", Text(settings["pool"], "settings.pool"));
+        // No --pool given: the family's default, recorded as resolved (mean for the encoder, last for the decoder).
+        Assert.Equal(architecture == "gpt2" ? "last" : "mean", Text(settings["pool"], "settings.pool"));
         Assert.Equal("positional", Text(settings["probe"], "settings.probe"));
         Assert.Equal(32, Number(settings["hidden"], "hidden"));
         Assert.Equal(3, Number(settings["epochs"], "epochs"));

@@ -20,7 +20,12 @@ internal interface IModelFamily
 /// <summary>Every family the engine reads.</summary>
 internal static class ModelFamilies
 {
-    private static readonly IModelFamily[] All = [new BertFamily(), new Gpt2Family()];
+    private static readonly IModelFamily[] All =
+    [
+        new BertFamily(), new Gpt2Family(),
+        new DecoderFamily("llama"), new DecoderFamily("mistral"), new DecoderFamily("qwen2", qkvBias: true), new DecoderFamily("qwen3", qkNorm: true),
+        new DecoderFamily("gemma", gemma: true),
+    ];
 
     /// <summary>Every model_type supported, for messages.</summary>
     public static IEnumerable<string> ModelTypes => All.SelectMany(f => f.ModelTypes);

@@ -45,6 +45,10 @@ public sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
     /// <inheritdoc />
     public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<float> data, int rows, int columns) => inner.UploadMatrix(data, rows, columns);
     /// <inheritdoc />
+    public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<ushort> data, int rows, int columns, WeightFormat format, bool transposed) => inner.UploadMatrix(data, rows, columns, format, transposed);
+    /// <inheritdoc />
+    public DeviceBuffer<float> UploadTable(ReadOnlySpan<ushort> data, int rows, int width, WeightFormat format) => inner.UploadTable(data, rows, width, format);
+    /// <inheritdoc />
     public void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged => inner.CopyFromHost(source, destination);
     /// <inheritdoc />
     public void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged

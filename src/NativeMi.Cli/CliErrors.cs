@@ -27,6 +27,12 @@ internal static class ModelOptions
     {
         Description = "Load a model whose weights hold NaN or infinite values (refused by default)",
     };
+
+    /// <summary>--widen-16bit-weights: convert F16/BF16 weights to fp32 at load instead of keeping them 16-bit.</summary>
+    public static Option<bool> WidenSixteenBitWeights() => new("--widen-16bit-weights")
+    {
+        Description = "Convert F16/BF16 weights to fp32 at load (twice the memory; on CUDA, fp32 GEMMs instead of 16-bit ones)",
+    };
 }
 
 /// <summary>Runs a command body and turns exceptions into one-line messages and exit codes.</summary>

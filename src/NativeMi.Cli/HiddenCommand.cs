@@ -17,11 +17,12 @@ internal static class HiddenCommand
         var batchSize = new Option<int>("--batch-size") { Description = "Sentences per forward batch", DefaultValueFactory = _ => 32 };
         var maxLength = new Option<int?>("--max-length") { Description = "Truncate sentences to this many tokens (default: the model's context)" };
         var allowNonFinite = ModelOptions.AllowNonFiniteWeights();
+        var widen = ModelOptions.WidenSixteenBitWeights();
         var backend = BackendChoice.BackendOption();
         var tf32 = BackendChoice.Tf32Option();
         var command = new Command("hidden", "Write every layer's hidden states for a text file to a safetensors file")
         {
-            model, input, output, batchSize, maxLength, allowNonFinite, backend, tf32,
+            model, input, output, batchSize, maxLength, allowNonFinite, widen, backend, tf32,
         };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
@@ -29,7 +30,7 @@ internal static class HiddenCommand
             if (batch < 1) throw new InputException($"--batch-size must be at least 1, got {batch}");
             using NativeMi.Compute.IComputeBackend compute = BackendChoice.Choose(parse.GetValue(backend)!, parse.GetValue(tf32));
             using TransformerModel loaded = ModelResolver.Load(parse.GetValue(model)!, compute, log: new Progress<string>(m => Console.Error.WriteLine(m)),
-                options: new ModelLoadOptions { AllowNonFiniteWeights = parse.GetValue(allowNonFinite) });
+                options: new ModelLoadOptions { AllowNonFiniteWeights = parse.GetValue(allowNonFinite), WidenSixteenBitWeights = parse.GetValue(widen) });
             if (loaded.NonFiniteWeightCount > 0)
                 Console.Error.WriteLine($"warning: the weights hold {loaded.NonFiniteWeightCount} NaN or infinite value(s) (allowed by --allow-nonfinite-weights)");
             IReadOnlyList<CorpusLine> lines = CorpusReader.Read(parse.GetValue(input)!);

@@ -44,6 +44,7 @@ internal static class MeasureCommand
         baseline.AcceptOnlyFromAmong("none", "random-init", "shuffled");
         var cache = new Option<string?>("--cache") { Description = "Cache folder (default $NATIVEMI_CACHE or ~/.cache/nativemi)" };
         var allowNonFinite = ModelOptions.AllowNonFiniteWeights();
+        var widen = ModelOptions.WidenSixteenBitWeights();
 
         // Every value is checked by the parser, so a bad one is a usage error (exit 2) before any work starts.
         // MeasurementRunner checks the same limits for library callers; these mirror them.
@@ -69,7 +70,7 @@ internal static class MeasureCommand
 
         var command = new Command("measure", "Measure token recoverability and the Fano / Barber-Agakov bounds layer by layer")
         {
-            model, corpus, maxSentences, layers, pool, probe, hidden, epochs, patience, learningRate, mlpScale, classes, target, probeSeeds, batchSize, probeBatch, seed, maxTokens, backend, tf32, output, alphabet, bootstrap, baseline, cache, allowNonFinite,
+            model, corpus, maxSentences, layers, pool, probe, hidden, epochs, patience, learningRate, mlpScale, classes, target, probeSeeds, batchSize, probeBatch, seed, maxTokens, backend, tf32, output, alphabet, bootstrap, baseline, cache, allowNonFinite, widen,
         };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
@@ -99,6 +100,7 @@ internal static class MeasureCommand
                 Baseline = parse.GetValue(baseline) switch { "random-init" => BaselineKind.RandomInit, "shuffled" => BaselineKind.Shuffled, _ => BaselineKind.None },
                 CacheDirectory = parse.GetValue(cache),
                 AllowNonFiniteWeights = parse.GetValue(allowNonFinite),
+                WidenSixteenBitWeights = parse.GetValue(widen),
             };
             using NativeMi.Compute.IComputeBackend compute = BackendChoice.Choose(parse.GetValue(backend)!, parse.GetValue(tf32));
             if (parse.GetValue(probeSeeds) is null && compute.Name == "cuda") options = options with { ProbeSeeds = 3 };

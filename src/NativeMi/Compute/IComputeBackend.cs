@@ -69,6 +69,26 @@ public interface IComputeBackend : IDisposable
     /// </summary>
     DeviceBuffer<float> UploadMatrix(ReadOnlySpan<float> data, int rows, int columns);
 
+    /// <summary>
+    /// <see cref="UploadMatrix(ReadOnlySpan{float}, int, int)"/> for a matrix of 16-bit values (F16 or BF16), which the backend
+    /// keeps 16-bit: the CPU widens a slab of it to fp32 inside the GEMM (exactly, so products equal those over the widened
+    /// matrix); CUDA runs cuBLAS's GemmEx with 16-bit inputs (the activations rounded to the format) and fp32 accumulation.
+    /// </summary>
+    /// <param name="data">The matrix [rows, columns], or its transpose [columns, rows] when <paramref name="transposed"/>
+    /// (a Hugging Face nn.Linear weight, [out, in]).</param>
+    /// <param name="rows">Rows of the matrix (the GEMM's inner dimension).</param>
+    /// <param name="columns">Columns of the matrix (the GEMM's outputs).</param>
+    /// <param name="format">Float16 or BFloat16.</param>
+    /// <param name="transposed">The data is stored transposed.</param>
+    DeviceBuffer<float> UploadMatrix(ReadOnlySpan<ushort> data, int rows, int columns, WeightFormat format, bool transposed);
+
+    /// <summary>
+    /// A constant table [rows, width] of 16-bit values (an F16 or BF16 embedding table), kept 16-bit. Only
+    /// <see cref="EmbeddingGather"/> (as its word table), <see cref="GatherRows"/> (as its source) and
+    /// <see cref="Download{T}"/> read it; each widens the values to fp32 exactly.
+    /// </summary>
+    DeviceBuffer<float> UploadTable(ReadOnlySpan<ushort> data, int rows, int width, WeightFormat format);
+
     /// <summary>Overwrites the first elements of <paramref name="destination"/> with <paramref name="source"/>.</summary>
     void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged;
 

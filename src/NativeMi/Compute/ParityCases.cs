@@ -48,6 +48,17 @@ internal static class ParityCases
         }
 
         public int Next(int bound) => random.Next(bound);
+
+        /// <summary>Uniform values as 16-bit storage (round to nearest even).</summary>
+        public ushort[] SixteenBit(long count, WeightFormat format, float scale = 1f) =>
+            Uniform(count, scale).Select(v => Narrow(v, format)).ToArray();
+
+        /// <summary>Uniform values that the 16-bit format holds exactly, so a GEMM that rounds its activations to it is exact.</summary>
+        public float[] Representable(long count, WeightFormat format, float scale = 1f) =>
+            SixteenBit(count, format, scale).Select(v => SixteenBitWeights.Widen(v, format)).ToArray();
+
+        private static ushort Narrow(float value, WeightFormat format) =>
+            format == WeightFormat.BFloat16 ? SixteenBitWeights.ToBFloat16(value) : BitConverter.HalfToUInt16Bits((Half)value);
     }
 
     public static IEnumerable<ParityCase> All(Random random)
@@ -113,6 +124,63 @@ internal static class ParityCases
         foreach (var (heads, kv) in new[] { (4, 2), (6, 1), (3, 3) }) yield return ExpandKeyValueHeads(x, 17, heads, kv, 12);
         foreach (GateActivation activation in Enum.GetValues<GateActivation>()) yield return GatedActivation(x, 23, 101, activation);
         yield return ScaleInPlace(x, 1031, 19.595918f);
+        foreach (WeightFormat format in new[] { WeightFormat.BFloat16, WeightFormat.Float16 })
+        {
+            foreach (bool transposed in new[] { false, true })
+                yield return SixteenBitGemm(x, 37, 29, 53, format, transposed, Activation.GeluExact, representableInput: true);
+            yield return SixteenBitGemm(x, 130, 400, 97, format, transposed: true, Activation.None, representableInput: false);
+            yield return SixteenBitGatherRows(x, 31, 45, 50, format);
+            yield return SixteenBitEmbeddingGather(x, 23, 45, 50, 31, format);
+        }
+    }
+
+    private static ParityCase SixteenBitGemm(Inputs x, int m, int k, int n, WeightFormat format, bool transposed, Activation activation, bool representableInput)
+    {
+        string name = SixteenBitWeights.Name(format);
+        var c = new ParityCase("Gemm", $"{name} weight m={m} k={k} n={n} {activation}{(transposed ? " Wᵀ stored" : "")}{(representableInput ? "" : " (input rounded on CUDA)")}")
+        {
+            Flops = 2.0 * m * k * n,
+            Bytes = 4.0 * ((long)m * k + (long)m * n + n) + 2.0 * k * n,
+            // Inputs the format holds exactly leave only the summation order; others are rounded (to 8 or 11 bits) on CUDA.
+            ToleranceFloor = representableInput ? 0 : format == WeightFormat.BFloat16 ? 1e-2 : 2e-3,
+        };
+        int input = c.Float("input", representableInput ? x.Representable((long)m * k, format) : x.Uniform((long)m * k));
+        ushort[] weight = x.SixteenBit((long)k * n, format, 0.3f);
+        int bias = c.Float("bias", x.Uniform(n)), output = c.Float("output", x.Uniform((long)m * n));
+        c.Body = (backend, b) =>
+        {
+            using DeviceBuffer<float> matrix = backend.UploadMatrix(weight, k, n, format, transposed);
+            backend.Gemm(b.F(input), matrix, b.F(bias), b.F(output), m, k, n, activation);
+        };
+        return c;
+    }
+
+    private static ParityCase SixteenBitGatherRows(Inputs x, int rows, int width, int sourceRows, WeightFormat format)
+    {
+        var c = new ParityCase("GatherRows", $"{SixteenBitWeights.Name(format)} table rows={rows} width={width} from {sourceRows}") { Bytes = 6.0 * rows * width + 4.0 * rows };
+        ushort[] table = x.SixteenBit((long)sourceRows * width, format);
+        int indices = c.Int("indices", x.Indices(rows, sourceRows)), output = c.Float("output", x.Uniform((long)rows * width));
+        c.Body = (backend, b) =>
+        {
+            using DeviceBuffer<float> source = backend.UploadTable(table, sourceRows, width, format);
+            backend.GatherRows(source, b.I(indices), b.F(output), rows, width);
+        };
+        return c;
+    }
+
+    private static ParityCase SixteenBitEmbeddingGather(Inputs x, int rows, int width, int words, int positions, WeightFormat format)
+    {
+        var c = new ParityCase("EmbeddingGather", $"{SixteenBitWeights.Name(format)} word table rows={rows} width={width} +types") { Bytes = 4.0 * rows * width * 3 + 2.0 * rows * width };
+        ushort[] wordTable = x.SixteenBit((long)words * width, format);
+        int ids = c.Int("ids", x.Indices(rows, words)), positionIds = c.Int("positionIds", x.Indices(rows, positions)), types = c.Int("typeIds", x.Indices(rows, 2));
+        int positionTable = c.Float("positions", x.Uniform((long)positions * width)), typeTable = c.Float("types", x.Uniform(2 * width));
+        int output = c.Float("output", x.Uniform((long)rows * width));
+        c.Body = (backend, b) =>
+        {
+            using DeviceBuffer<float> table = backend.UploadTable(wordTable, words, width, format);
+            backend.EmbeddingGather(b.I(ids), b.I(positionIds), b.I(types), table, b.F(positionTable), b.F(typeTable), b.F(output), rows, width);
+        };
+        return c;
     }
 
     /// <summary>Every compute op at the shapes a model's forward pass and probe training use, each with its work.</summary>

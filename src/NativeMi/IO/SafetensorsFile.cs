@@ -316,8 +316,7 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
                 System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(bytes), destination);
                 break;
             case SafetensorsDType.BF16:
-                ReadOnlySpan<ushort> bf = MemoryMarshal.Cast<byte, ushort>(bytes);
-                for (int i = 0; i < bf.Length; i++) destination[i] = BitConverter.Int32BitsToSingle(bf[i] << 16);
+                Compute.SixteenBitWeights.Widen(MemoryMarshal.Cast<byte, ushort>(bytes), destination, Compute.WeightFormat.BFloat16);
                 break;
             case SafetensorsDType.F64:
                 ReadOnlySpan<double> f64 = MemoryMarshal.Cast<byte, double>(bytes);
@@ -327,6 +326,27 @@ public sealed unsafe partial class SafetensorsFile : IDisposable
                 throw new SafetensorsException(FilePath, name, $"dtype is {SafetensorsDTypes.ToName(info.DType)}; expected a floating-point dtype (F32, F16, BF16, F64)");
         }
         DropPages(info);
+    }
+
+    /// <summary>
+    /// Copies an F16 or BF16 tensor's raw 16-bit values into <paramref name="destination"/> (no conversion), so a model can
+    /// keep them 16-bit in memory; returns the format.
+    /// </summary>
+    /// <exception cref="SafetensorsException">The tensor is not F16 or BF16.</exception>
+    public Compute.WeightFormat CopySixteenBit(string name, Span<ushort> destination)
+    {
+        SafetensorsTensorInfo info = GetInfo(name);
+        Compute.WeightFormat format = info.DType switch
+        {
+            SafetensorsDType.F16 => Compute.WeightFormat.Float16,
+            SafetensorsDType.BF16 => Compute.WeightFormat.BFloat16,
+            _ => throw new SafetensorsException(FilePath, name, $"dtype is {SafetensorsDTypes.ToName(info.DType)}; expected F16 or BF16"),
+        };
+        if (destination.Length != info.ElementCount)
+            throw new ArgumentException($"destination holds {destination.Length} elements; tensor '{name}' has {info.ElementCount}", nameof(destination));
+        MemoryMarshal.Cast<byte, ushort>(GetBytes(name)).CopyTo(destination);
+        DropPages(info);
+        return format;
     }
 
     /// <summary>

@@ -123,6 +123,9 @@ public sealed class WeightStore : IDisposable
     /// <summary>Reads a tensor as F32 (converting F16/BF16/F64).</summary>
     public float[] ReadFloat32(string name) => FileOf(name).ReadFloat32(name);
 
+    /// <summary>Copies an F16 or BF16 tensor's raw values (see <see cref="SafetensorsFile.CopySixteenBit"/>).</summary>
+    public Compute.WeightFormat CopySixteenBit(string name, Span<ushort> destination) => FileOf(name).CopySixteenBit(name, destination);
+
     /// <summary>Releases every file.</summary>
     public void Dispose()
     {

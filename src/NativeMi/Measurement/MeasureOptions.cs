@@ -71,6 +71,8 @@ public sealed record MeasureOptions
     public string? CacheDirectory { get; init; }
     /// <summary>Load a model whose weights hold NaN or infinite values (refused by default; see <see cref="Models.ModelLoadOptions"/>).</summary>
     public bool AllowNonFiniteWeights { get; init; }
+    /// <summary>Widen F16 and BF16 weights to fp32 at load (see <see cref="Models.ModelLoadOptions.WidenSixteenBitWeights"/>).</summary>
+    public bool WidenSixteenBitWeights { get; init; }
 
     /// <summary>Sample size of the default run (docs/METHOD.md says how it was chosen).</summary>
     public const int DefaultMaxSentences = 8000;

@@ -48,7 +48,7 @@ public static class MeasurementRunner
         progress?.Report(new MeasureEvent("sample", sample.Length, distinctSentences, options.Corpus is null ? "the packaged WordNet examples" : corpusPath));
 
         string modelDirectory = ModelResolver.Resolve(options.Model, cacheRoot, progress is null ? null : new ImportLog(progress));
-        using TransformerModel model = TransformerModel.Load(modelDirectory, backend, new ModelLoadOptions { AllowNonFiniteWeights = options.AllowNonFiniteWeights });
+        using TransformerModel model = TransformerModel.Load(modelDirectory, backend, new ModelLoadOptions { AllowNonFiniteWeights = options.AllowNonFiniteWeights, WidenSixteenBitWeights = options.WidenSixteenBitWeights });
         if (model.NonFiniteWeightCount > 0)
             warnings.Add($"the weights hold {model.NonFiniteWeightCount} NaN or infinite value(s), loaded because non-finite weights were allowed");
         // Checked now, not after the forward pass: a layer the model does not have must not cost the embeddings first.
@@ -104,7 +104,7 @@ public static class MeasurementRunner
         // Sentence vectors of every layer entry, from the cache where possible.
         int entries = model.Config.HiddenStateEntries;
         float[][] pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
-            new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), pool, maxTokens, $"model|{backend.Name}"), entries, model.Config.HiddenSize),
+            new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), pool, maxTokens, $"model|{backend.Name}{WeightStorageKey(model)}"), entries, model.Config.HiddenSize),
             "forward", progress, warnings, cancellation);
         model.ReleaseWeights();
         ReturnFreeMemory(); // the weights and the forward pass's buffers
@@ -156,9 +156,9 @@ public static class MeasurementRunner
             else
             {
                 string randomDirectory = RandomInitModel.Create(modelDirectory, identity, options.Seed, cacheRoot);
-                using TransformerModel randomModel = TransformerModel.Load(randomDirectory, backend);
+                using TransformerModel randomModel = TransformerModel.Load(randomDirectory, backend, new ModelLoadOptions { WidenSixteenBitWeights = options.WidenSixteenBitWeights });
                 baselineVectors = Embed(randomModel, sentences.Select(s => s.Encoded).ToArray(), options, entries,
-                    new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), pool, maxTokens, $"random-init:{options.Seed}|{backend.Name}"), entries, model.Config.HiddenSize),
+                    new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), pool, maxTokens, $"random-init:{options.Seed}|{backend.Name}{WeightStorageKey(randomModel)}"), entries, model.Config.HiddenSize),
                     "baseline forward", progress, warnings, cancellation);
             }
             baseline = new BaselineResult(BaselineName(options.Baseline), ProbeLayers(context, baselineVectors, selected, control, "baseline probe"));
@@ -274,6 +274,13 @@ public static class MeasurementRunner
                 throw new InputException($"--layers: {l} is outside 0..{numLayers}{(final ? $" ({numLayers + 1} = final)" : "")}");
         return layers.Distinct().Order().ToArray();
     }
+
+    /// <summary>
+    /// Part of the embedding-cache key: the storage formats of a model holding 16-bit weights (CUDA's 16-bit GEMMs round the
+    /// activations, so its vectors differ from a widened load's); empty for fp32 models, whose keys stay as they were.
+    /// </summary>
+    private static string WeightStorageKey(TransformerModel model) =>
+        model.ResidentWeightElements.Keys.Any(k => k != "F32") ? "|weights:" + string.Join("+", model.ResidentWeightElements.Keys.Order(StringComparer.Ordinal)) : "";
 
     /// <summary>Pooled vectors per layer entry [N·d], computed in chunks and cached; cached chunks are reused.</summary>
     private static float[][] Embed(TransformerModel model, EncodedSentence[] encoded, MeasureOptions options, int entries, EmbeddingCache cache,

@@ -16,6 +16,13 @@ public sealed record ModelLoadOptions
     /// <see cref="TransformerModel.NonFiniteWeightCount"/>. The CLI's --allow-nonfinite-weights sets this.
     /// </summary>
     public bool AllowNonFiniteWeights { get; init; }
+
+    /// <summary>
+    /// Widen F16 and BF16 weights to fp32 at load (twice the memory) instead of keeping the GEMM matrices and the word
+    /// embeddings 16-bit. On the CPU both give identical hidden states (the kernels widen exactly); on CUDA 16-bit weights
+    /// run GemmEx with 16-bit inputs, so widening buys fp32 products there. The CLI's --widen-16bit-weights sets this.
+    /// </summary>
+    public bool WidenSixteenBitWeights { get; init; }
 }
 
 /// <summary>
@@ -39,6 +46,7 @@ public sealed class TransformerModel : IDisposable
         CheckpointDTypes = weights.DTypes.Keys.ToArray();
         WeightNamePrefix = weights.NamePrefix;
         NonFiniteWeightCount = weights.NonFiniteValueCount;
+        ResidentWeightElements = weights.ResidentElements;
     }
 
     /// <summary>The folder the model was read from.</summary>
@@ -57,6 +65,10 @@ public sealed class TransformerModel : IDisposable
     public string WeightNamePrefix { get; }
     /// <summary>NaN and infinite values in the weights: 0 unless <see cref="ModelLoadOptions.AllowNonFiniteWeights"/> let them in.</summary>
     public long NonFiniteWeightCount { get; }
+    /// <summary>Weight elements held on the backend per storage format ("F32", "BF16", "F16").</summary>
+    public IReadOnlyDictionary<string, long> ResidentWeightElements { get; }
+    /// <summary>Bytes the weights occupy on the backend (before the CPU's panel padding).</summary>
+    public long ResidentWeightBytes => ResidentWeightElements.Sum(e => e.Value * (e.Key == "F32" ? 4L : 2L));
     /// <summary>Whether the weights are still held (<see cref="ReleaseWeights"/> not called yet).</summary>
     public bool HasWeights => _weights is not null;
     /// <summary>Number of hidden-state entries <see cref="Forward"/> returns in <see cref="HiddenStates.Layers"/> (L + 1).</summary>
@@ -91,7 +103,7 @@ public sealed class TransformerModel : IDisposable
         catch (FileNotFoundException e) { throw new ModelFormatException(full, e.Message, e); }
         using (store)
         {
-            TransformerWeights weights = TransformerWeights.Load(store, config, backend, options.AllowNonFiniteWeights);
+            TransformerWeights weights = TransformerWeights.Load(store, config, backend, options.AllowNonFiniteWeights, options.WidenSixteenBitWeights);
             return new TransformerModel(full, config, tokenizer, weights, backend);
         }
     }

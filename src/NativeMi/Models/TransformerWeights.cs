@@ -52,6 +52,8 @@ internal sealed class TransformerWeights : IDisposable
     public required IReadOnlyDictionary<string, string> DTypes;
     /// <summary>NaN and infinite values found in the weights (non-zero only when they were allowed).</summary>
     public required long NonFiniteValueCount;
+    /// <summary>How the weights are held on the backend: elements per format ("BF16" for matrices and tables kept 16-bit, "F32").</summary>
+    public required IReadOnlyDictionary<string, long> ResidentElements;
 
     public void Dispose()
     {
@@ -65,18 +67,29 @@ internal sealed class TransformerWeights : IDisposable
     /// against config.json, the number of blocks against its layer count, and (unless <paramref name="allowNonFinite"/>)
     /// that every value is finite.
     /// </summary>
-    public static TransformerWeights Load(WeightStore store, TransformerConfig config, IComputeBackend backend, bool allowNonFinite = false) =>
-        new Reader(store, config, config.Names, backend, allowNonFinite).Load();
+    /// <remarks>
+    /// F16 and BF16 GEMM matrices and the word embeddings stay 16-bit on the backend unless <paramref name="widenSixteenBit"/>;
+    /// biases, norms and position tables (a small share) are widened to fp32. No fp32 copy of a 16-bit checkpoint is made:
+    /// each tensor is copied once from the file's mapping, whose pages are then released.
+    /// </remarks>
+    public static TransformerWeights Load(WeightStore store, TransformerConfig config, IComputeBackend backend, bool allowNonFinite = false,
+        bool widenSixteenBit = false) =>
+        new Reader(store, config, config.Names, backend, allowNonFinite, widenSixteenBit).Load();
 
     /// <summary>A tensor dimension and the config.json field that sets it, so a mismatch can name the field.</summary>
     private readonly record struct Dim(long Size, string Field);
 
-    private sealed class Reader(WeightStore store, TransformerConfig config, TensorNameMap names, IComputeBackend backend, bool allowNonFinite)
+    private sealed class Reader(WeightStore store, TransformerConfig config, TensorNameMap names, IComputeBackend backend, bool allowNonFinite,
+        bool widenSixteenBit)
     {
         private string _prefix = "";
         private long _parameters;
         private long _nonFinite;
         private readonly Dictionary<string, string> _dtypes = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, long> _resident = new(StringComparer.Ordinal);
+
+        private void Resident(WeightFormat format, long elements) =>
+            _resident[SixteenBitWeights.Name(format)] = _resident.GetValueOrDefault(SixteenBitWeights.Name(format)) + elements;
 
         private Dim Vocabulary => new(config.VocabSize, "vocab_size");
         private Dim Width => new(config.HiddenSize, names.Fields.Width);
@@ -116,9 +129,65 @@ internal sealed class TransformerWeights : IDisposable
                 $"missing tensor '{probe}' (also looked for it with the prefixes {string.Join(", ", prefixes.Where(p => p.Length > 0).Select(p => $"'{p}'"))}); is this a {config.ModelType} checkpoint?");
         }
 
-        private float[] Read(string name, params Dim[] dims)
+        /// <summary>
+        /// The 16-bit format all of <paramref name="tensors"/> share (F16 or BF16), so they can stay 16-bit together; null when
+        /// any is another dtype (or absent: the fp32 path then names it), or when 16-bit weights are to be widened.
+        /// </summary>
+        private WeightFormat? SixteenBitFormat(params string[] tensors)
+        {
+            if (widenSixteenBit) return null;
+            WeightFormat? shared = null;
+            foreach (string tensor in tensors)
+            {
+                WeightFormat? format = store.TryGetInfo(_prefix + tensor)?.DType switch
+                {
+                    SafetensorsDType.F16 => WeightFormat.Float16,
+                    SafetensorsDType.BF16 => WeightFormat.BFloat16,
+                    _ => null,
+                };
+                if (format is null || (shared is not null && shared != format)) return null;
+                shared = format;
+            }
+            return shared;
+        }
+
+        /// <summary>Reads a 16-bit tensor's raw values (shape checked against config.json, finiteness checked) into a new array.</summary>
+        private ushort[] ReadSixteenBit(string name, params Dim[] dims)
         {
             string full = _prefix + name;
+            SafetensorsTensorInfo info = CheckedInfo(full, dims);
+            if (info.ElementCount > Array.MaxLength) throw new ModelFormatException(store.FileOf(full).FilePath, $"tensor '{full}' {info.ShapeText} has more elements than one array holds");
+            ushort[] values = GC.AllocateUninitializedArray<ushort>((int)info.ElementCount);
+            WeightFormat format = store.CopySixteenBit(full, values);
+            if (!SixteenBitWeights.AllFinite(values, format))
+            {
+                // Rare and refused by default: widen to locate and count the values with the fp32 check's message.
+                float[] widened = new float[values.Length];
+                SixteenBitWeights.Widen(values, widened, format);
+                CheckFinite(store.FileOf(full).FilePath, full, info, widened);
+            }
+            _parameters += values.LongLength;
+            _dtypes[SixteenBitWeights.Name(format)] = SixteenBitWeights.Name(format);
+            return values;
+        }
+
+        /// <summary>Several 16-bit tensors read one after another into one array (rows of nn.Linear weights stacked: a fused projection).</summary>
+        private ushort[] ReadSixteenBitStacked(params (string Name, Dim[] Dims)[] tensors)
+        {
+            ushort[][] parts = tensors.Select(t => ReadSixteenBit(t.Name, t.Dims)).ToArray();
+            if (parts.Length == 1) return parts[0];
+            ushort[] stacked = GC.AllocateUninitializedArray<ushort>(parts.Sum(p => p.Length));
+            int at = 0;
+            foreach (ushort[] part in parts)
+            {
+                part.CopyTo(stacked, at);
+                at += part.Length;
+            }
+            return stacked;
+        }
+
+        private SafetensorsTensorInfo CheckedInfo(string full, Dim[] dims)
+        {
             long[] shape = dims.Select(d => d.Size).ToArray();
             string expected = $"[{string.Join(", ", shape)}]";
             SafetensorsTensorInfo info = store.TryGetInfo(full)
@@ -132,6 +201,13 @@ internal sealed class TransformerWeights : IDisposable
                 throw new ModelFormatException(store.FileOf(full).FilePath,
                     $"tensor '{full}' has shape {info.ShapeText}; config.json implies {expected} ({fields})");
             }
+            return info;
+        }
+
+        private float[] Read(string name, params Dim[] dims)
+        {
+            string full = _prefix + name;
+            SafetensorsTensorInfo info = CheckedInfo(full, dims);
             float[] values = store.ReadFloat32(full);
             CheckFinite(store.FileOf(full).FilePath, full, info, values);
             _parameters += values.LongLength;
@@ -171,10 +247,75 @@ internal sealed class TransformerWeights : IDisposable
         }
 
         /// <summary>The CPU backend adopts the freshly read array instead of copying it (the word embeddings alone are ~45 MiB for minilm).</summary>
-        private DeviceBuffer<float> Upload(float[] values) => backend is CpuBackend ? new CpuBuffer<float>(values) : backend.Upload<float>(values);
+        private DeviceBuffer<float> Upload(float[] values)
+        {
+            Resident(WeightFormat.Float32, values.LongLength);
+            return backend is CpuBackend ? new CpuBuffer<float>(values) : backend.Upload<float>(values);
+        }
 
         /// <summary>A GEMM weight [rows, columns] ([in, out]), which the backend may keep in its own layout.</summary>
-        private DeviceBuffer<float> Matrix(float[] values, int rows, int columns) => backend.UploadMatrix(values, rows, columns);
+        private DeviceBuffer<float> Matrix(float[] values, int rows, int columns)
+        {
+            Resident(WeightFormat.Float32, values.LongLength);
+            return backend.UploadMatrix(values, rows, columns);
+        }
+
+        /// <summary>
+        /// A projection [in, out] made of <paramref name="parts"/> side by side along the outputs (q, k, v; or gate, up), kept 16-bit
+        /// when the parts share an F16 or BF16 dtype (no fp32 copy is made), else read as fp32.
+        /// </summary>
+        private DeviceBuffer<float> Projections(Dim input, params (string Name, Dim Output)[] parts)
+        {
+            int rows = (int)input.Size, columns = (int)parts.Sum(p => p.Output.Size);
+            if (SixteenBitFormat(parts.Select(p => p.Name + ".weight").ToArray()) is { } format)
+            {
+                ushort[] data;
+                bool transposed = !names.InOutMatrices;
+                if (transposed)
+                    // nn.Linear weights are [out, in]: stacking their rows is side by side along the outputs.
+                    data = ReadSixteenBitStacked(parts.Select(p => (p.Name + ".weight", new[] { p.Output, input })).ToArray());
+                else
+                {
+                    ushort[][] read = parts.Select(p => ReadSixteenBit(p.Name + ".weight", input, p.Output)).ToArray();
+                    data = read.Length == 1 ? read[0] : SideBySide(read, parts.Select(p => (int)p.Output.Size).ToArray(), rows);
+                }
+                Resident(format, data.LongLength);
+                return backend.UploadMatrix(data, rows, columns, format, transposed);
+            }
+            float[][] matrices = parts.Select(p => Projection(p.Name, input, p.Output)).ToArray();
+            return Matrix(matrices.Length == 1 ? matrices[0] : SideBySide(matrices, parts.Select(p => (int)p.Output.Size).ToArray(), rows), rows, columns);
+        }
+
+        /// <summary>Row-major [rows, w_i] matrices joined column-wise into [rows, Σ w_i].</summary>
+        private static T[] SideBySide<T>(T[][] parts, int[] widths, int rows)
+        {
+            int total = widths.Sum();
+            var joined = new T[(long)rows * total];
+            for (int i = 0; i < rows; i++)
+            {
+                int at = 0;
+                for (int p = 0; p < parts.Length; p++)
+                {
+                    parts[p].AsSpan(i * widths[p], widths[p]).CopyTo(joined.AsSpan(i * total + at, widths[p]));
+                    at += widths[p];
+                }
+            }
+            return joined;
+        }
+
+        /// <summary>An embedding table [rows, width]: 16-bit when the checkpoint stores it so, else fp32.</summary>
+        private DeviceBuffer<float> Table(string name, Dim rows, Dim width)
+        {
+            if (SixteenBitFormat(name) is { } format)
+            {
+                ushort[] data = ReadSixteenBit(name, rows, width);
+                Resident(format, data.LongLength);
+                return backend is CpuBackend
+                    ? CpuBackend.AdoptTable(data, (int)rows.Size, (int)width.Size, format)
+                    : backend.UploadTable(data, (int)rows.Size, (int)width.Size, format);
+            }
+            return Upload(Read(name, rows, width));
+        }
 
         private DeviceBuffer<float> Vector(string name, Dim length) => Upload(Read(name, length));
 
@@ -213,34 +354,25 @@ internal sealed class TransformerWeights : IDisposable
                 string p = names.Block(l);
                 // Read in the order the forward pass runs the block (so a broken checkpoint's first error is its first use).
                 var first = layout.Placement == NormPlacement.Pre ? Norm(p, names.Norm1) : default;
-                float[] qkv;
+                DeviceBuffer<float> qkv;
                 float[]? qkvBias = null;
                 if (names.SeparateQkv is { } separate)
                 {
-                    float[] wq = Projection(p + separate.Query, width, QueryWidth);
-                    float[] wk = Projection(p + separate.Key, width, KeyValueWidth);
-                    float[] wv = Projection(p + separate.Value, width, KeyValueWidth);
-                    qkv = new float[(long)d * qkvWidth];
-                    for (int i = 0; i < d; i++)
-                    {
-                        wq.AsSpan(i * q, q).CopyTo(qkv.AsSpan(i * qkvWidth, q));
-                        wk.AsSpan(i * kv, kv).CopyTo(qkv.AsSpan(i * qkvWidth + q, kv));
-                        wv.AsSpan(i * kv, kv).CopyTo(qkv.AsSpan(i * qkvWidth + q + kv, kv));
-                    }
+                    qkv = Projections(width, (p + separate.Query, QueryWidth), (p + separate.Key, KeyValueWidth), (p + separate.Value, KeyValueWidth));
                     if (layout.Attention.QkvBias)
                         qkvBias = [.. Read(p + separate.Query + ".bias", QueryWidth), .. Read(p + separate.Key + ".bias", KeyValueWidth), .. Read(p + separate.Value + ".bias", KeyValueWidth)];
                 }
                 else
                 {
                     string fused = names.FusedQkv ?? throw new InvalidOperationException("a name map needs separate or fused q/k/v projections");
-                    qkv = Projection(p + fused, width, FusedQkvWidth);
+                    qkv = Projections(width, (p + fused, FusedQkvWidth));
                     if (layout.Attention.QkvBias) qkvBias = Read(p + fused + ".bias", FusedQkvWidth);
                 }
                 var block = new BlockWeights
                 {
-                    QkvWeight = Matrix(qkv, d, qkvWidth),
+                    QkvWeight = qkv,
                     QkvBias = qkvBias is null ? null : Upload(qkvBias),
-                    AttentionOutWeight = Matrix(Projection(p + names.AttentionOutput, QueryWidth, width), q, d),
+                    AttentionOutWeight = Projections(QueryWidth, (p + names.AttentionOutput, width)),
                     AttentionOutBias = Bias(p + names.AttentionOutput, width, layout.Attention.OutputBias),
                     Norm1Gamma = first.Gamma,
                     Norm1Beta = first.Beta,
@@ -259,29 +391,22 @@ internal sealed class TransformerWeights : IDisposable
                 if (names.Gate is { } gate)
                 {
                     // Gate and up projections side by side, so one GEMM feeds the gated activation.
-                    float[] wGate = Projection(p + gate, width, inner), wUp = Projection(p + names.Up, width, inner);
-                    var fused = new float[(long)d * 2 * ff];
-                    for (int i = 0; i < d; i++)
-                    {
-                        wGate.AsSpan(i * ff, ff).CopyTo(fused.AsSpan(i * 2 * ff, ff));
-                        wUp.AsSpan(i * ff, ff).CopyTo(fused.AsSpan(i * 2 * ff + ff, ff));
-                    }
-                    block.FeedForwardInWeight = Matrix(fused, d, 2 * ff);
+                    block.FeedForwardInWeight = Projections(width, (p + gate, inner), (p + names.Up, inner));
                     if (layout.FeedForward.Bias) block.FeedForwardInBias = Upload([.. Read(p + gate + ".bias", inner), .. Read(p + names.Up + ".bias", inner)]);
                 }
                 else
                 {
-                    block.FeedForwardInWeight = Matrix(Projection(p + names.Up, width, inner), d, ff);
+                    block.FeedForwardInWeight = Projections(width, (p + names.Up, inner));
                     block.FeedForwardInBias = Bias(p + names.Up, inner, layout.FeedForward.Bias);
                 }
-                block.FeedForwardOutWeight = Matrix(Projection(p + names.Down, inner, width), ff, d);
+                block.FeedForwardOutWeight = Projections(inner, (p + names.Down, width));
                 block.FeedForwardOutBias = Bias(p + names.Down, width, layout.FeedForward.Bias);
                 if (layout.Placement == NormPlacement.Post) (block.Norm2Gamma, block.Norm2Beta) = Norm(p, names.Norm2);
                 blocks[l] = block;
             }
             var weights = new TransformerWeights
             {
-                WordEmbeddings = Upload(Read(names.WordEmbeddings, Vocabulary, width)),
+                WordEmbeddings = Table(names.WordEmbeddings, Vocabulary, width),
                 PositionEmbeddings = names.PositionEmbeddings is { } positions ? Upload(Read(positions, Positions, width)) : null,
                 TypeEmbeddings = names.TypeEmbeddings is { } types ? Upload(Read(types, TypeVocabulary, width)) : null,
                 Blocks = blocks,
@@ -289,6 +414,7 @@ internal sealed class TransformerWeights : IDisposable
                 NamePrefix = _prefix,
                 DTypes = _dtypes,
                 NonFiniteValueCount = 0,
+                ResidentElements = _resident,
             };
             if (names.EmbeddingNorm is { } embeddingNorm) (weights.EmbeddingNormGamma, weights.EmbeddingNormBeta) = Norm("", embeddingNorm);
             if (names.FinalNorm is { } finalNorm) (weights.FinalNormGamma, weights.FinalNormBeta) = Norm("", finalNorm);

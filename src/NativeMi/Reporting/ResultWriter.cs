@@ -97,6 +97,7 @@ public static class ResultWriter
             w.WriteNumber("bootstrap", o.Bootstrap);
             w.WriteString("baseline", MeasurementRunner.BaselineName(o.Baseline));
             w.WriteBoolean("allow_nonfinite_weights", o.AllowNonFiniteWeights);
+            w.WriteBoolean("widen_16bit_weights", o.WidenSixteenBitWeights);
             w.WriteNumber("train_fraction", o.TrainFraction);
             w.WriteNumber("validation_fraction", o.ValidationFraction);
             w.WriteEndObject();

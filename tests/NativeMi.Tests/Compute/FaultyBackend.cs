@@ -42,6 +42,8 @@ public sealed class FaultyBackend(FaultKind fault) : IComputeBackend
     public DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged => _inner.Allocate<T>(length);
     public DeviceBuffer<T> Upload<T>(ReadOnlySpan<T> data) where T : unmanaged => _inner.Upload(data);
     public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<float> data, int rows, int columns) => _inner.UploadMatrix(data, rows, columns);
+    public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<ushort> data, int rows, int columns, WeightFormat format, bool transposed) => _inner.UploadMatrix(data, rows, columns, format, transposed);
+    public DeviceBuffer<float> UploadTable(ReadOnlySpan<ushort> data, int rows, int width, WeightFormat format) => _inner.UploadTable(data, rows, width, format);
     public void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged => _inner.CopyFromHost(source, destination);
     public void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged => _inner.Download(source, destination);
 

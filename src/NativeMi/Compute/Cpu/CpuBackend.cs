@@ -29,6 +29,22 @@ internal sealed class CpuWeightMatrix(PackedMatrix packed) : DeviceBuffer<float>
     public override long Length => (long)Packed.K * Packed.N;
 }
 
+/// <summary>
+/// A constant table of 16-bit values (an F16 or BF16 embedding table) kept 16-bit: <see cref="CpuBackend.EmbeddingGather"/>
+/// and <see cref="CpuBackend.GatherRows"/> widen the rows they read, <see cref="CpuBackend.Download{T}"/> widens all of it.
+/// </summary>
+internal sealed class CpuSixteenBitTable(ushort[] data, WeightFormat format) : DeviceBuffer<float>
+{
+    public ushort[] Data { get; } = data;
+    public WeightFormat Format { get; } = format;
+
+    public override long Length => Data.LongLength;
+
+    /// <summary>Row <paramref name="row"/> of <paramref name="width"/> elements, widened into <paramref name="destination"/>.</summary>
+    public void WidenRow(long row, int width, Span<float> destination) =>
+        SixteenBitWeights.Widen(Data.AsSpan(checked((int)(row * width)), width), destination, Format);
+}
+
 /// <summary>The CPU backend: managed SIMD kernels spread over the thread pool.</summary>
 public sealed partial class CpuBackend : IComputeBackend
 {
@@ -44,6 +60,7 @@ public sealed partial class CpuBackend : IComputeBackend
     {
         CpuBuffer<T> cpu => cpu.Data,
         CpuWeightMatrix => throw new ArgumentException("a weight matrix from UploadMatrix is kept packed only; Gemm and Download read it", nameof(buffer)),
+        CpuSixteenBitTable => throw new ArgumentException("a 16-bit table from UploadTable is read only by EmbeddingGather, GatherRows and Download", nameof(buffer)),
         _ => throw new ArgumentException("buffer belongs to another backend", nameof(buffer)),
     };
 
@@ -60,6 +77,42 @@ public sealed partial class CpuBackend : IComputeBackend
         new CpuWeightMatrix(CpuGemm.PackB(data, rows, columns));
 
     /// <inheritdoc />
+    public DeviceBuffer<float> UploadMatrix(ReadOnlySpan<ushort> data, int rows, int columns, WeightFormat format, bool transposed) =>
+        new CpuWeightMatrix(CpuGemm.PackB(data, rows, columns, format, transposed));
+
+    /// <inheritdoc />
+    public DeviceBuffer<float> UploadTable(ReadOnlySpan<ushort> data, int rows, int width, WeightFormat format) =>
+        AdoptTable(data.ToArray(), rows, width, format);
+
+    /// <summary><see cref="UploadTable"/> without the copy: the table keeps <paramref name="data"/> (the loader's freshly read array).</summary>
+    internal static DeviceBuffer<float> AdoptTable(ushort[] data, int rows, int width, WeightFormat format)
+    {
+        if (format == WeightFormat.Float32) throw new ArgumentException("a 16-bit table needs Float16 or BFloat16", nameof(format));
+        if (data.LongLength != (long)rows * width) throw new ArgumentException($"the table holds {data.LongLength} elements; {rows}×{width} = {(long)rows * width} expected", nameof(data));
+        return new CpuSixteenBitTable(data, format);
+    }
+
+    /// <summary>accumulator += row <paramref name="row"/> of a table (fp32 or 16-bit).</summary>
+    private static void AddRow(Span<float> accumulator, DeviceBuffer<float> table, long row, int width)
+    {
+        if (table is CpuSixteenBitTable sixteen)
+        {
+            float[] widened = System.Buffers.ArrayPool<float>.Shared.Rent(width);
+            sixteen.WidenRow(row, width, widened);
+            TensorPrimitives.Add(accumulator, widened.AsSpan(0, width), accumulator);
+            System.Buffers.ArrayPool<float>.Shared.Return(widened);
+        }
+        else TensorPrimitives.Add(accumulator, Array(table).AsSpan(checked((int)(row * width)), width), accumulator);
+    }
+
+    /// <summary>Row <paramref name="row"/> of a table (fp32 or 16-bit) as fp32 in <paramref name="destination"/>.</summary>
+    private static void ReadRow(DeviceBuffer<float> table, long row, int width, Span<float> destination)
+    {
+        if (table is CpuSixteenBitTable sixteen) sixteen.WidenRow(row, width, destination);
+        else Array(table).AsSpan(checked((int)(row * width)), width).CopyTo(destination);
+    }
+
+    /// <inheritdoc />
     public void CopyFromHost<T>(ReadOnlySpan<T> source, DeviceBuffer<T> destination) where T : unmanaged =>
         source.CopyTo(Array(destination));
 
@@ -71,6 +124,13 @@ public sealed partial class CpuBackend : IComputeBackend
             Span<float> floats = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(destination);
             if (floats.Length > matrix.Length) throw new ArgumentOutOfRangeException(nameof(destination), $"the matrix holds {matrix.Length} elements; {floats.Length} requested");
             matrix.Packed.Unpack(floats);
+            return;
+        }
+        if (source is CpuSixteenBitTable table)
+        {
+            Span<float> floats = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(destination);
+            if (floats.Length > table.Length) throw new ArgumentOutOfRangeException(nameof(destination), $"the table holds {table.Length} elements; {floats.Length} requested");
+            SixteenBitWeights.Widen(table.Data.AsSpan(0, floats.Length), floats, table.Format);
             return;
         }
         Array(source).AsSpan(0, destination.Length).CopyTo(destination);
@@ -178,21 +238,22 @@ public sealed partial class CpuBackend : IComputeBackend
     {
         int[] id = Array(ids), pos = Array(positionIds);
         int[]? type = ArrayOrNull(typeIds);
-        float[] w = Array(words), p = Array(positions), o = Array(output);
-        float[]? t = ArrayOrNull(types);
-        long wordRows = w.LongLength / width, positionRows = p.LongLength / width, typeRows = t is null ? 0 : t.LongLength / width;
+        float[] o = Array(output);
+        long wordRows = words.Length / width, positionRows = positions.Length / width, typeRows = types is null ? 0 : types.Length / width;
         ParallelRows(rows, width, row =>
         {
             int tokenId = id[row], positionId = pos[row];
             if ((uint)tokenId >= wordRows) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {tokenId} at row {row} is outside the embedding table ({wordRows} rows)");
             if ((uint)positionId >= positionRows) throw new ArgumentOutOfRangeException(nameof(positionIds), $"position {positionId} at row {row} is outside the position table ({positionRows} rows)");
             Span<float> dst = o.AsSpan(row * width, width);
-            TensorPrimitives.Add(w.AsSpan(tokenId * width, width), p.AsSpan(positionId * width, width), dst);
-            if (t is not null && type is not null)
+            // Same additions in the same order whether a table is fp32 or 16-bit (widening is exact).
+            ReadRow(words, tokenId, width, dst);
+            AddRow(dst, positions, positionId, width);
+            if (types is not null && type is not null)
             {
                 int typeId = type[row];
                 if ((uint)typeId >= typeRows) throw new ArgumentOutOfRangeException(nameof(typeIds), $"token type {typeId} at row {row} is outside the type table ({typeRows} rows)");
-                TensorPrimitives.Add(dst, t.AsSpan(typeId * width, width), dst);
+                AddRow(dst, types, typeId, width);
             }
         });
     }
@@ -210,10 +271,17 @@ public sealed partial class CpuBackend : IComputeBackend
     /// <inheritdoc />
     public void GatherRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> output, int rows, int width)
     {
-        float[] src = Array(source), dst = Array(output);
+        float[] dst = Array(output);
         int[] index = Array(indices);
+        long sourceRows = width == 0 ? 0 : source.Length / width;
+        if (index.LongLength < rows) throw new ArgumentException($"indices hold {index.LongLength} elements; {rows} rows requested", nameof(indices));
+        if (dst.LongLength < (long)rows * width) throw new ArgumentException($"output holds {dst.LongLength} elements; needs {(long)rows * width}", nameof(output));
         for (int r = 0; r < rows; r++)
-            src.AsSpan(index[r] * width, width).CopyTo(dst.AsSpan(r * width, width));
+        {
+            if ((ulong)index[r] >= (ulong)sourceRows)
+                throw new ArgumentOutOfRangeException(nameof(indices), $"index {index[r]} at row {r} is outside the source ({sourceRows} rows of {width})");
+            ReadRow(source, index[r], width, dst.AsSpan(r * width, width));
+        }
     }
 
     /// <inheritdoc />
@@ -221,6 +289,12 @@ public sealed partial class CpuBackend : IComputeBackend
     {
         float[] src = Array(source), dst = Array(target);
         int[] index = Array(indices);
+        long targetRows = width == 0 ? 0 : dst.LongLength / width;
+        if (index.LongLength < rows) throw new ArgumentException($"indices hold {index.LongLength} elements; {rows} rows requested", nameof(indices));
+        if (src.LongLength < (long)rows * width) throw new ArgumentException($"source holds {src.LongLength} elements; needs {(long)rows * width}", nameof(source));
+        for (int r = 0; r < rows; r++)
+            if ((ulong)index[r] >= (ulong)targetRows)
+                throw new ArgumentOutOfRangeException(nameof(indices), $"index {index[r]} at row {r} is outside the target ({targetRows} rows of {width})");
         for (int r = 0; r < rows; r++)
         {
             Span<float> row = dst.AsSpan(index[r] * width, width);

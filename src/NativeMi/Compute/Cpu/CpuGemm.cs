@@ -142,7 +142,67 @@ public static class CpuGemm
         }
     }
 
-    /// <summary>C[m,n] = act(A[m,k] · B + bias) with B packed by <see cref="PackB"/>.</summary>
+    /// <summary>
+    /// <see cref="PackB(ReadOnlySpan{float}, int, int)"/> for 16-bit B (F16 or BF16): the panels keep the 16-bit values, half
+    /// the memory of fp32 panels, and the kernel widens a KC-deep slab of them to fp32 per thread just before using it.
+    /// Widening is exact, so the product equals the fp32 product over the widened matrix bit for bit.
+    /// </summary>
+    /// <param name="b">B as [k, n], or as [n, k] (a Hugging Face nn.Linear weight) when <paramref name="transposed"/>.</param>
+    /// <param name="k">Rows of B (the inner dimension).</param>
+    /// <param name="n">Columns of B.</param>
+    /// <param name="format">Float16 or BFloat16.</param>
+    /// <param name="transposed">B is stored as its transpose.</param>
+    public static unsafe PackedMatrix PackB(ReadOnlySpan<ushort> b, int k, int n, WeightFormat format, bool transposed)
+    {
+        if (format == WeightFormat.Float32) throw new ArgumentException("16-bit packing needs Float16 or BFloat16", nameof(format));
+        if (k < 1 || n < 1) throw new ArgumentOutOfRangeException(nameof(k), $"cannot pack a {k}×{n} matrix");
+        if (b.Length < (long)k * n) throw new ArgumentException($"B holds {b.Length} elements; needs {(long)k * n}", nameof(b));
+        var (_, nr) = Tiling();
+        int nPanels = (n + nr - 1) / nr;
+        long length = (long)nPanels * nr * k + 32;
+        if (length > Array.MaxLength) throw new ArgumentException($"a {k}×{n} matrix is too large to pack");
+        ushort[] data = GC.AllocateUninitializedArray<ushort>((int)length, pinned: true);
+        fixed (ushort* pb = b, pd = data)
+        {
+            ushort* aligned = (ushort*)(((nuint)pd + 63) & ~(nuint)63);
+            for (int panel = 0; panel < nPanels; panel++) PackPanel(pb, aligned, k, n, nr, panel, transposed);
+            return new PackedMatrix(data, (int)(aligned - pd), k, n, nr, format);
+        }
+    }
+
+    /// <summary>Columns [panel·NR, +NR) of B as K steps of NR values, zero columns past N (the layout <see cref="Job"/> reads).</summary>
+    private static unsafe void PackPanel<T>(T* b, T* packed, int k, int n, int nr, int panel, bool transposed) where T : unmanaged
+    {
+        int col0 = panel * nr, cols = Math.Min(nr, n - col0);
+        T* dst = packed + (long)panel * nr * k;
+        if (transposed)
+        {
+            for (int j = 0; j < nr; j++)
+            {
+                T* d = dst + j;
+                if (j < cols)
+                {
+                    T* src = b + (long)(col0 + j) * k;
+                    for (int p = 0; p < k; p++) d[(long)p * nr] = src[p];
+                }
+                else
+                {
+                    for (int p = 0; p < k; p++) d[(long)p * nr] = default;
+                }
+            }
+        }
+        else
+        {
+            T* src = b + col0;
+            for (int p = 0; p < k; p++, src += n, dst += nr)
+            {
+                new ReadOnlySpan<T>(src, cols).CopyTo(new Span<T>(dst, cols));
+                if (cols < nr) new Span<T>(dst + cols, nr - cols).Clear();
+            }
+        }
+    }
+
+    /// <summary>C[m,n] = act(A[m,k] · B + bias) with B packed by <see cref="PackB(ReadOnlySpan{float}, int, int)"/> or its 16-bit form.</summary>
     public static unsafe void Multiply(ReadOnlySpan<float> a, PackedMatrix b, ReadOnlySpan<float> bias, Span<float> c, int m, Activation activation)
     {
         int k = b.K, n = b.N;
@@ -158,14 +218,21 @@ public static class CpuGemm
         try
         {
             fixed (float* pa = a, pc = c, pbias = bias, fa = bufferA, fb = b.Data)
+            fixed (ushort* fb16 = b.Data16)
             {
                 var job = new Job
                 {
                     A = pa, C = pc, Bias = bias.IsEmpty ? null : pbias,
-                    PackedA = Align64(fa), PackedB = fb + b.Offset, BIsPacked = true,
+                    PackedA = Align64(fa), BIsPacked = true,
                     M = m, K = k, N = n, Mr = mr, Nr = nr, MPanels = mPanels, NPanels = (n + nr - 1) / nr,
                     Activation = activation,
                 };
+                if (b.Format == WeightFormat.Float32) job.PackedB = fb + b.Offset;
+                else
+                {
+                    job.PackedB16 = fb16 + b.Offset;
+                    job.Format16 = b.Format;
+                }
                 job.Run();
             }
         }
@@ -182,6 +249,9 @@ public static class CpuGemm
     private sealed unsafe class Job
     {
         public float* A, B, C, Bias, PackedA, PackedB;
+        /// <summary>16-bit packed B (instead of <see cref="PackedB"/>), widened per KC slab in <see cref="Tile"/>.</summary>
+        public ushort* PackedB16;
+        public WeightFormat Format16;
         public int M, K, N, Mr, Nr, MPanels, NPanels;
         public bool TransposeA, TransposeB, Accumulate, BIsPacked;
         public Activation Activation;
@@ -289,36 +359,7 @@ public static class CpuGemm
 
         /// <summary>Columns [panel·NR, +NR) of op(B) as K steps of NR values, zero columns past N.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void PackBPanel(int panel)
-        {
-            int nr = Nr, k = K, col0 = panel * nr, cols = Math.Min(nr, N - col0);
-            float* dst = PackedB + (long)panel * nr * k;
-            if (TransposeB)
-            {
-                for (int j = 0; j < nr; j++)
-                {
-                    float* d = dst + j;
-                    if (j < cols)
-                    {
-                        float* src = B + (long)(col0 + j) * k;
-                        for (int p = 0; p < k; p++) d[(long)p * nr] = src[p];
-                    }
-                    else
-                    {
-                        for (int p = 0; p < k; p++) d[(long)p * nr] = 0;
-                    }
-                }
-            }
-            else
-            {
-                float* src = B + col0;
-                for (int p = 0; p < k; p++, src += N, dst += nr)
-                {
-                    new ReadOnlySpan<float>(src, cols).CopyTo(new Span<float>(dst, cols));
-                    if (cols < nr) new Span<float>(dst + cols, nr - cols).Clear();
-                }
-            }
-        }
+        public void PackBPanel(int panel) => PackPanel(B, PackedB, K, N, Nr, panel, TransposeB);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Tile(int tile)
@@ -328,14 +369,35 @@ public static class CpuGemm
             int jp0 = (int)((long)columnBlock * NPanels / _columnBlocks), jp1 = (int)((long)(columnBlock + 1) * NPanels / _columnBlocks);
             int mr = Mr, nr = Nr, k = K, n = N;
             float* edge = stackalloc float[MaxTile];
-            for (int kb = 0; kb < k; kb += KC)
+            // 16-bit B: the tile's column panels for one K block, widened to fp32 (at most BlockBytes, so it stays in L2).
+            float[]? slabArray = PackedB16 == null ? null : ArrayPool<float>.Shared.Rent((jp1 - jp0) * Math.Min(KC, k) * nr + 16);
+            try
             {
-                int kc = Math.Min(KC, k - kb);
-                bool load = kb > 0 || Accumulate;
-                float* bias = kb + kc == k ? Bias : null;
-                // The row panel (MR × KC, broadcast operand) stays in L1 while the column panels stream from L2.
-                for (int ip = ip0; ip < ip1; ip++)
-                    for (int jp = jp0; jp < jp1; jp++) Block(ip, jp, kb, kc, load, bias, edge);
+                fixed (float* slabBase = slabArray)
+                {
+                    float* slab = slabBase == null ? null : Align64(slabBase);
+                    for (int kb = 0; kb < k; kb += KC)
+                    {
+                        int kc = Math.Min(KC, k - kb);
+                        bool load = kb > 0 || Accumulate;
+                        float* bias = kb + kc == k ? Bias : null;
+                        if (slab != null)
+                            for (int jp = jp0; jp < jp1; jp++)
+                                SixteenBitWeights.Widen(new ReadOnlySpan<ushort>(PackedB16 + (long)jp * nr * k + (long)kb * nr, kc * nr),
+                                    new Span<float>(slab + (long)(jp - jp0) * kc * nr, kc * nr), Format16);
+                        // The row panel (MR × KC, broadcast operand) stays in L1 while the column panels stream from L2.
+                        for (int ip = ip0; ip < ip1; ip++)
+                            for (int jp = jp0; jp < jp1; jp++)
+                            {
+                                float* pb = slab != null ? slab + (long)(jp - jp0) * kc * nr : PackedB + (long)jp * nr * k + (long)kb * nr;
+                                Block(ip, jp, pb, kb, kc, load, bias, edge);
+                            }
+                    }
+                }
+            }
+            finally
+            {
+                if (slabArray is not null) ArrayPool<float>.Shared.Return(slabArray);
             }
             if (Activation != Activation.None)
             {
@@ -358,13 +420,12 @@ public static class CpuGemm
 
         /// <summary>One MR × NR block of C over one K block, through the edge buffer where it overhangs C.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block(int ip, int jp, int kb, int kc, bool load, float* bias, float* edge)
+        private void Block(int ip, int jp, float* pb, int kb, int kc, bool load, float* bias, float* edge)
         {
             int mr = Mr, nr = Nr, k = K, n = N;
             int row0 = ip * mr, rows = Math.Min(mr, M - row0);
             float* pa = PackedA + (long)ip * mr * k + (long)kb * mr;
             int col0 = jp * nr, cols = Math.Min(nr, n - col0);
-            float* pb = PackedB + (long)jp * nr * k + (long)kb * nr;
             float* c = C + (long)row0 * n + col0;
             if (rows == mr && cols == nr)
             {
@@ -616,7 +677,7 @@ public static class CpuGemm
     }
 }
 
-/// <summary>A constant GEMM right operand in the CPU kernel's packed panel layout (see <see cref="CpuGemm.PackB"/>).</summary>
+/// <summary>A constant GEMM right operand in the CPU kernel's packed panel layout (see <see cref="CpuGemm.PackB(ReadOnlySpan{float}, int, int)"/>).</summary>
 public sealed class PackedMatrix
 {
     internal PackedMatrix(float[] data, int offset, int k, int n, int nr)
@@ -626,10 +687,28 @@ public sealed class PackedMatrix
         K = k;
         N = n;
         Nr = nr;
+        Format = WeightFormat.Float32;
     }
 
-    internal float[] Data { get; }
+    internal PackedMatrix(ushort[] data, int offset, int k, int n, int nr, WeightFormat format)
+    {
+        Data16 = data;
+        Offset = offset;
+        K = k;
+        N = n;
+        Nr = nr;
+        Format = format;
+    }
+
+    /// <summary>fp32 panels, or null when the matrix is kept 16-bit.</summary>
+    internal float[]? Data { get; }
+    /// <summary>16-bit panels, or null when the matrix is fp32.</summary>
+    internal ushort[]? Data16 { get; }
     internal int Offset { get; }
+    /// <summary>How the panels store the values.</summary>
+    public WeightFormat Format { get; }
+    /// <summary>Bytes the panels occupy.</summary>
+    public long Bytes => Data is not null ? Data.LongLength * sizeof(float) : Data16!.LongLength * sizeof(ushort);
     /// <summary>Rows of B (the inner dimension).</summary>
     public int K { get; }
     /// <summary>Columns of B.</summary>
@@ -642,7 +721,8 @@ public sealed class PackedMatrix
         for (int i = 0; i < destination.Length; i++)
         {
             int row = i / N, column = i % N;
-            destination[i] = Data[Offset + (long)(column / Nr) * K * Nr + (long)row * Nr + column % Nr];
+            long at = Offset + (long)(column / Nr) * K * Nr + (long)row * Nr + column % Nr;
+            destination[i] = Data is not null ? Data[at] : SixteenBitWeights.Widen(Data16![at], Format);
         }
     }
 }

@@ -48,7 +48,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
 {
     private const int ElementwiseBlock = 256;
     private const int RowBlock = 256;
-    private static readonly string[] KernelFiles = ["activation.cu", "adamw.cu", "attention.cu", "decoder.cu", "embedding.cu", "fano.cu", "layernorm.cu", "pooling.cu", "probe.cu"];
+    private static readonly string[] KernelFiles = ["activation.cu", "adamw.cu", "attention.cu", "decoder.cu", "embedding.cu", "fano.cu", "layernorm.cu", "pooling.cu", "probe.cu", "sixteen_bit.cu"];
 
     private readonly CudaContextHandle _context;
     private readonly CudaStreamHandle _stream;
@@ -113,6 +113,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
             _targetHistogram = functions["target_histogram"];
             _perPositionCounts = functions["per_position_counts"];
             InitialiseDecoderKernels(functions);
+            InitialiseSixteenBitKernels(functions);
 
             // Beyond 48 KiB of dynamic shared memory a kernel must opt in; the static part (32 floats of
             // reduction scratch) and a margin come off the device's per-block limit.
@@ -300,6 +301,11 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
     public void Download<T>(DeviceBuffer<T> source, Span<T> destination) where T : unmanaged
     {
         Enter();
+        if (source is CudaSixteenBitWeight sixteen)
+        {
+            WidenSixteenBit(sixteen, System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(destination));
+            return;
+        }
         CudaBuffer<T> from = Own(source, destination.Length, nameof(source));
         fixed (T* pointer = destination)
         {
@@ -336,11 +342,20 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         int m, int k, int n, Activation activation)
     {
         Enter();
-        ulong a = Own(input, (long)m * k, nameof(input)).Pointer, b = Own(weight, (long)k * n, nameof(weight)).Pointer;
         ulong c = Own(output, (long)m * n, nameof(output)).Pointer, biasPointer = PointerOrZero(bias, n, nameof(bias));
-        if (m == 0 || n == 0) return;
-        if (k == 0) CudaDriverApi.Check(CudaDriverApi.Memset32Async(c, 0, (nuint)((long)m * n), Stream), "cuMemsetD32Async");
-        else RowMajorGemm(a, false, b, false, c, m, k, n, 0f);
+        if (weight is CudaSixteenBitWeight sixteen)
+        {
+            if (m == 0 || n == 0) return;
+            if (k == 0) CudaDriverApi.Check(CudaDriverApi.Memset32Async(c, 0, (nuint)((long)m * n), Stream), "cuMemsetD32Async");
+            else GemmSixteenBit(input, sixteen, c, m, k, n);
+        }
+        else
+        {
+            ulong a = Own(input, (long)m * k, nameof(input)).Pointer, b = Own(weight, (long)k * n, nameof(weight)).Pointer;
+            if (m == 0 || n == 0) return;
+            if (k == 0) CudaDriverApi.Check(CudaDriverApi.Memset32Async(c, 0, (nuint)((long)m * n), Stream), "cuMemsetD32Async");
+            else RowMajorGemm(a, false, b, false, c, m, k, n, 0f);
+        }
         if (bias is null && activation == Activation.None) return;
         int code = (int)activation;
         void** arguments = stackalloc void*[] { &c, &biasPointer, &m, &n, &code };
@@ -376,6 +391,11 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         int rows, int width)
     {
         Enter();
+        if (words is CudaSixteenBitWeight sixteen)
+        {
+            EmbeddingGatherSixteenBit(ids, positionIds, typeIds, sixteen, positions, types, output, rows, width);
+            return;
+        }
         ulong id = Own(ids, rows, nameof(ids)).Pointer, position = Own(positionIds, rows, nameof(positionIds)).Pointer;
         // Type embeddings are added only when both the ids and the table are given, as on the CPU.
         bool withTypes = typeIds is not null && types is not null;
@@ -488,6 +508,11 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
     public void GatherRows(DeviceBuffer<float> source, DeviceBuffer<int> indices, DeviceBuffer<float> output, int rows, int width)
     {
         Enter();
+        if (source is CudaSixteenBitWeight sixteen)
+        {
+            GatherRowsSixteenBit(sixteen, indices, output, rows, width);
+            return;
+        }
         ulong src = Own(source, 0, nameof(source)).Pointer, index = Own(indices, rows, nameof(indices)).Pointer, dst = Own(output, (long)rows * width, nameof(output)).Pointer;
         if (rows == 0 || width == 0) return;
         void** arguments = stackalloc void*[] { &src, &index, &dst, &rows, &width };
@@ -645,6 +670,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
     private void DisposeNative()
     {
         _attentionScores?.Dispose();
+        _narrowedInput?.Dispose();
         _adamHyperParameters?.Dispose();
         _badRow?.Dispose();
         foreach (CudaModuleHandle module in _modules) module.Dispose();

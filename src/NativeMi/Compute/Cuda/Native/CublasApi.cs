@@ -13,6 +13,8 @@ internal static unsafe partial class CublasApi
     internal const int PedanticMath = 2;
     internal const int Tf32TensorOpMath = 3;
     internal const int DataTypeFloat32 = 0;          // CUDA_R_32F
+    internal const int DataTypeFloat16 = 2;          // CUDA_R_16F
+    internal const int DataTypeBFloat16 = 14;        // CUDA_R_16BF
     internal const int ComputeFloat32 = 68;          // CUBLAS_COMPUTE_32F
     internal const int ComputeFloat32FastTf32 = 77;  // CUBLAS_COMPUTE_32F_FAST_TF32
     internal const int GemmDefaultAlgorithm = -1;    // CUBLAS_GEMM_DEFAULT

@@ -13,7 +13,8 @@
 #      forward pass on both backends, and a measurement whose GPU figures must fall inside the CPU run's intervals
 #      (the built-in minilm when the binary finds it, else the random-init BERT-base; the bert-tiny fixture when emulated);
 #   4. hidden states of `nativemi hidden --backend cuda` against transformers on the GPU, both models (emulated: against
-#      `nativemi hidden --backend cpu` on the fixture);
+#      `nativemi hidden --backend cpu` on the fixture); the decoder fixtures' float64 goldens against the real transformers
+#      classes (scripts/make_decoder_fixtures.py --check-transformers) and `hidden --backend cuda` on each against the CPU;
 #   5. `nativemi bench --ops` on the GPU at BERT-base's shapes (emulated: the fixture's), and forward throughput of every
 #      layer, batch 64 and 256 x 128 tokens: `nativemi bench --backend cuda` beside PyTorch eager fp32 and bf16;
 #   6. the whole measure run at batch 64 and 256: `nativemi measure --backend cuda` beside scripts/measure_torch.py.
@@ -48,6 +49,19 @@ within_budget() {
   fi
 }
 export NATIVEMI_CACHE="$work/cache"
+# hidden_against_cpu FOLDER LABEL TOLERANCE: `nativemi hidden` on CUDA against the CPU backend on $work/sentences.txt.
+hidden_against_cpu() {
+  local label="hidden --backend cuda vs cpu: $2"
+  if "$nativemi" hidden --backend cuda --model "$1" --input "$work/sentences.txt" --out "$work/$2-cuda.safetensors" > "$logs/hidden-$2-cuda.log" 2>&1 \
+     && "$nativemi" hidden --backend cpu --model "$1" --input "$work/sentences.txt" --out "$work/$2-cpu.safetensors" > "$logs/hidden-$2-cpu.log" 2>&1; then
+    local comparison
+    comparison=$(python3 scripts/compare_hidden.py "$work/$2-cuda.safetensors" "$work/$2-cpu.safetensors" "$3")
+    row "$label" "$comparison"
+    case "$comparison" in pass*) ;; *) status=1 ;; esac
+  else
+    row "$label" "FAIL: nativemi hidden failed (see hidden-$2-*.log)"; status=1
+  fi
+}
 
 if [ "$emulated" = 1 ]; then
   if [ -z "${NATIVEMI_EMULATOR_PATH:-}" ]; then
@@ -78,40 +92,14 @@ if [ "$emulated" = 1 ]; then
   grep -E "^gpu 0:|cases match|layers agree|figures inside" "$logs/doctor.log" | sed 's/^ */    /' >> "$summary"
   [ "$doctor" = 0 ] || status=1
 
-  step "hidden states: emulated GPU against the CPU backend"
+  step "hidden states: emulated GPU against the CPU backend (bert-tiny and the decoder fixtures)"
   head -n 40 "$work/corpus.txt" > "$work/sentences.txt"
-  if "$nativemi" hidden --backend cuda --model "$fixture" --input "$work/sentences.txt" --out "$work/cuda.safetensors" > "$logs/hidden-cuda.log" 2>&1 \
-     && "$nativemi" hidden --backend cpu --model "$fixture" --input "$work/sentences.txt" --out "$work/cpu.safetensors" > "$logs/hidden-cpu.log" 2>&1; then
-    # Standard library only: the safetensors header is JSON after an 8-byte length; every float32 tensor is compared.
-    comparison=$(python3 - "$work/cuda.safetensors" "$work/cpu.safetensors" <<'PY'
-import json, math, struct, sys
-def load(path):
-    data = open(path, "rb").read()
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + length])
-    body = data[8 + length:]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__" or info["dtype"] != "F32":
-            continue
-        start, end = info["data_offsets"]
-        out[name] = struct.unpack(f"<{(end - start) // 4}f", body[start:end])
-    return out
-a, b = load(sys.argv[1]), load(sys.argv[2])
-worst = 0.0
-for name in sorted(b):
-    x, y = a[name], b[name]
-    diff = math.sqrt(sum((p - q) ** 2 for p, q in zip(x, y) if math.isfinite(q)))
-    norm = math.sqrt(sum(q * q for q in y if math.isfinite(q)))
-    worst = max(worst, diff / max(norm, 1e-30))
-print(f"{'pass' if worst < 1e-4 and set(a) == set(b) else 'FAIL'}: worst relative L2 {worst:.2e} over {len(b)} tensors")
-PY
-)
-    row "hidden --backend cuda vs cpu (emulated)" "$comparison"
-    case "$comparison" in pass*) ;; *) status=1 ;; esac
-  else
-    row "hidden --backend cuda vs cpu" "FAIL: nativemi hidden failed (see hidden-*.log)"; status=1
-  fi
+  hidden_against_cpu "$fixture" "bert-tiny" 1e-4
+  for name in llama-tiny mistral-tiny qwen2-tiny qwen3-tiny gemma-tiny llama-tiny-bf16 qwen2-tiny-f16; do
+    # 16-bit weights run GemmEx with the activations rounded to the format (8 significant bits for BF16, 11 for F16).
+    case "$name" in *bf16) tolerance=2e-2 ;; *f16) tolerance=3e-3 ;; *) tolerance=1e-4 ;; esac
+    hidden_against_cpu "$repo/tests/NativeMi.Tests/fixtures/$name" "$name" "$tolerance"
+  done
 
   step "bench --ops on the emulated GPU"
   if "$nativemi" bench --ops --backend cuda --model "$fixture" --batch-sizes 2 --seq 16 --runs 1 --warmup 0 > "$logs/bench-ops.log" 2>&1 \
@@ -157,6 +145,19 @@ json.dump({"model_max_length": 1024, "tokenizer_class": "GPT2Tokenizer"}, open(o
 GPT2Model(GPT2Config(vocab_size=len(symbols) + 1, n_embd=768, n_layer=12, n_head=12, bos_token_id=256, eos_token_id=256)).save_pretrained(folder)
 print(f"bert vocabulary {len(vocab)}; gpt2 vocabulary {len(symbols) + 1}")
 PY
+
+step "decoder families: the fixtures' goldens against transformers, and nativemi on CUDA against the CPU"
+if within_budget 90 "decoder goldens vs transformers"; then
+  python3 scripts/make_decoder_fixtures.py --check-transformers > "$logs/decoder-transformers.log" 2>&1
+  decoder=$?
+  row "decoder goldens vs transformers (7 fixtures)" "$([ "$decoder" = 0 ] && echo pass || echo "FAIL (exit $decoder)"): $(tail -n 1 "$logs/decoder-transformers.log")"
+  [ "$decoder" = 0 ] || status=1
+  head -n 40 "$work/corpus.txt" > "$work/sentences.txt"
+  for name in llama-tiny mistral-tiny qwen2-tiny qwen3-tiny gemma-tiny llama-tiny-bf16 qwen2-tiny-f16; do
+    case "$name" in *bf16) tolerance=2e-2 ;; *f16) tolerance=3e-3 ;; *) tolerance=1e-4 ;; esac
+    hidden_against_cpu "$repo/tests/NativeMi.Tests/fixtures/$name" "$name" "$tolerance"
+  done
+fi
 
 step "nativemi doctor"
 within_budget 240 "doctor: ops, forward, probe (CUDA vs CPU)" || { cat "$summary"; exit 1; }

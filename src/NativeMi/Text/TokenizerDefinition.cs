@@ -389,7 +389,7 @@ internal sealed class TokenizerDefinition
         definition.UnknownId = unknownIndex ?? definition.IdOf(unknown);
 
         (definition.Prefix, definition.Suffix) = root.TryGetProperty("post_processor", out JsonElement post)
-            ? definition.ReadPostProcessor(post, file)
+            ? ReadPostProcessor(post, file)
             : ([], []);
         bool templateClass = settings.TokenizerClass is string cls && BosEosTemplateClasses.Contains(cls);
         if (templateClass || settings.AddBosToken is not null || settings.AddEosToken is not null)
@@ -426,36 +426,52 @@ internal sealed class TokenizerDefinition
             _ => throw new ModelFormatException(file, $"added token flag '{name}' must be true or false"),
         } : null;
 
+    /// <summary>Marks the sentence's own ids inside a segment of <see cref="ApplyPostProcessor"/>.</summary>
+    private const int TextMarker = -1;
+
     /// <summary>The ids a post-processor puts before and after one sentence.</summary>
-    private (int[] Prefix, int[] Suffix) ReadPostProcessor(JsonElement post, string file)
+    private static (int[] Prefix, int[] Suffix) ReadPostProcessor(JsonElement post, string file)
     {
-        if (post.ValueKind == JsonValueKind.Null) return ([], []);
+        List<List<int>> segments = ApplyPostProcessor(post, [[TextMarker]], file);
+        List<int> all = segments.SelectMany(s => s).ToList();
+        int at = all.IndexOf(TextMarker);
+        if (at < 0 || all.LastIndexOf(TextMarker) != at)
+            throw new ModelFormatException(file, "the post-processor must keep the sentence exactly once");
+        return (all.Take(at).ToArray(), all.Skip(at + 1).ToArray());
+    }
+
+    /// <summary>
+    /// Runs a post-processor on segments, as the library does: its processors pass a list of encodings along (one
+    /// per template piece after a TemplateProcessing), which is joined only at the end, and a TemplateProcessing
+    /// reads one encoding as a single sentence and two as a pair. So a Sequence of two templates applies the second
+    /// one's pair template; more than two encodings would abort the library, so such a definition is refused here.
+    /// </summary>
+    private static List<List<int>> ApplyPostProcessor(JsonElement post, List<List<int>> segments, string file)
+    {
+        if (post.ValueKind == JsonValueKind.Null) return segments;
         if (post.ValueKind != JsonValueKind.Object || !post.TryGetProperty("type", out JsonElement t) || t.ValueKind != JsonValueKind.String)
             throw new ModelFormatException(file, "'post_processor' must be an object with a 'type'");
         string type = t.GetString()!;
         switch (type)
         {
             case "ByteLevel":
-                return ([], []);
+                return segments;
             case "BertProcessing":
             case "RobertaProcessing":
-                return ([PairId(post, "cls", file)], [PairId(post, "sep", file)]);
+            {
+                int cls = PairId(post, "cls", file), sep = PairId(post, "sep", file);
+                // The first encoding becomes cls A sep; later ones "B sep" (BERT) or "sep B sep" (RoBERTa).
+                return segments.Select((segment, i) => i == 0 ? (List<int>)[cls, .. segment, sep]
+                    : type == "BertProcessing" ? [.. segment, sep] : [sep, .. segment, sep]).ToList();
+            }
             case "TemplateProcessing":
-                return ReadTemplate(post, file);
+                return ApplyTemplate(post, segments, file);
             case "Sequence":
             {
                 if (!post.TryGetProperty("processors", out JsonElement list) || list.ValueKind != JsonValueKind.Array)
                     throw new ModelFormatException(file, "Sequence post-processor without a 'processors' list");
-                // Each processor wraps what the ones before it produced.
-                var prefix = new List<int>();
-                var suffix = new List<int>();
-                foreach (JsonElement inner in list.EnumerateArray())
-                {
-                    var (p, s) = ReadPostProcessor(inner, file);
-                    prefix.InsertRange(0, p);
-                    suffix.AddRange(s);
-                }
-                return (prefix.ToArray(), suffix.ToArray());
+                foreach (JsonElement inner in list.EnumerateArray()) segments = ApplyPostProcessor(inner, segments, file);
+                return segments;
             }
             default:
                 throw new ModelFormatException(file, $"post-processor type '{type}' is not supported (expected TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel or Sequence)");
@@ -470,10 +486,16 @@ internal sealed class TokenizerDefinition
         throw new ModelFormatException(file, $"post-processor field '{field}' must be [token, id]");
     }
 
-    private static (int[] Prefix, int[] Suffix) ReadTemplate(JsonElement post, string file)
+    private static List<List<int>> ApplyTemplate(JsonElement post, List<List<int>> segments, string file)
     {
-        if (!post.TryGetProperty("single", out JsonElement single) || single.ValueKind != JsonValueKind.Array)
-            throw new ModelFormatException(file, "TemplateProcessing without a 'single' template");
+        string which = segments.Count switch
+        {
+            1 => "single",
+            2 => "pair",
+            _ => throw new ModelFormatException(file, $"a TemplateProcessing there receives {segments.Count} parts, which the tokenizers library cannot process"),
+        };
+        if (!post.TryGetProperty(which, out JsonElement template) || template.ValueKind != JsonValueKind.Array)
+            throw new ModelFormatException(file, $"TemplateProcessing without a '{which}' template");
         var specials = new Dictionary<string, int[]>(StringComparer.Ordinal);
         if (post.TryGetProperty("special_tokens", out JsonElement map) && map.ValueKind == JsonValueKind.Object)
             foreach (JsonProperty entry in map.EnumerateObject())
@@ -483,28 +505,26 @@ internal sealed class TokenizerDefinition
                 specials[entry.Name] = ids.EnumerateArray().Select(i => i.ValueKind == JsonValueKind.Number && i.TryGetInt32(out int v) && v >= 0 ? v
                     : throw new ModelFormatException(file, $"TemplateProcessing special token '{entry.Name}': ids must be non-negative integers")).ToArray();
             }
-        var prefix = new List<int>();
-        var suffix = new List<int>();
-        bool seenSequence = false;
-        foreach (JsonElement piece in single.EnumerateArray())
+        var result = new List<List<int>>();
+        foreach (JsonElement piece in template.EnumerateArray())
         {
-            if (piece.ValueKind == JsonValueKind.Object && piece.TryGetProperty("Sequence", out JsonElement sequence))
+            if (piece.ValueKind == JsonValueKind.Object && piece.TryGetProperty("Sequence", out JsonElement sequence)
+                && sequence.TryGetProperty("id", out JsonElement s) && s.GetString() is "A" or "B")
             {
-                string? which = sequence.TryGetProperty("id", out JsonElement s) ? s.GetString() : null;
-                if (which != "A" || seenSequence) throw new ModelFormatException(file, "TemplateProcessing 'single' must hold the sequence $A exactly once");
-                seenSequence = true;
+                int index = s.GetString() == "A" ? 0 : 1;
+                if (index >= segments.Count) throw new ModelFormatException(file, $"TemplateProcessing '{which}' template uses $B, which a single sentence does not have");
+                result.Add([.. segments[index]]);
             }
             else if (piece.ValueKind == JsonValueKind.Object && piece.TryGetProperty("SpecialToken", out JsonElement special)
                 && special.TryGetProperty("id", out JsonElement name) && name.ValueKind == JsonValueKind.String)
             {
                 if (!specials.TryGetValue(name.GetString()!, out int[]? ids))
                     throw new ModelFormatException(file, $"TemplateProcessing uses special token '{name.GetString()}' that its 'special_tokens' does not define");
-                (seenSequence ? suffix : prefix).AddRange(ids);
+                result.Add([.. ids]);
             }
-            else throw new ModelFormatException(file, "TemplateProcessing 'single' pieces must be {\"Sequence\": ...} or {\"SpecialToken\": ...}");
+            else throw new ModelFormatException(file, "TemplateProcessing pieces must be {\"Sequence\": {\"id\": \"A\" or \"B\"}} or {\"SpecialToken\": ...}");
         }
-        if (!seenSequence) throw new ModelFormatException(file, "TemplateProcessing 'single' must hold the sequence $A");
-        return (prefix.ToArray(), suffix.ToArray());
+        return result;
     }
 
     /// <summary>The tokenizer.json with our added tokens and without post-processor, truncation and padding.</summary>

@@ -149,6 +149,5 @@ public sealed class TokenizerOracleTests(BuiltinModelFixture builtins)
         }
         Assert.True(differences.Count == 0,
             $"{differences.Count} of {texts.Count} lines differ from Hugging Face's tokenizers {oracle.Version} for {folder}:\n" + string.Join('\n', differences.Take(20)));
-        Assert.Equal(tokenizer.PrefixIds.Count + tokenizer.SuffixIds.Count, oracle.Lines[0].SpecialMask.Count(m => m == 1));
     }
 }

@@ -132,7 +132,11 @@ internal sealed class TokenizerDefinition
         var defaults = new Dictionary<string, string?> { ["unk"] = "[UNK]", ["sep"] = "[SEP]", ["pad"] = "[PAD]", ["cls"] = "[CLS]", ["mask"] = "[MASK]" };
         definition.AddFolderTokens(settings, defaults);
         string unk = settings.Named("unk", "[UNK]") ?? throw new ModelFormatException(settings.Path, "unk_token is null; WordPiece needs an unknown token");
-        definition.UnknownId = definition.Require(unk, "unknown (unk_token)", file);
+        // WordPiece looks its unknown token up in the model's vocabulary, not among added tokens, and fails on the
+        // first unknown word without it: refused here rather than in the middle of a corpus.
+        if (!vocabulary.TryGetValue(unk, out int unkId))
+            throw new ModelFormatException(file, $"the unknown (unk_token) token '{unk}' is not in the vocabulary");
+        definition.UnknownId = unkId;
         definition.Prefix = [definition.Require(settings.Named("cls", "[CLS]"), "classification (cls_token)", file)];
         definition.Suffix = [definition.Require(settings.Named("sep", "[SEP]"), "separator (sep_token)", file)];
         bool lowercase = settings.DoLowerCase ?? true;

@@ -174,10 +174,13 @@ async function main() {
   const tok = await load(folder)
   const texts = JSON.parse(fs.readFileSync(input, 'utf8'))
   const results = []
-  for (const text of texts) {
-    const plain = await tok.encode(text, null, { addSpecialTokens: false })
-    const full = await tok.encode(text, null, { addSpecialTokens: true })
-    results.push({ ids: plain.getIds(), ids_with_special: full.getIds(), special_mask: full.getSpecialTokensMask() })
+  for (let start = 0; start < texts.length; start += 2000) {
+    const chunk = texts.slice(start, start + 2000)
+    const plain = await tok.encodeBatch(chunk, { addSpecialTokens: false })
+    const full = await tok.encodeBatch(chunk, { addSpecialTokens: true })
+    for (let i = 0; i < chunk.length; i++) {
+      results.push({ ids: plain[i].getIds(), ids_with_special: full[i].getIds(), special_mask: full[i].getSpecialTokensMask() })
+    }
   }
   const output = {
     version: require('tokenizers/package.json').version,

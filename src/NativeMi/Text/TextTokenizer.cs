@@ -122,7 +122,7 @@ public sealed class TextTokenizer
         int padId = definition.IdOf(padToken) ?? configPadId;
         if (!definition.AllIds.Any(p => p.Id == padId))
             throw new ModelFormatException(definition.Source,
-                $"tokenizer has {definition.Count} entries and no token with id {padId}, which config.json's pad_token_id names (vocab_size {vocabSize}); " +
+                $"tokenizer has {definition.Count} entries and no token with id {padId}, which config.json's {(encoder ? "pad_token_id" : "pad_token_id (eos_token_id when absent)")} names (vocab_size {vocabSize}); " +
                 "the tokenizer does not belong to this model");
         return new TextTokenizer(definition, HuggingFaceTokenizer.Load(definition.Json, definition.Source), padId);
     }

@@ -16,6 +16,8 @@
 //                post-processor (no BOS) and chat tokens as special added tokens.
 //   wordpiece    WordPiece in tokenizer.json: cased BertNormalizer (strip_accents null), BertPreTokenizer,
 //                [CLS] $A [SEP]; tokenizer_config.json adds one more special token ([NEW]) that is not in it.
+//   unigram-spm  Unigram (T5 / XLM-R style) with Metaspace and byte fallback, over the llama2-spm pieces.
+//   gpt2-bpe     the gpt2-tiny fixture's vocabulary as a tokenizer.json (ByteLevel with GPT-2's split pattern).
 // and lines.json, the hand-picked lines every tokenizer test encodes besides corpus lines.
 //
 // usage: node make-fixtures.js   (from tests/oracle, after npm ci)
@@ -284,10 +286,46 @@ function wordpiece(lines) {
   }, { additional_special_tokens: ['[NEW]'], tokenizer_class: 'BertTokenizer' })
 }
 
-fs.mkdirSync(OUT, { recursive: true })
-fs.writeFileSync(path.join(OUT, 'lines.json'), JSON.stringify(LINES, null, 1) + '\n')
-const lines = trainingLines()
-llama3(lines)
-qwen2(lines)
-spm(lines)
-wordpiece(lines)
+// GPT-2 in tokenizer.json form: the gpt2-tiny fixture's vocab.json + merges.txt behind ByteLevel with GPT-2's own split pattern.
+async function gpt2() {
+  const fixture = path.join(ROOT, 'tests', 'NativeMi.Tests', 'fixtures', 'gpt2-tiny')
+  const model = await hf.BPE.fromFile(path.join(fixture, 'vocab.json'), path.join(fixture, 'merges.txt'), { continuingSubwordPrefix: '', endOfWordSuffix: '', fuseUnk: false })
+  const tok = new hf.Tokenizer(model)
+  tok.setPreTokenizer(hf.byteLevelPreTokenizer(false, true))
+  tok.setPostProcessor(hf.byteLevelProcessing(true))
+  tok.addSpecialTokens(['<|endoftext|>'])
+  const file = path.join(OUT, 'gpt2-bpe.tmp.json')
+  tok.save(file, false)
+  const saved = JSON.parse(fs.readFileSync(file, 'utf8'))
+  fs.rmSync(file)
+  saved.decoder = { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true }
+  save('gpt2-bpe', saved, null)
+}
+
+// Unigram (as T5 and XLM-R use it): the llama2-spm pieces with scores by length, Metaspace, byte fallback.
+function unigram(lines) {
+  const bpe = spmModel(lines)
+  const vocab = Object.keys(bpe.vocab).map((piece, i) => [piece, i < 3 ? 0 : piece.startsWith('<0x') ? -20 : -10 + Math.min(9, Array.from(piece).length) - i / 10000])
+  save('unigram-spm', {
+    version: '1.0', truncation: null, padding: null, added_tokens: [added(0, '<unk>'), added(1, '<s>'), added(2, '</s>')],
+    normalizer: null,
+    pre_tokenizer: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'always', split: true },
+    post_processor: template(['$A', '</s>'], [['</s>', 2]]),
+    decoder: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'always', split: true },
+    model: { type: 'Unigram', unk_id: 0, vocab, byte_fallback: true },
+  }, { eos_token: '</s>', unk_token: '<unk>', tokenizer_class: 'T5Tokenizer' })
+}
+
+async function main() {
+  fs.mkdirSync(OUT, { recursive: true })
+  fs.writeFileSync(path.join(OUT, 'lines.json'), JSON.stringify(LINES, null, 1) + '\n')
+  const lines = trainingLines()
+  llama3(lines)
+  qwen2(lines)
+  spm(lines)
+  wordpiece(lines)
+  unigram(lines)
+  await gpt2()
+}
+
+main().catch((e) => { console.error(e.stack || String(e)); process.exit(1) })

@@ -33,7 +33,7 @@ public sealed class TokenizerOracleTests(BuiltinModelFixture builtins)
 
     public static TheoryData<string> VocabFixtures => new(Fixtures.GoldenModels);
 
-    public static TheoryData<string> TokenizerJsonFixtures => new("llama2-spm", "mistral-spm", "llama3-bpe", "qwen2-bpe", "wordpiece");
+    public static TheoryData<string> TokenizerJsonFixtures => new("llama2-spm", "mistral-spm", "llama3-bpe", "qwen2-bpe", "wordpiece", "gpt2-bpe", "unigram-spm");
 
     [OracleTheory]
     [MemberData(nameof(BuiltinNames))]

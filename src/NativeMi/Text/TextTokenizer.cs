@@ -20,10 +20,12 @@ public sealed class TextTokenizer
     private readonly int[] _prefix;
     private readonly int[] _suffix;
     private readonly HashSet<int> _special;
+    private readonly TokenizerDefinition _definition;
 
     private TextTokenizer(TokenizerDefinition definition, HuggingFaceTokenizer library, int padId)
     {
         _library = library;
+        _definition = definition;
         Kind = definition.Kind;
         Source = definition.Source;
         VocabularySize = definition.Count;
@@ -61,6 +63,9 @@ public sealed class TextTokenizer
 
     /// <summary>Id of the model's unknown token, when it has one.</summary>
     public int? UnknownId { get; }
+
+    /// <summary>The id of <paramref name="token"/> (an added token first, then the model's vocabulary, as the library looks it up), or null.</summary>
+    public int? IdOf(string token) => _definition.IdOf(token);
 
     /// <summary>Turns ids back into text (special tokens skipped); null when the library cannot.</summary>
     public Func<IEnumerable<int>, string?> Decode { get; }

@@ -4,7 +4,7 @@ namespace NativeMi.Text;
 
 /// <summary>One sentence as the model sees it.</summary>
 /// <param name="Ids">Token ids including the special tokens the model expects.</param>
-/// <param name="IsTarget">True at positions that are real text tokens (probe targets); false at special tokens, whether the post-processor put them there or the text spelled them.</param>
+/// <param name="IsTarget">True at positions that are real text tokens (probe targets); false at special tokens (the unknown token excepted), whether the post-processor put them there or the text spelled them.</param>
 /// <param name="Truncated">True when the text was cut to fit the model's context.</param>
 public sealed record EncodedSentence(int[] Ids, bool[] IsTarget, bool Truncated);
 
@@ -129,7 +129,9 @@ public sealed class TextTokenizer
             throw new ModelFormatException(definition.Source,
                 $"tokenizer has {definition.Count} entries and no token with id {padId}, which config.json's {(encoder ? "pad_token_id" : "pad_token_id (eos_token_id when absent)")} names (vocab_size {vocabSize}); " +
                 "the tokenizer does not belong to this model");
-        return new TextTokenizer(definition, HuggingFaceTokenizer.Load(definition.Json, definition.Source), padId);
+        HuggingFaceTokenizer library = HuggingFaceTokenizer.Load(definition.Json, definition.Source);
+        definition.ReleaseJson();
+        return new TextTokenizer(definition, library, padId);
     }
 
     /// <summary>Every id the tokenizer can produce must index the model's embedding table.</summary>

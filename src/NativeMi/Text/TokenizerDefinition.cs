@@ -42,6 +42,9 @@ internal sealed class TokenizerDefinition
     /// <summary>The tokenizer.json text for the library.</summary>
     public byte[] Json { get; private set; } = [];
 
+    /// <summary>Drops <see cref="Json"/> once the library holds the tokenizer (a large vocabulary's text is megabytes).</summary>
+    public void ReleaseJson() => Json = [];
+
     public int[] Prefix { get; private set; } = [];
     public int[] Suffix { get; private set; } = [];
     public int? UnknownId { get; private set; }

@@ -246,6 +246,8 @@ public sealed class BadInputCatalogueTests(ITestOutputHelper output) : IDisposab
     {
         string model = Model("gpt2-tiny");
         EditText(Path.Combine(model, "vocab.json"), ",\"<|endoftext|>\":319}", "}");
+        // Named special tokens missing from vocab.json are added after it, as transformers does: name one it has.
+        EditText(Path.Combine(model, "tokenizer_config.json"), "<|endoftext|>", "BPE");
         Fails(3, ["inspect", model], Path.GetFullPath(Path.Combine(model, "vocab.json")),
             "tokenizer has 319 entries and no token with id 319, which config.json's pad_token_id (eos_token_id when absent) names (vocab_size 320)");
     }

@@ -4,7 +4,7 @@ using Xunit;
 
 namespace NativeMi.Tests.Text;
 
-/// <summary>Our tokenizer adapter against ids recorded by the reference script's own WordPiece / byte-level BPE.</summary>
+/// <summary>Our tokenizer against ids recorded by the fixture script's own WordPiece / byte-level BPE (no oracle needed).</summary>
 public class TokenizerCaseTests
 {
     public static TheoryData<string> Models => new(Fixtures.GoldenModels);
@@ -20,16 +20,24 @@ public class TokenizerCaseTests
         foreach (JsonElement c in document.RootElement.GetProperty("cases").EnumerateArray())
         {
             string text = c.GetProperty("text").GetString()!;
-            // Known difference of Microsoft.ML.Tokenizers' BertTokenizer (2.0.1): it drops characters such as
-            // U+00B2 that Hugging Face keeps (and then maps the word to [UNK]). Documented in the README.
-            if (model.Tokenizer.Kind == "wordpiece" && text.Contains('²')) continue;
+            if (model.Tokenizer.IdOf(text) is int special && model.Tokenizer.SpecialIds.Contains(special))
+            {
+                // The recorded cases spell special tokens (<|endoftext|>) as plain text, as GPT-2's original encoder.py
+                // did; Hugging Face's fast tokenizers match them as the added token, and so does this one.
+                Assert.Equal([special], model.Tokenizer.EncodeText(text).ToArray());
+                Assert.DoesNotContain(true, model.Tokenizer.Encode(text, 10_000).IsTarget);
+                checkedCases++;
+                continue;
+            }
             int[] expected = c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
             Assert.Equal(expected, model.Tokenizer.EncodeText(text).ToArray());
             if (c.TryGetProperty("ids_with_special", out JsonElement withSpecial))
             {
                 var encoded = model.Tokenizer.Encode(text, 10_000);
                 Assert.Equal(withSpecial.EnumerateArray().Select(e => e.GetInt32()).ToArray(), encoded.Ids);
-                Assert.Equal(expected.Length, encoded.IsTarget.Count(t => t));
+                // Special tokens the text spells ([MASK], [SEP]) are no targets, like those placed around it.
+                Assert.Equal(expected.Count(id => !model.Tokenizer.SpecialIds.Contains(id) || id == model.Tokenizer.UnknownId),
+                    encoded.IsTarget.Count(t => t));
             }
             checkedCases++;
         }

@@ -39,6 +39,13 @@ public sealed class EmbeddingCache
     /// <summary>Vector width.</summary>
     public int Width { get; }
 
+    /// <summary>
+    /// A sentence as the cache keys it: its text, and the ids and target flags the tokenizer gave it, so vectors cached
+    /// under another tokenizer (a library upgrade, an edited tokenizer.json) are recomputed rather than reused.
+    /// </summary>
+    public static string SentenceKey(string text, Text.EncodedSentence encoded) =>
+        text + "\u0000" + string.Join(",", encoded.Ids) + "\u0000" + string.Concat(encoded.IsTarget.Select(t => t ? '1' : '0'));
+
     /// <summary>The key of a run's embeddings: everything that changes the pooled vectors goes in.</summary>
     public static string ComputeKey(string modelIdentity, IEnumerable<string> sentences, PoolingMode pool, int maxTokens, string variant)
     {

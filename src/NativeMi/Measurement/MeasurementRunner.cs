@@ -104,7 +104,7 @@ public static class MeasurementRunner
         // Sentence vectors of every layer entry, from the cache where possible.
         int entries = model.Config.HiddenStateEntries;
         float[][] pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
-            new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), pool, maxTokens, $"model|{backend.Name}{WeightStorageKey(model)}"), entries, model.Config.HiddenSize),
+            new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => EmbeddingCache.SentenceKey(s.Text, s.Encoded)), pool, maxTokens, $"model|{backend.Name}{WeightStorageKey(model)}"), entries, model.Config.HiddenSize),
             "forward", progress, warnings, cancellation);
         model.ReleaseWeights();
         ReturnFreeMemory(); // the weights and the forward pass's buffers
@@ -158,7 +158,7 @@ public static class MeasurementRunner
                 string randomDirectory = RandomInitModel.Create(modelDirectory, identity, options.Seed, cacheRoot);
                 using TransformerModel randomModel = TransformerModel.Load(randomDirectory, backend, new ModelLoadOptions { WidenSixteenBitWeights = options.WidenSixteenBitWeights });
                 baselineVectors = Embed(randomModel, sentences.Select(s => s.Encoded).ToArray(), options, entries,
-                    new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => s.Text), pool, maxTokens, $"random-init:{options.Seed}|{backend.Name}{WeightStorageKey(randomModel)}"), entries, model.Config.HiddenSize),
+                    new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => EmbeddingCache.SentenceKey(s.Text, s.Encoded)), pool, maxTokens, $"random-init:{options.Seed}|{backend.Name}{WeightStorageKey(randomModel)}"), entries, model.Config.HiddenSize),
                     "baseline forward", progress, warnings, cancellation);
             }
             baseline = new BaselineResult(BaselineName(options.Baseline), ProbeLayers(context, baselineVectors, selected, control, "baseline probe"));

@@ -9,7 +9,7 @@ namespace NativeMi.Tests.Transformer;
 /// Our forward pass against golden hidden states written by scripts/make_fixtures.py, an independent
 /// float64 PyTorch implementation of Hugging Face's GPT2Model / BertModel / RobertaModel.
 /// </summary>
-public class GoldenForwardTests
+public class GoldenForwardTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     public static TheoryData<string> Models => new(Fixtures.GoldenModels);
 
@@ -42,11 +42,15 @@ public class GoldenForwardTests
             var entries = Enumerable.Range(0, states.Layers.Count).Select(l => ($"hidden.{l}", states.Layers[l])).ToList();
             if (model.Config.HasFinalEntry) entries.Add(("hidden.final", states.Final!));
             else Assert.Null(states.Final);
+            double worst = 0;
+            string worstTensor = "";
             foreach (var (tensor, ours) in entries)
             {
                 var (maxAbs, maxRef) = Compare(ours, golden.ReadFloat32(tensor), batch.AttentionMask, states.Width);
                 Assert.True(maxAbs <= Tolerance * maxRef, $"{name} {tensor}: max |ours - golden| = {maxAbs:E3}, {maxAbs / maxRef:E2} of the largest golden magnitude {maxRef:F3} (limit {Tolerance:E0})");
+                if (maxAbs / maxRef > worst) (worst, worstTensor) = (maxAbs / maxRef, tensor);
             }
+            output.WriteLine($"{name}: largest difference {worst:E2} of the layer's largest magnitude, at {worstTensor}");
         }
     }
 

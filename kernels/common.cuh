@@ -136,3 +136,43 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 }
 
 }  // namespace nativemi
+
+namespace nativemi {
+
+// Op codes of a bad index (IndexErrorOp in CudaBackend.IndexErrors.cs).
+constexpr int kOpGatherRows = 1;
+constexpr int kOpScatterAddRows = 2;
+constexpr int kOpSoftmaxTarget = 3;
+constexpr int kOpEmbeddingToken = 4;
+constexpr int kOpEmbeddingPosition = 5;
+constexpr int kOpEmbeddingType = 6;
+
+// The first out-of-range index a kernel met: the kernel skips the access (so no other allocation is read or
+// written) and records it here; the host reads the record at its next synchronisation and throws naming the op,
+// so a bad index neither corrupts memory nor costs a synchronisation per launch.
+struct IndexError {
+    int flag;
+    int op;
+    int row;
+    int value;
+    long long limit;
+};
+
+__device__ __forceinline__ void report_bad_index(IndexError* error, int op, int row, int value, long long limit) {
+    if (atomicCAS(&error->flag, 0, 1) == 0) {
+        error->op = op;
+        error->row = row;
+        error->value = value;
+        error->limit = limit;
+    }
+}
+
+// The embedding gathers' report: the first of the row's three ids that is out of range.
+__device__ __forceinline__ void report_bad_embedding(IndexError* error, int row, int token, long long word_rows, int position,
+                                                     long long position_rows, int type, long long type_rows) {
+    if (token < 0 || token >= word_rows) report_bad_index(error, kOpEmbeddingToken, row, token, word_rows);
+    else if (position < 0 || position >= position_rows) report_bad_index(error, kOpEmbeddingPosition, row, position, position_rows);
+    else report_bad_index(error, kOpEmbeddingType, row, type, type_rows);
+}
+
+}  // namespace nativemi

@@ -6,15 +6,25 @@
 // with the gradient (softmax - onehot) * gradient_scale. No probability is ever stored.
 extern "C" __global__ void softmax_cross_entropy(float* __restrict__ logits, const int* __restrict__ targets,
                                                  float* __restrict__ loss_nats, int* __restrict__ argmax,
-                                                 int rows, int classes, float gradient_scale, int write_gradient) {
+                                                 int rows, int classes, float gradient_scale, int write_gradient,
+                                                 nativemi::IndexError* __restrict__ error) {
     __shared__ nativemi::OnlineSoftmax scratch[32];
     const int row = blockIdx.x;
     if (row >= rows) return;
     float* x = logits + (long long)row * classes;
 
     // The target logit is read before the reduction's barrier: after it, some thread may already be
-    // overwriting that element with its gradient.
+    // overwriting that element with its gradient. A target outside the classes is not read: the row's
+    // loss becomes NaN and the host is told (the whole block returns together, before any barrier).
     const int target = targets[row];
+    if (target < 0 || target >= classes) {
+        if (threadIdx.x == 0) {
+            loss_nats[row] = __int_as_float(0x7fc00000);
+            argmax[row] = -1;
+            nativemi::report_bad_index(error, nativemi::kOpSoftmaxTarget, row, target, classes);
+        }
+        return;
+    }
     const float target_logit = x[target];
     nativemi::OnlineSoftmax state = nativemi::online_softmax_empty();
     for (int j = threadIdx.x; j < classes; j += blockDim.x) state = nativemi::online_softmax_push(state, x[j], j);
@@ -34,23 +44,38 @@ extern "C" __global__ void softmax_cross_entropy(float* __restrict__ logits, con
 }
 
 // output[r] = source[indices[r]]; one block per row.
+// An index outside the source is not read: the row gets NaN and the host is told.
 extern "C" __global__ void gather_rows(const float* __restrict__ source, const int* __restrict__ indices,
-                                       float* __restrict__ output, int rows, int width) {
+                                       float* __restrict__ output, int rows, int width, long long source_rows,
+                                       nativemi::IndexError* __restrict__ error) {
     const int r = blockIdx.x;
     if (r >= rows) return;
-    const float* from = source + (long long)indices[r] * width;
+    const int index = indices[r];
     float* to = output + (long long)r * width;
+    if (index < 0 || index >= source_rows) {
+        for (int j = threadIdx.x; j < width; j += blockDim.x) to[j] = __int_as_float(0x7fc00000);
+        if (threadIdx.x == 0) nativemi::report_bad_index(error, nativemi::kOpGatherRows, r, index, source_rows);
+        return;
+    }
+    const float* from = source + (long long)index * width;
     for (int j = threadIdx.x; j < width; j += blockDim.x) to[j] = from[j];
 }
 
 // target[indices[r]] += source[r]. Rows may share a target, hence the atomics (the summation order,
 // and so the last bits, may differ from run to run).
+// An index outside the target is not written; the host is told.
 extern "C" __global__ void scatter_add_rows(const float* __restrict__ source, const int* __restrict__ indices,
-                                            float* __restrict__ target, int rows, int width) {
+                                            float* __restrict__ target, int rows, int width, long long target_rows,
+                                            nativemi::IndexError* __restrict__ error) {
     const int r = blockIdx.x;
     if (r >= rows) return;
+    const int index = indices[r];
+    if (index < 0 || index >= target_rows) {
+        if (threadIdx.x == 0) nativemi::report_bad_index(error, nativemi::kOpScatterAddRows, r, index, target_rows);
+        return;
+    }
     const float* from = source + (long long)r * width;
-    float* to = target + (long long)indices[r] * width;
+    float* to = target + (long long)index * width;
     for (int j = threadIdx.x; j < width; j += blockDim.x) atomicAdd(to + j, from[j]);
 }
 

@@ -73,17 +73,17 @@ extern "C" __global__ void widen_from_16bit(const unsigned short* __restrict__ i
 }
 
 // output[r] = source[indices[r]], widened; one block per row. An index outside the table is not read: the row gets NaN
-// and the first offending row is recorded in `bad_row` (initialised to -1 by the host).
+// and the host is told (gather_rows in probe.cu).
 extern "C" __global__ void gather_rows_16bit(const unsigned short* __restrict__ source, const int* __restrict__ indices,
                                              float* __restrict__ output, int rows, int width, long long source_rows, int format,
-                                             int* __restrict__ bad_row) {
+                                             nativemi::IndexError* __restrict__ error) {
     const int r = blockIdx.x;
     if (r >= rows) return;
     const int index = indices[r];
     float* to = output + (long long)r * width;
     if (index < 0 || index >= source_rows) {
         for (int j = threadIdx.x; j < width; j += blockDim.x) to[j] = __int_as_float(0x7fc00000);
-        if (threadIdx.x == 0) atomicCAS(bad_row, -1, r);
+        if (threadIdx.x == 0) nativemi::report_bad_index(error, nativemi::kOpGatherRows, r, index, source_rows);
         return;
     }
     const unsigned short* from = source + (long long)index * width;
@@ -95,7 +95,7 @@ extern "C" __global__ void embedding_gather_16bit(
     const int* __restrict__ ids, const int* __restrict__ position_ids, const int* __restrict__ type_ids,
     const unsigned short* __restrict__ words, const float* __restrict__ positions, const float* __restrict__ types,
     float* __restrict__ output, int rows, int width,
-    long long word_rows, long long position_rows, long long type_rows, int format, int* __restrict__ bad_row) {
+    long long word_rows, long long position_rows, long long type_rows, int format, nativemi::IndexError* __restrict__ error) {
     const int row = blockIdx.x;
     if (row >= rows) return;
     const int token = ids[row];
@@ -106,7 +106,7 @@ extern "C" __global__ void embedding_gather_16bit(
     float* destination = output + (long long)row * width;
     if (!valid) {
         for (int j = threadIdx.x; j < width; j += blockDim.x) destination[j] = __int_as_float(0x7fc00000);
-        if (threadIdx.x == 0) atomicCAS(bad_row, -1, row);
+        if (threadIdx.x == 0) nativemi::report_bad_embedding(error, row, token, word_rows, position, position_rows, type, type_rows);
         return;
     }
     const unsigned short* word = words + (long long)token * width;

@@ -343,6 +343,9 @@ public sealed partial class CpuBackend : IComputeBackend
     {
         float[] x = Array(logits), loss = Array(lossNats);
         int[] target = Array(targets), best = Array(argmax);
+        for (int r = 0; r < rows; r++)
+            if ((uint)target[r] >= (uint)classes)
+                throw new ArgumentOutOfRangeException(nameof(targets), $"SoftmaxCrossEntropy: target class {target[r]} at row {r} is outside [0, {classes})");
         ParallelRows(rows, classes, r =>
         {
             var (lossValue, index) = CpuProbeKernels.SoftmaxCrossEntropyRow(x.AsSpan(r * classes, classes), target[r], gradientScale, writeGradient);

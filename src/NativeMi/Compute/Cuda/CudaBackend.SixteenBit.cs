@@ -150,11 +150,9 @@ public sealed unsafe partial class CudaBackend
         if (rows == 0 || width == 0) return;
         long sourceRows = table.Rows;
         int format = (int)table.Format;
-        ulong bad = _badRow.Pointer;
-        CudaDriverApi.Check(CudaDriverApi.Memset32Async(bad, 0xFFFF_FFFF, 1, Stream), "cuMemsetD32Async");
-        void** arguments = stackalloc void*[] { &src, &index, &dst, &rows, &width, &sourceRows, &format, &bad };
+        ulong error = IndexErrorPointer;
+        void** arguments = stackalloc void*[] { &src, &index, &dst, &rows, &width, &sourceRows, &format, &error };
         CheckLaunch(CudaDriverApi.LaunchKernel(_gatherRows16Bit, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "gather_rows_16bit");
-        ThrowOnBadRow(index, "index", sourceRows, nameof(indices));
     }
 
     private void EmbeddingGatherSixteenBit(DeviceBuffer<int> ids, DeviceBuffer<int> positionIds, DeviceBuffer<int>? typeIds, CudaSixteenBitWeight words,
@@ -167,34 +165,11 @@ public sealed unsafe partial class CudaBackend
         ulong type = withTypes ? PointerOrZero(typeIds, rows, nameof(typeIds)) : 0;
         ulong w = words.Memory.Pointer, p = Own(positions, 0, nameof(positions)).Pointer;
         ulong t = withTypes ? PointerOrZero(types, 0, nameof(types)) : 0;
-        ulong o = Own(output, (long)rows * width, nameof(output)).Pointer, bad = _badRow.Pointer;
+        ulong o = Own(output, (long)rows * width, nameof(output)).Pointer, error = IndexErrorPointer;
         if (rows == 0 || width == 0) return;
         long wordRows = words.Rows, positionRows = positions.Length / width, typeRows = withTypes ? types!.Length / width : 0;
         int format = (int)words.Format;
-        CudaDriverApi.Check(CudaDriverApi.Memset32Async(bad, 0xFFFF_FFFF, 1, Stream), "cuMemsetD32Async");
-        void** arguments = stackalloc void*[] { &id, &position, &type, &w, &p, &t, &o, &rows, &width, &wordRows, &positionRows, &typeRows, &format, &bad };
+        void** arguments = stackalloc void*[] { &id, &position, &type, &w, &p, &t, &o, &rows, &width, &wordRows, &positionRows, &typeRows, &format, &error };
         CheckLaunch(CudaDriverApi.LaunchKernel(_embeddingGather16Bit, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "embedding_gather_16bit");
-        ThrowOnBadRow(id, "token id", wordRows, nameof(ids), position, positionRows);
-    }
-
-    /// <summary>
-    /// Reads the kernel's first offending row back (a synchronisation); throws naming the row and its value when there is one.
-    /// With <paramref name="secondPointer"/>, a row whose first value is in range is reported for the second (positions).
-    /// </summary>
-    private void ThrowOnBadRow(ulong values, string what, long limit, string parameter, ulong secondPointer = 0, long secondLimit = 0)
-    {
-        int badRow;
-        CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&badRow, _badRow.Pointer, sizeof(int), Stream), "cuMemcpyDtoHAsync");
-        _stream.Synchronize();
-        if (badRow < 0) return;
-        int value = 0, second = 0;
-        CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&value, values + (ulong)badRow * sizeof(int), sizeof(int), Stream), "cuMemcpyDtoHAsync");
-        if (secondPointer != 0) CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&second, secondPointer + (ulong)badRow * sizeof(int), sizeof(int), Stream), "cuMemcpyDtoHAsync");
-        _stream.Synchronize();
-        if ((ulong)value >= (ulong)limit || secondPointer == 0)
-            throw new ArgumentOutOfRangeException(parameter, $"{what} {value} at row {badRow} is outside the table ({limit} rows)");
-        if ((ulong)second >= (ulong)secondLimit)
-            throw new ArgumentOutOfRangeException("positionIds", $"position {second} at row {badRow} is outside the position table ({secondLimit} rows)");
-        throw new ArgumentOutOfRangeException("typeIds", $"the token type at row {badRow} is outside the type table");
     }
 }

@@ -10,7 +10,14 @@ namespace NativeMi.Compute.Cuda;
 /// <param name="FusedAttentionMaxSequence">Sequences up to this length use the fused attention kernel; longer ones
 /// use two cuBLAS strided-batched GEMMs around a masked softmax.</param>
 /// <param name="KernelCacheFolder">Where compiled PTX is cached (default: the NativeMi cache root's kernels folder).</param>
-public sealed record CudaBackendOptions(int DeviceOrdinal = 0, bool AllowTf32 = false, int FusedAttentionMaxSequence = 512, string? KernelCacheFolder = null);
+public sealed record CudaBackendOptions(int DeviceOrdinal = 0, bool AllowTf32 = false, int FusedAttentionMaxSequence = 512, string? KernelCacheFolder = null)
+{
+    /// <summary>
+    /// Wait for every kernel as it is launched and report a fault with the kernel's name (slow; for debugging). On by
+    /// default when the environment variable NATIVEMI_CUDA_LAUNCH_BLOCKING is 1, like CUDA_LAUNCH_BLOCKING.
+    /// </summary>
+    public bool SynchronizeAfterEachLaunch { get; init; } = Environment.GetEnvironmentVariable("NATIVEMI_CUDA_LAUNCH_BLOCKING") == "1";
+}
 
 /// <summary>A buffer in device memory.</summary>
 public sealed class CudaBuffer<T> : DeviceBuffer<T> where T : unmanaged
@@ -54,7 +61,6 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
     private readonly CudaStreamHandle _stream;
     private readonly CublasHandle _cublas;
     private readonly List<CudaModuleHandle> _modules = [];
-    private readonly CudaDeviceMemory _badRow;
     private readonly CudaDeviceMemory _adamHyperParameters;
     private CudaDeviceMemory? _attentionScores;
     private readonly CudaBackendOptions _options;
@@ -81,7 +87,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         {
             _stream = CudaStreamHandle.Create(_context);
             _cublas = CublasHandle.Create(_context, _stream, options.AllowTf32);
-            _badRow = CudaDeviceMemory.Allocate(_context, sizeof(int));
+            InitialiseIndexErrors();
             _adamHyperParameters = CudaDeviceMemory.Allocate(_context, 6 * sizeof(float));
             _gridLimit = (uint)Math.Max(1, Device.Multiprocessors * 32);
 
@@ -190,7 +196,37 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         _nvrtcKernelFiles++;
         CompiledKernel compiled = CompileForDevice(compiler, source);
         CompiledArchitecture = compiled.Architecture;
-        return CudaModuleHandle.LoadPtx(_context, source.FileName, compiled.Ptx);
+        try
+        {
+            return CudaModuleHandle.LoadPtx(_context, source.FileName, compiled.Ptx);
+        }
+        catch (CudaException e) when (e.StatusName == "CUDA_ERROR_UNSUPPORTED_PTX_VERSION")
+        {
+            return LoadCubinInstead(source, e);
+        }
+    }
+
+    // An NVRTC newer than the driver writes PTX of an ISA version the driver's JIT does not know. A cubin for the device's
+    // own architecture needs no JIT, so it is tried next; failing that, the message says which versions disagree.
+    private CudaModuleHandle LoadCubinInstead(KernelSource source, CudaException rejected)
+    {
+        (int driverMajor, int driverMinor) = CudaDevices.DriverVersion();
+        (int nvrtcMajor, int nvrtcMinor) = KernelCompiler.NvrtcVersion();
+        try
+        {
+            CompiledCubin cubin = KernelCompiler.CompileCubin(source, Device.ComputeCapabilityMajor, Device.ComputeCapabilityMinor);
+            CudaModuleHandle module = CudaModuleHandle.LoadImage(_context, source.FileName, cubin.Image);
+            CompiledArchitecture = cubin.Architecture;
+            _prebuiltFallbackReason ??= $"NVRTC {nvrtcMajor}.{nvrtcMinor} PTX is newer than the driver's CUDA {driverMajor}.{driverMinor}: cubins instead";
+            return module;
+        }
+        catch (CudaException cubinFailure)
+        {
+            throw new CudaException(rejected.StatusName, rejected.StatusCode, rejected.Call,
+                $"NVRTC {nvrtcMajor}.{nvrtcMinor} writes PTX newer than this driver (CUDA {driverMajor}.{driverMinor}) can load, and a cubin for " +
+                $"sm_{Device.ComputeCapabilityMajor}{Device.ComputeCapabilityMinor} failed too ({cubinFailure.StatusName}). Use an NVRTC no newer than " +
+                $"CUDA {driverMajor}.{driverMinor} (put its libnvrtc in the folder NATIVEMI_CUDA_PATH names) or update the driver.");
+        }
     }
 
     // Where the kernels came from, for Description; NVRTC is asked for its version only when it compiled something,
@@ -220,7 +256,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
             if (major > Device.ComputeCapabilityMajor || (major == Device.ComputeCapabilityMajor && minor > Device.ComputeCapabilityMinor)) continue;
             try
             {
-                return compiler.Compile(source, major, minor);
+                return compiler.Compile(source, major, minor, driverVersion: DriverVersionNumber());
             }
             catch (CudaException e) when (e.StatusName == "NVRTC_ERROR_INVALID_OPTION")
             {
@@ -228,6 +264,12 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
             }
         }
         throw last ?? new CudaException("NVRTC_ERROR_INVALID_OPTION", 5, $"compiling {source.FileName}", $"no supported architecture for compute capability {Device.ComputeCapabilityMajor}.{Device.ComputeCapabilityMinor}");
+    }
+
+    private static int DriverVersionNumber()
+    {
+        (int major, int minor) = CudaDevices.DriverVersion();
+        return major * 1000 + minor * 10;
     }
 
     private nint Stream => _stream.DangerousGetHandle();
@@ -251,9 +293,19 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
     private ulong PointerOrZero<T>(DeviceBuffer<T>? buffer, long needed, string name) where T : unmanaged =>
         buffer is null ? 0 : Own(buffer, needed, name).Pointer;
 
-    private static void CheckLaunch(int status, string kernel)
+    private void CheckLaunch(int status, string kernel)
     {
         if (status != 0) throw new CudaException(CudaDriverApi.StatusName(status), status, "cuLaunchKernel(" + kernel + ")");
+        if (!_options.SynchronizeAfterEachLaunch) return;
+        // Debugging aid: a fault inside this kernel surfaces here, named, instead of at some later call.
+        try
+        {
+            SynchronizeChecked();
+        }
+        catch (CudaException e)
+        {
+            throw new CudaException(e.StatusName, e.StatusCode, $"{kernel} (synchronised after the launch: NATIVEMI_CUDA_LAUNCH_BLOCKING)", e.Detail ?? e.Call);
+        }
     }
 
     private uint GridFor(long count) => (uint)Math.Clamp((count + ElementwiseBlock - 1) / ElementwiseBlock, 1, _gridLimit);
@@ -311,15 +363,15 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         {
             if (!destination.IsEmpty)
                 CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(pointer, from.Pointer, (nuint)((long)destination.Length * sizeof(T)), Stream), "cuMemcpyDtoHAsync");
-            _stream.Synchronize();
+            SynchronizeChecked();
         }
     }
 
-    /// <summary>Waits for all queued work (kernel faults surface here).</summary>
+    /// <summary>Waits for all queued work (kernel faults and bad indices surface here).</summary>
     public void Synchronize()
     {
         Enter();
-        _stream.Synchronize();
+        SynchronizeChecked();
     }
 
     // Row-major C[m,n] = op(A)[m,k] · op(B)[k,n] (+ beta C) as the column-major product Cᵀ = op(B)ᵀ · op(A)ᵀ.
@@ -402,26 +454,11 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         ulong type = withTypes ? PointerOrZero(typeIds, rows, nameof(typeIds)) : 0;
         ulong w = Own(words, 0, nameof(words)).Pointer, p = Own(positions, 0, nameof(positions)).Pointer;
         ulong t = withTypes ? PointerOrZero(types, 0, nameof(types)) : 0;
-        ulong o = Own(output, (long)rows * width, nameof(output)).Pointer, bad = _badRow.Pointer;
+        ulong o = Own(output, (long)rows * width, nameof(output)).Pointer, error = IndexErrorPointer;
         if (rows == 0 || width == 0) return;
         long wordRows = words.Length / width, positionRows = positions.Length / width, typeRows = withTypes ? types!.Length / width : 0;
-        CudaDriverApi.Check(CudaDriverApi.Memset32Async(bad, 0xFFFF_FFFF, 1, Stream), "cuMemsetD32Async");
-        void** arguments = stackalloc void*[] { &id, &position, &type, &w, &p, &t, &o, &rows, &width, &wordRows, &positionRows, &typeRows, &bad };
+        void** arguments = stackalloc void*[] { &id, &position, &type, &w, &p, &t, &o, &rows, &width, &wordRows, &positionRows, &typeRows, &error };
         CheckLaunch(CudaDriverApi.LaunchKernel(_embeddingGather, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "embedding_gather");
-
-        int badRow;
-        CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&badRow, bad, sizeof(int), Stream), "cuMemcpyDtoHAsync");
-        _stream.Synchronize();
-        if (badRow < 0) return;
-        // The error path may allocate: read back the offending row's ids to say which table it overran.
-        int tokenId = 0, positionId = 0, typeId = 0;
-        CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&tokenId, id + (ulong)badRow * sizeof(int), sizeof(int), Stream), "cuMemcpyDtoHAsync");
-        CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&positionId, position + (ulong)badRow * sizeof(int), sizeof(int), Stream), "cuMemcpyDtoHAsync");
-        if (type != 0) CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(&typeId, type + (ulong)badRow * sizeof(int), sizeof(int), Stream), "cuMemcpyDtoHAsync");
-        _stream.Synchronize();
-        if ((uint)tokenId >= wordRows) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {tokenId} at row {badRow} is outside the embedding table ({wordRows} rows)");
-        if ((uint)positionId >= positionRows) throw new ArgumentOutOfRangeException(nameof(positionIds), $"position {positionId} at row {badRow} is outside the position table ({positionRows} rows)");
-        throw new ArgumentOutOfRangeException(nameof(typeIds), $"token type {typeId} at row {badRow} is outside the type table ({typeRows} rows)");
     }
 
     /// <inheritdoc />
@@ -515,7 +552,9 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         }
         ulong src = Own(source, 0, nameof(source)).Pointer, index = Own(indices, rows, nameof(indices)).Pointer, dst = Own(output, (long)rows * width, nameof(output)).Pointer;
         if (rows == 0 || width == 0) return;
-        void** arguments = stackalloc void*[] { &src, &index, &dst, &rows, &width };
+        long sourceRows = source.Length / width;
+        ulong error = IndexErrorPointer;
+        void** arguments = stackalloc void*[] { &src, &index, &dst, &rows, &width, &sourceRows, &error };
         CheckLaunch(CudaDriverApi.LaunchKernel(_gatherRows, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "gather_rows");
     }
 
@@ -525,7 +564,9 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         Enter();
         ulong src = Own(source, (long)rows * width, nameof(source)).Pointer, index = Own(indices, rows, nameof(indices)).Pointer, dst = Own(target, 0, nameof(target)).Pointer;
         if (rows == 0 || width == 0) return;
-        void** arguments = stackalloc void*[] { &src, &index, &dst, &rows, &width };
+        long targetRows = target.Length / width;
+        ulong error = IndexErrorPointer;
+        void** arguments = stackalloc void*[] { &src, &index, &dst, &rows, &width, &targetRows, &error };
         CheckLaunch(CudaDriverApi.LaunchKernel(_scatterAddRows, (uint)rows, 1, 1, BlockFor(width), 1, 1, 0, Stream, arguments, null), "scatter_add_rows");
     }
 
@@ -572,7 +613,8 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         ulong loss = Own(lossNats, rows, nameof(lossNats)).Pointer, best = Own(argmax, rows, nameof(argmax)).Pointer;
         if (rows == 0 || classes == 0) return;
         int write = writeGradient ? 1 : 0;
-        void** arguments = stackalloc void*[] { &x, &target, &loss, &best, &rows, &classes, &gradientScale, &write };
+        ulong error = IndexErrorPointer;
+        void** arguments = stackalloc void*[] { &x, &target, &loss, &best, &rows, &classes, &gradientScale, &write, &error };
         CheckLaunch(CudaDriverApi.LaunchKernel(_softmaxCrossEntropy, (uint)rows, 1, 1, BlockFor(classes), 1, 1, 0, Stream, arguments, null), "softmax_cross_entropy");
     }
 
@@ -646,7 +688,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         var host = new long[counters];
         fixed (long* pointer = host)
             CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(pointer, memory.Pointer, (nuint)(counters * sizeof(ulong)), Stream), "cuMemcpyDtoHAsync");
-        _stream.Synchronize();
+        SynchronizeChecked();
         return new PredictionCounts(host[0], host[2..(2 + classes)], host[1], host[(2 + classes)..(2 + classes + positionCount)], host[(2 + classes + positionCount)..]);
     }
 
@@ -672,7 +714,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         _attentionScores?.Dispose();
         _narrowedInput?.Dispose();
         _adamHyperParameters?.Dispose();
-        _badRow?.Dispose();
+        _indexError?.Dispose();
         foreach (CudaModuleHandle module in _modules) module.Dispose();
         _cublas?.Dispose();
         _stream?.Dispose();

@@ -23,7 +23,16 @@ public sealed class CudaContextHandle : SafeHandle
         CudaDriverApi.Check(CudaDriverApi.PrimaryContextRetain(out nint context, device), $"cuDevicePrimaryCtxRetain(device {device})");
         var result = new CudaContextHandle { Device = device };
         result.SetHandle(context);
-        CudaDriverApi.Check(CudaDriverApi.ContextSetCurrent(context), "cuCtxSetCurrent");
+        try
+        {
+            CudaDriverApi.Check(CudaDriverApi.ContextSetCurrent(context), "cuCtxSetCurrent");
+        }
+        catch
+        {
+            // The retain must be matched by a release, or the primary context outlives the failed backend.
+            result.Dispose();
+            throw;
+        }
         return result;
     }
 
@@ -175,9 +184,12 @@ public sealed unsafe class CudaModuleHandle : CudaContextBoundHandle
     public string SourceName { get; private set; } = "";
 
     /// <summary>Loads PTX text (the driver compiles it for the current device).</summary>
-    internal static CudaModuleHandle LoadPtx(CudaContextHandle context, string sourceName, string ptx)
+    internal static CudaModuleHandle LoadPtx(CudaContextHandle context, string sourceName, string ptx) =>
+        LoadImage(context, sourceName, System.Text.Encoding.UTF8.GetBytes(ptx + "\0"));
+
+    /// <summary>Loads a module image: NUL-terminated PTX or a cubin (cuModuleLoadData takes either).</summary>
+    internal static CudaModuleHandle LoadImage(CudaContextHandle context, string sourceName, byte[] image)
     {
-        byte[] image = System.Text.Encoding.UTF8.GetBytes(ptx + "\0");
         nint module;
         fixed (byte* pointer = image)
             CudaDriverApi.Check(CudaDriverApi.ModuleLoadData(out module, pointer), $"cuModuleLoadData({sourceName})");

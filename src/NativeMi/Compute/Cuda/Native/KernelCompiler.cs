@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.RegularExpressions;
 using NativeMi.IO;
 
 namespace NativeMi.Compute.Cuda.Native;
@@ -34,7 +35,7 @@ public sealed record CompiledCubin(string FileName, string Architecture, byte[] 
 /// <c>&lt;cache root&gt;/kernels/</c>, keyed by a hash of the sources, the architecture, the options and the
 /// NVRTC version, so a changed kernel, a new GPU or a new NVRTC never reuses stale PTX.
 /// </summary>
-public sealed class KernelCompiler
+public sealed partial class KernelCompiler
 {
     private readonly string? _cacheFolder;
 
@@ -61,7 +62,13 @@ public sealed class KernelCompiler
     /// <summary>Compiles <paramref name="source"/> for compute capability <paramref name="major"/>.<paramref name="minor"/>.</summary>
     /// <exception cref="CudaException">NVRTC is missing, the source does not compile, or (with warnings as errors) it warns;
     /// the detail holds the compile log.</exception>
-    public CompiledKernel Compile(KernelSource source, int major, int minor, KernelCompileOptions? options = null)
+    /// <param name="source">The kernel file.</param>
+    /// <param name="major">Compute capability, major.</param>
+    /// <param name="minor">Compute capability, minor.</param>
+    /// <param name="options">Compile options; the defaults when null.</param>
+    /// <param name="driverVersion">The driver's CUDA version (cuDriverGetVersion, 12040 for 12.4) that will load the PTX, part of
+    /// the cache key: PTX one driver rejected is never served from the cache to another.</param>
+    public CompiledKernel Compile(KernelSource source, int major, int minor, KernelCompileOptions? options = null, int driverVersion = 0)
     {
         ArgumentNullException.ThrowIfNull(source);
         options ??= KernelCompileOptions.Default;
@@ -72,7 +79,7 @@ public sealed class KernelCompiler
         string? cachePath = null;
         if (_cacheFolder is not null)
         {
-            cachePath = Path.Combine(_cacheFolder, $"{Path.GetFileNameWithoutExtension(source.FileName)}-{architecture}-{CacheKey(source, arguments, nvrtcMajor, nvrtcMinor)}.ptx");
+            cachePath = Path.Combine(_cacheFolder, $"{Path.GetFileNameWithoutExtension(source.FileName)}-{architecture}-{CacheKey(source, arguments, nvrtcMajor, nvrtcMinor, driverVersion)}.ptx");
             string? cached = TryReadCache(cachePath);
             if (cached is not null) return new CompiledKernel(source.FileName, architecture, cached, "", FromCache: true);
         }
@@ -80,7 +87,7 @@ public sealed class KernelCompiler
         (byte[] output, string log) = CompileWithNvrtc(source, arguments, architecture, cubin: false);
         int end = Array.IndexOf(output, (byte)0);
         string ptx = Encoding.UTF8.GetString(output, 0, end < 0 ? output.Length : end);
-        if (options.TreatWarningsAsErrors && log.Contains("warning", StringComparison.OrdinalIgnoreCase))
+        if (options.TreatWarningsAsErrors && HasWarning(log))
             throw new CudaException("NVRTC_ERROR_COMPILATION", 6, $"nvrtcCompileProgram({source.FileName}, {architecture})",
                 "warnings are treated as errors:\n" + log);
 
@@ -100,14 +107,24 @@ public sealed class KernelCompiler
         string architecture = "sm_" + Architecture(major, minor)["compute_".Length..];
         NvrtcVersion();
         (byte[] image, string log) = CompileWithNvrtc(source, Arguments(architecture, options), architecture, cubin: true);
-        if (options.TreatWarningsAsErrors && log.Contains("warning", StringComparison.OrdinalIgnoreCase))
+        if (options.TreatWarningsAsErrors && HasWarning(log))
             throw new CudaException("NVRTC_ERROR_COMPILATION", 6, $"nvrtcCompileProgram({source.FileName}, {architecture})", "warnings are treated as errors:\n" + log);
         return new CompiledCubin(source.FileName, architecture, image, log);
     }
 
+    /// <summary>
+    /// Whether an NVRTC log reports a warning: a diagnostic line "file(line): warning ..." (with or without a number such as
+    /// "#177-D"), not any line that merely contains the word (a kernel or a remark about warnings).
+    /// </summary>
+    public static bool HasWarning(string log) => WarningLine().IsMatch(log);
+
+    [GeneratedRegex(@"^\S.*?\(\d+\): warning\b", RegexOptions.Multiline)]
+    private static partial Regex WarningLine();
+
+    // -lineinfo: a fault or a profiler then points at the kernel's source line; it changes no instruction.
     private static string[] Arguments(string architecture, KernelCompileOptions options)
     {
-        var arguments = new List<string> { $"--gpu-architecture={architecture}", "--std=c++17" };
+        var arguments = new List<string> { $"--gpu-architecture={architecture}", "--std=c++17", "--generate-line-info" };
         if (!options.FusedMultiplyAdd) arguments.Add("--fmad=false");
         return [.. arguments];
     }
@@ -179,10 +196,10 @@ public sealed class KernelCompiler
         return Encoding.UTF8.GetString(log, 0, Math.Max(0, (int)size - 1)).Trim();
     }
 
-    private static string CacheKey(KernelSource source, string[] arguments, int nvrtcMajor, int nvrtcMinor)
+    private static string CacheKey(KernelSource source, string[] arguments, int nvrtcMajor, int nvrtcMinor, int driverVersion)
     {
         var text = new StringBuilder();
-        text.Append("nvrtc ").Append(nvrtcMajor).Append('.').Append(nvrtcMinor).Append('\n');
+        text.Append("nvrtc ").Append(nvrtcMajor).Append('.').Append(nvrtcMinor).Append(" driver ").Append(driverVersion).Append('\n');
         foreach (string argument in arguments) text.Append(argument).Append('\n');
         text.Append(source.FileName).Append('\n').Append(source.Code).Append('\0');
         foreach (var header in source.Headers.OrderBy(h => h.Key, StringComparer.Ordinal))

@@ -67,14 +67,15 @@ extern "C" __global__ void attention_fused(const float* __restrict__ qkv, const 
     }
 }
 
-// In place over scores [heads, seq, seq] of one sentence (already scaled): one block per
-// (query row, head). Masked and (when causal) future keys become exactly 0; a row with no visible
-// key becomes all zeros, so P V gives the zero output the contract asks for.
-extern "C" __global__ void attention_masked_softmax(float* __restrict__ scores, const int* __restrict__ sentence_mask,
+// In place over scores [sentences, heads, seq, seq] (already scaled): one block per (query row, head,
+// sentence), the sentence's mask at mask + sentence * seq. Masked and (when causal) future keys become
+// exactly 0; a row with no visible key becomes all zeros, so P V gives the zero output the contract asks for.
+extern "C" __global__ void attention_masked_softmax(float* __restrict__ scores, const int* __restrict__ mask,
                                                     int seq, int causal) {
     __shared__ float scratch[32];
-    const int i = blockIdx.x, h = blockIdx.y;
-    float* row = scores + ((long long)h * seq + i) * seq;
+    const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z, heads = gridDim.y;
+    float* row = scores + (((long long)b * heads + h) * seq + i) * seq;
+    const int* sentence_mask = mask + (long long)b * seq;
     const int key_end = causal ? i + 1 : seq;
 
     float local_max = nativemi::negative_infinity();

@@ -79,20 +79,32 @@ extern "C" __global__ void scatter_add_rows(const float* __restrict__ source, co
     for (int j = threadIdx.x; j < width; j += blockDim.x) atomicAdd(to + j, from[j]);
 }
 
-// column_sums[j] = sum over r of matrix[r, j]. Blocks of 32 x 8 threads: x walks 32 adjacent
-// columns (coalesced reads), y splits the rows; the 8 partial sums meet in shared memory. The
-// result is written, not accumulated, so no zeroing launch is needed.
-extern "C" __global__ void column_sums(const float* __restrict__ matrix, float* __restrict__ sums, int rows, int width) {
+// sums[slice, j] = sum over the slice's rows r of matrix[r, j], slice = blockIdx.y of rows_per_slice rows. Blocks of
+// 32 x 8 threads: x walks 32 adjacent columns (coalesced reads), y splits the slice's rows; the 8 partial sums meet in
+// shared memory. With one slice the output is the column sums themselves; with several, column_sums_finish adds the
+// slices in order (slices give a narrow matrix enough blocks for every SM; the order is fixed, so results are too).
+extern "C" __global__ void column_sums(const float* __restrict__ matrix, float* __restrict__ sums, int rows, int width, int rows_per_slice) {
     __shared__ float partial[8][33];
     const int column = blockIdx.x * 32 + threadIdx.x;
+    const long long begin = (long long)blockIdx.y * rows_per_slice;
+    const long long end = begin + rows_per_slice < rows ? begin + rows_per_slice : rows;
     float accumulated = 0.0f;
     if (column < width)
-        for (int r = threadIdx.y; r < rows; r += 8) accumulated += matrix[(long long)r * width + column];
+        for (long long r = begin + threadIdx.y; r < end; r += 8) accumulated += matrix[r * width + column];
     partial[threadIdx.y][threadIdx.x] = accumulated;
     __syncthreads();
     if (threadIdx.y == 0 && column < width) {
         float total = 0.0f;
         for (int k = 0; k < 8; k++) total += partial[k][threadIdx.x];
-        sums[column] = total;
+        sums[(long long)blockIdx.y * width + column] = total;
+    }
+}
+
+// sums[j] = sum over s of partial[s, j], in slice order.
+extern "C" __global__ void column_sums_finish(const float* __restrict__ partial, float* __restrict__ sums, int slices, int width) {
+    for (long long j = nativemi::global_thread_index(); j < width; j += nativemi::grid_thread_count()) {
+        float total = 0.0f;
+        for (int s = 0; s < slices; s++) total += partial[(long long)s * width + j];
+        sums[j] = total;
     }
 }

@@ -93,12 +93,12 @@ internal static class DoctorCommand
         foreach (CudaDeviceInfo device in devices) output.WriteLine($"gpu {device.Ordinal}: {device}");
 
         bool allMatch = kernelsOk;
-        // The second configuration sends every attention call through the cuBLAS strided-batched path; the third lets
-        // cuBLAS use TF32 tensor cores, whose ~10-bit products get the looser tolerance.
+        // The default sends attention through cuBLAS strided-batched GEMMs; the second configuration uses the fused kernel
+        // up to its sequence limit; the third lets cuBLAS use TF32 tensor cores, whose ~10-bit products get the looser tolerance.
         var configurations = new (CudaBackendOptions Options, double Tolerance, string Label)[]
         {
             (new CudaBackendOptions(), settings.Tolerance, ""),
-            (new CudaBackendOptions(FusedAttentionMaxSequence: 0), settings.Tolerance, " [attention via cuBLAS]"),
+            (new CudaBackendOptions(FusedAttentionMaxSequence: CudaBackendOptions.FusedAttentionLimit), settings.Tolerance, " [fused attention kernel]"),
             (new CudaBackendOptions(AllowTf32: true), settings.Tf32Tolerance, " [TF32]"),
         };
         foreach (var (options, tolerance, label) in configurations)

@@ -8,10 +8,14 @@ namespace NativeMi.Compute.Cuda;
 /// <param name="AllowTf32">Let cuBLAS use TF32 tensor cores for fp32 GEMMs (about 10 mantissa bits per product;
 /// off by default so results stay comparable with the CPU backend).</param>
 /// <param name="FusedAttentionMaxSequence">Sequences up to this length use the fused attention kernel; longer ones
-/// use two cuBLAS strided-batched GEMMs around a masked softmax.</param>
+/// use cuBLAS strided-batched GEMMs around a masked softmax. 0 by default (cuBLAS for all): the fused kernel re-reads
+/// K and V for every query with uncoalesced loads, and stays opt-in until a GPU measures it faster.</param>
 /// <param name="KernelCacheFolder">Where compiled PTX is cached (default: the NativeMi cache root's kernels folder).</param>
-public sealed record CudaBackendOptions(int DeviceOrdinal = 0, bool AllowTf32 = false, int FusedAttentionMaxSequence = 512, string? KernelCacheFolder = null)
+public sealed record CudaBackendOptions(int DeviceOrdinal = 0, bool AllowTf32 = false, int FusedAttentionMaxSequence = 0, string? KernelCacheFolder = null)
 {
+    /// <summary>The longest sequence the fused kernel is offered when it is asked for (<c>FusedAttentionMaxSequence</c>).</summary>
+    public const int FusedAttentionLimit = 512;
+
     /// <summary>
     /// Wait for every kernel as it is launched and report a fault with the kernel's name (slow; for debugging). On by
     /// default when the environment variable NATIVEMI_CUDA_LAUNCH_BLOCKING is 1, like CUDA_LAUNCH_BLOCKING.
@@ -62,7 +66,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
     private readonly CublasHandle _cublas;
     private readonly List<CudaModuleHandle> _modules = [];
     private readonly CudaDeviceMemory _adamHyperParameters;
-    private CudaDeviceMemory? _attentionScores;
+    private CudaDeviceMemory? _attentionScores, _counters, _columnPartials;
     private readonly CudaBackendOptions _options;
     private readonly uint _gridLimit;
     private readonly int _fusedAttentionSharedLimit;
@@ -72,7 +76,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
 
     private readonly nint _embeddingGather, _layerNorm, _biasActivationInPlace, _biasGeluKeepPreactivation, _geluBackward, _addInPlace;
     private readonly nint _attentionFused, _attentionMaskedSoftmax, _softmaxCrossEntropy, _gatherRows, _scatterAddRows, _columnSums, _adamW;
-    private readonly nint _poolSentences, _countErrors, _targetHistogram, _perPositionCounts;
+    private readonly nint _poolSentences, _countErrors, _targetHistogram, _perPositionCounts, _columnSumsFinish;
 
     private CudaBackend(CudaBackendOptions options)
     {
@@ -113,6 +117,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
             _gatherRows = functions["gather_rows"];
             _scatterAddRows = functions["scatter_add_rows"];
             _columnSums = functions["column_sums"];
+            _columnSumsFinish = functions["column_sums_finish"];
             _adamW = functions["adamw_step"];
             _poolSentences = functions["pool_sentences"];
             _countErrors = functions["count_errors"];
@@ -482,34 +487,55 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         AttentionWithCublas(x, m, o, batch, seq, heads, headDim, causalFlag, scale);
     }
 
+    // Scores of at most this many bytes at once: sentences go through cuBLAS in chunks that fit (all of a batch, usually).
+    private const long AttentionScoreBudget = 256L << 20;
+
+    // Per head, one strided-batched GEMM over all the chunk's sentences for the scores and one for P·V (a sentence's rows are
+    // seq·3·width floats apart in qkv), and one softmax launch over (query, head, sentence): 2·heads + 1 calls per chunk,
+    // independent of the number of sentences.
     private void AttentionWithCublas(ulong qkv, ulong mask, ulong output, int batch, int seq, int heads, int headDim, int causal, float scale)
     {
         int width = heads * headDim, stride = 3 * width;
-        long scoreBytes = checked((long)heads * seq * seq * sizeof(float));
+        long perSentenceScores = checked((long)heads * seq * seq * sizeof(float));
+        int chunk = (int)Math.Clamp(AttentionScoreBudget / Math.Max(1, perSentenceScores), 1, Math.Min(batch, 65535));
+        long scoreBytes = checked(perSentenceScores * chunk);
         if (_attentionScores is null || _attentionScores.Bytes < scoreBytes)
         {
             // The old scratch may still be in use by queued kernels; freeing waits for them.
             _stream.Synchronize();
             _attentionScores?.Dispose();
+            _attentionScores = null;
             _attentionScores = CudaDeviceMemory.Allocate(_context, scoreBytes);
         }
         ulong scores = _attentionScores.Pointer;
         nint handle = _cublas.DangerousGetHandle();
         float zero = 0f, one = 1f;
-        long perSentence = (long)seq * stride * sizeof(float);
-        ulong sentenceMask = 0;
-        void** arguments = stackalloc void*[] { &scores, &sentenceMask, &seq, &causal };
-        for (int b = 0; b < batch; b++)
+        long qkvSentence = (long)seq * stride, outputSentence = (long)seq * width, scoreHead = (long)seq * seq, scoreSentence = (long)heads * seq * seq;
+        ulong chunkMask = 0;
+        void** arguments = stackalloc void*[] { &scores, &chunkMask, &seq, &causal };
+        for (int first = 0; first < batch; first += chunk)
         {
-            ulong queries = qkv + (ulong)(b * perSentence), keys = queries + (ulong)(width * sizeof(float)), values = keys + (ulong)(width * sizeof(float));
-            // Scores, column-major [keys, queries] per head = row-major [queries, keys]: S = scale · Kᵀ(as stored) · Q.
-            StridedBatchedGemm(handle, CublasApi.OperationTranspose, CublasApi.OperationNone, seq, seq, headDim,
-                &scale, keys, stride, headDim, queries, stride, headDim, &zero, scores, seq, (long)seq * seq, heads, "scores");
-            sentenceMask = mask + (ulong)((long)b * seq * sizeof(int));
-            CheckLaunch(CudaDriverApi.LaunchKernel(_attentionMaskedSoftmax, (uint)seq, (uint)heads, 1, 128, 1, 1, 0, Stream, arguments, null), "attention_masked_softmax");
-            ulong sentenceOutput = output + (ulong)((long)b * seq * width * sizeof(float));
-            StridedBatchedGemm(handle, CublasApi.OperationNone, CublasApi.OperationNone, headDim, seq, seq,
-                &one, values, stride, headDim, scores, seq, (long)seq * seq, &zero, sentenceOutput, width, headDim, heads, "values");
+            int sentences = Math.Min(chunk, batch - first);
+            ulong chunkQkv = qkv + (ulong)(first * qkvSentence * sizeof(float)), chunkOutput = output + (ulong)(first * outputSentence * sizeof(float));
+            for (int h = 0; h < heads; h++)
+            {
+                ulong queries = chunkQkv + (ulong)((long)h * headDim * sizeof(float));
+                ulong keys = queries + (ulong)(width * sizeof(float)), values = keys + (ulong)(width * sizeof(float));
+                ulong headScores = scores + (ulong)(h * scoreHead * sizeof(float));
+                // Scores, column-major [keys, queries] per sentence = row-major [queries, keys]: S = scale · Kᵀ(as stored) · Q.
+                StridedBatchedGemm(handle, CublasApi.OperationTranspose, CublasApi.OperationNone, seq, seq, headDim,
+                    &scale, keys, stride, qkvSentence, queries, stride, qkvSentence, &zero, headScores, seq, scoreSentence, sentences, "scores");
+            }
+            chunkMask = mask + (ulong)((long)first * seq * sizeof(int));
+            CheckLaunch(CudaDriverApi.LaunchKernel(_attentionMaskedSoftmax, (uint)seq, (uint)heads, (uint)sentences, 128, 1, 1, 0, Stream, arguments, null), "attention_masked_softmax");
+            for (int h = 0; h < heads; h++)
+            {
+                ulong values = chunkQkv + (ulong)((2L * width + (long)h * headDim) * sizeof(float));
+                ulong headScores = scores + (ulong)(h * scoreHead * sizeof(float));
+                ulong headOutput = chunkOutput + (ulong)((long)h * headDim * sizeof(float));
+                StridedBatchedGemm(handle, CublasApi.OperationNone, CublasApi.OperationNone, headDim, seq, seq,
+                    &one, values, stride, qkvSentence, headScores, seq, scoreSentence, &zero, headOutput, width, outputSentence, sentences, "values");
+            }
         }
     }
 
@@ -600,8 +626,28 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         Enter();
         ulong x = Own(matrix, (long)rows * width, nameof(matrix)).Pointer, sums = Own(columnSums, width, nameof(columnSums)).Pointer;
         if (width == 0) return;
-        void** arguments = stackalloc void*[] { &x, &sums, &rows, &width };
-        CheckLaunch(CudaDriverApi.LaunchKernel(_columnSums, (uint)((width + 31) / 32), 1, 1, 32, 8, 1, 0, Stream, arguments, null), "column_sums");
+        // About four blocks per SM: a probe's [targets, classes] gradient has ~32 column blocks, so its rows are sliced.
+        int columnBlocks = (width + 31) / 32;
+        int slices = (int)Math.Clamp(Math.Min((rows + 63L) / 64, (4L * Device.Multiprocessors + columnBlocks - 1) / columnBlocks), 1, 65535);
+        int rowsPerSlice = (int)((rows + (long)slices - 1) / slices);
+        ulong target = sums;
+        if (slices > 1)
+        {
+            long bytes = (long)slices * width * sizeof(float);
+            if (_columnPartials is null || _columnPartials.Bytes < bytes)
+            {
+                _stream.Synchronize(); // queued work may still read the old scratch
+                _columnPartials?.Dispose();
+                _columnPartials = null;
+                _columnPartials = CudaDeviceMemory.Allocate(_context, bytes);
+            }
+            target = _columnPartials.Pointer;
+        }
+        void** arguments = stackalloc void*[] { &x, &target, &rows, &width, &rowsPerSlice };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_columnSums, (uint)columnBlocks, (uint)slices, 1, 32, 8, 1, 0, Stream, arguments, null), "column_sums");
+        if (slices == 1) return;
+        void** finish = stackalloc void*[] { &target, &sums, &slices, &width };
+        CheckLaunch(CudaDriverApi.LaunchKernel(_columnSumsFinish, GridFor(width), 1, 1, ElementwiseBlock, 1, 1, 0, Stream, finish, null), "column_sums_finish");
     }
 
     /// <inheritdoc />
@@ -668,7 +714,14 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         ulong position = Own(positions, count, nameof(positions)).Pointer;
         // One zeroed block of 64-bit counters: [errors, out of range, histogram[classes], trials[positions], errors[positions]].
         long counters = 2L + classes + 2L * positionCount;
-        using CudaDeviceMemory memory = CudaDeviceMemory.Allocate(_context, counters * sizeof(ulong));
+        if (_counters is null || _counters.Bytes < counters * sizeof(ulong))
+        {
+            _stream.Synchronize(); // queued work may still use the old scratch
+            _counters?.Dispose();
+            _counters = null;
+            _counters = CudaDeviceMemory.Allocate(_context, counters * sizeof(ulong));
+        }
+        CudaDeviceMemory memory = _counters;
         CudaDriverApi.Check(CudaDriverApi.MemsetBytesAsync(memory.Pointer, 0, (nuint)(counters * sizeof(ulong)), Stream), "cuMemsetD8Async");
         ulong errors = memory.Pointer, outOfRange = errors + sizeof(ulong), histogram = outOfRange + sizeof(ulong);
         ulong trials = histogram + (ulong)classes * sizeof(ulong), positionErrors = trials + (ulong)positionCount * sizeof(ulong);
@@ -712,6 +765,8 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
     private void DisposeNative()
     {
         _attentionScores?.Dispose();
+        _counters?.Dispose();
+        _columnPartials?.Dispose();
         _narrowedInput?.Dispose();
         _adamHyperParameters?.Dispose();
         _indexError?.Dispose();

@@ -127,6 +127,28 @@ bool parse_bytes(const char* text, uint64_t& value) {
     return true;
 }
 
+double now_milliseconds() {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+// NATIVEMI_EMU_PROFILE=1: seconds and calls per kind of work, printed to stderr at exit (emulator time, never GPU time).
+struct ProfileEntry {
+    double seconds = 0;
+    uint64_t calls = 0;
+};
+std::map<std::string, ProfileEntry>* g_profile = nullptr;
+
+void print_profile() {
+    if (g_profile == nullptr) return;
+    std::vector<std::pair<std::string, ProfileEntry>> rows(g_profile->begin(), g_profile->end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+    fprintf(stderr, "nativemi-emulator: profile (CPU seconds of the emulation, not GPU time):\n");
+    for (const auto& [what, entry] : rows)
+        fprintf(stderr, "nativemi-emulator:   %10.3f s %10llu calls  %s\n", entry.seconds, (unsigned long long)entry.calls, what.c_str());
+}
+
 Config g_config;
 std::string g_config_error;
 
@@ -140,6 +162,10 @@ void read_config() {
     };
     g_config.reverse = flag("NATIVEMI_EMU_REVERSE");
     g_config.deferred = flag("NATIVEMI_EMU_DEFERRED");
+    if (flag("NATIVEMI_EMU_PROFILE")) {
+        g_profile = new std::map<std::string, ProfileEntry>();
+        atexit(print_profile);
+    }
     g_config.total_memory = kH200Memory;
     if (const char* memory = getenv("NATIVEMI_EMU_MEMORY_BYTES"); memory != nullptr && *memory != 0) {
         uint64_t bytes = 0;
@@ -177,6 +203,15 @@ int max_ptx_isa(int driver) {
     } while (0)
 
 CUresult run_op(Context& context, Op& op) {
+    if (g_profile != nullptr) {
+        double start = now_milliseconds();
+        CUresult status = op.work();
+        ProfileEntry& entry = (*g_profile)[op.what];
+        entry.seconds += (now_milliseconds() - start) / 1e3;
+        entry.calls++;
+        if (status != CUDA_SUCCESS && sticky_code(status)) context.sticky = status;
+        return status;
+    }
     CUresult status = op.work();
     if (status != CUDA_SUCCESS && sticky_code(status)) context.sticky = status;
     return status;
@@ -239,12 +274,6 @@ void destroy_context(Context& context) {
     free_everything();
     context.sticky = CUDA_SUCCESS;
     context.active = false;
-}
-
-double now_milliseconds() {
-    timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
 CUresult legacy_trap(const char* name, const char* replacement) {

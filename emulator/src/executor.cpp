@@ -71,7 +71,8 @@ std::vector<Fiber> g_fibers;
 std::vector<Warp> g_warps;
 std::vector<Stack> g_stacks;
 Fiber* volatile g_current = nullptr;
-fc::fcontext_t g_scheduler = nullptr;
+Fiber g_scheduler;   // the scheduler's context while the block's fibers run
+bool g_reverse = false;
 unsigned int g_thread_count = 0;
 unsigned int g_done = 0;
 unsigned int g_barrier_arrived = 0;
@@ -102,10 +103,41 @@ std::string launch_name() {
     return format("kernel %s, block (%u,%u,%u)", g_launch->kernel->name, b.x, b.y, b.z);
 }
 
-void yield_to_scheduler() {
-    fc::transfer_t back = fc::jump_fcontext(g_scheduler, nullptr);
-    g_scheduler = back.fctx;
+std::size_t page_size() {
+    static const std::size_t size = (std::size_t)sysconf(_SC_PAGESIZE);
+    return size;
 }
+
+// The next ready fiber after `from` in the run order (ascending, or descending with NATIVEMI_EMU_REVERSE), or null.
+// The lanes of the caller's own warp come first: a warp then runs through its shuffles while its lanes' stacks are
+// still in the cache, rather than after every other fiber of the block has run.
+Fiber* next_ready(const Fiber* from) {
+    unsigned int n = g_thread_count, i = from->linear;
+    unsigned int warp_start = i & ~31u, lanes = n - warp_start < 32 ? n - warp_start : 32, lane = i - warp_start;
+    for (unsigned int k = 1; k < lanes; k++) {
+        unsigned int l = g_reverse ? (lane >= k ? lane - k : lane + lanes - k) : (lane + k < lanes ? lane + k : lane + k - lanes);
+        if (g_fibers[warp_start + l].state == FiberState::Ready) return &g_fibers[warp_start + l];
+    }
+    for (unsigned int k = 1; k <= n; k++) {
+        unsigned int j = g_reverse ? (i >= k ? i - k : i + n - k) : (i + k < n ? i + k : i + k - n);
+        if (g_fibers[j].state == FiberState::Ready) return &g_fibers[j];
+    }
+    return nullptr;
+}
+
+// Suspends the running fiber and resumes `to` directly (the scheduler when null: the block is done, failed or
+// deadlocked), so a barrier or collective costs one switch per thread rather than two through the scheduler.
+// Whoever resumes a fiber stores the suspended fiber's context into that fiber's slot.
+void switch_to(Fiber* to) {
+    Fiber* self = g_current;
+    if (to == nullptr) to = &g_scheduler;
+    g_current = to;
+    cuda_emu::g_thread_idx = &to->index;
+    fc::transfer_t back = fc::jump_fcontext(to->context, self);
+    static_cast<Fiber*>(back.data)->context = back.fctx;
+}
+
+void wait_here() { switch_to(next_ready(g_current)); }
 
 // Ends the block with an error; the failing fiber is never resumed (its stack is simply reused).
 [[noreturn]] void fail_in_fiber(CUresult code, const std::string& message) {
@@ -113,7 +145,7 @@ void yield_to_scheduler() {
     g_failure_code = code;
     snprintf(g_failure, sizeof g_failure, "%s, %s: %s", launch_name().c_str(), thread_name(*g_current).c_str(), message.c_str());
     g_current->state = FiberState::Done;
-    fc::jump_fcontext(g_scheduler, nullptr);
+    switch_to(nullptr);
     __builtin_unreachable();
 }
 
@@ -159,16 +191,16 @@ void on_thread_exit() {
 }
 
 void fiber_main(fc::transfer_t from) {
-    g_scheduler = from.fctx;
+    static_cast<Fiber*>(from.data)->context = from.fctx;
     g_launch->kernel->invoke(g_param_pointers.data());
     on_thread_exit();
-    fc::jump_fcontext(g_scheduler, nullptr);
+    switch_to(next_ready(g_current));
     __builtin_unreachable();
 }
 
 Stack& stack_for(unsigned int index) {
     while (g_stacks.size() <= index) {
-        std::size_t page = (std::size_t)sysconf(_SC_PAGESIZE);
+        std::size_t page = page_size();
         void* memory = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (memory == MAP_FAILED) {
             fprintf(stderr, "nativemi-emulator: cannot map a fiber stack\n");
@@ -181,7 +213,7 @@ Stack& stack_for(unsigned int index) {
 }
 
 bool in_stack_guard(uintptr_t address) {
-    std::size_t page = (std::size_t)sysconf(_SC_PAGESIZE);
+    std::size_t page = page_size();
     for (const Stack& s : g_stacks)
         if (address >= (uintptr_t)s.base && address < (uintptr_t)s.base + page) return true;
     return false;
@@ -215,7 +247,10 @@ CUresult run_block() {
         f.index = {i % b.x, i / b.x % b.y, i / (b.x * b.y)};
         f.state = FiberState::Ready;
         Stack& s = stack_for(i);
-        f.context = fc::make_fcontext(s.base + s.size, s.size - (std::size_t)sysconf(_SC_PAGESIZE), fiber_main);
+        // Stack tops a whole number of 256 KiB apart would all fall in the same cache sets; staggering them keeps the
+        // fibers' hot frames from evicting each other.
+        char* top = s.base + s.size - (i * 4160u) % 65536u;
+        f.context = fc::make_fcontext(top, (std::size_t)(top - s.base) - page_size(), fiber_main);
     }
     for (unsigned int w = 0; w < g_warps.size(); w++) {
         Warp& warp = g_warps[w];
@@ -232,22 +267,15 @@ CUresult run_block() {
     if (shared_start != 0 && shared_stop > shared_start) memset((void*)shared_start, 0xFF, shared_stop - shared_start);
     if (g_launch->dynamic_shared) memset(g_dynamic_pointer, 0xFF, g_launch->dynamic_shared);
 
-    bool reverse = config().reverse;
-    while (g_done < n) {
-        bool ran = false;
-        for (unsigned int k = 0; k < n; k++) {
-            Fiber& f = g_fibers[reverse ? n - 1 - k : k];
-            if (f.state != FiberState::Ready) continue;
-            ran = true;
-            g_current = &f;
-            cuda_emu::g_thread_idx = &f.index;
-            fc::transfer_t back = fc::jump_fcontext(f.context, &f);
-            f.context = back.fctx;
-            if (g_failed) return fail(g_failure_code, "%s", g_failure);
-        }
-        if (!ran && g_done < n) return fail(CUDA_ERROR_LAUNCH_FAILED, "%s", deadlock_message().c_str());
-    }
+    // The fibers pass control among themselves; the scheduler gets it back when the block is done, failed or stuck.
+    Fiber* first = &g_fibers[g_reverse ? n - 1 : 0];
+    g_current = first;
+    cuda_emu::g_thread_idx = &first->index;
+    fc::transfer_t back = fc::jump_fcontext(first->context, &g_scheduler);
+    static_cast<Fiber*>(back.data)->context = back.fctx;
     g_current = nullptr;
+    if (g_failed) return fail(g_failure_code, "%s", g_failure);
+    if (g_done < n) return fail(CUDA_ERROR_LAUNCH_FAILED, "%s", deadlock_message().c_str());
     return CUDA_SUCCESS;
 }
 
@@ -299,7 +327,7 @@ std::string fault_text() {
         return "integer division by zero or overflow (a GPU returns an unspecified value instead; the code is wrong either way)";
     if (in_stack_guard(address)) return format("stack overflow of the thread's %zu-KiB emulator stack", kStackBytes / 1024);
     if (g_dynamic_region && address >= (uintptr_t)g_dynamic_region + kMaxDynamicShared &&
-        address < (uintptr_t)g_dynamic_region + kMaxDynamicShared + (std::size_t)sysconf(_SC_PAGESIZE))
+        address < (uintptr_t)g_dynamic_region + kMaxDynamicShared + page_size())
         return format("illegal address 0x%llx: past the end of the launch's %u bytes of dynamic shared memory", (unsigned long long)address,
                       g_launch ? g_launch->dynamic_shared : 0u);
     return format("illegal address 0x%llx: %s", (unsigned long long)address, describe_address(address).c_str());
@@ -345,7 +373,7 @@ CUresult execute_kernel(const KernelLaunch& launch) {
     g_warps.resize((g_thread_count + 31) / 32);
     g_failed = false;
     if (g_dynamic_region == nullptr) {
-        std::size_t page = (std::size_t)sysconf(_SC_PAGESIZE);
+        std::size_t page = page_size();
         std::size_t bytes = (kMaxDynamicShared + page - 1) / page * page;
         void* memory = mmap(nullptr, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (memory == MAP_FAILED) return fail(CUDA_ERROR_OUT_OF_MEMORY, "the emulator cannot map its shared memory");
@@ -367,7 +395,8 @@ CUresult execute_kernel(const KernelLaunch& launch) {
         return fail(CUDA_ERROR_ILLEGAL_ADDRESS, "%s: %s", where.c_str(), what.c_str());
     }
     g_guard_active = 1;
-    bool reverse = config().reverse;
+    g_reverse = config().reverse;
+    bool reverse = g_reverse;
     const dim3& grid = launch.grid;
     unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
     CUresult status = CUDA_SUCCESS;
@@ -408,13 +437,19 @@ int syncthreads(int predicate, int reduction) {
         return g_barrier_result;
     }
     f.state = FiberState::Barrier;
-    yield_to_scheduler();
+    wait_here();
     __asm__ __volatile__("" ::: "memory");
     return g_barrier_result;
 }
 
-uint64_t warp_collective(WarpOp op, unsigned int mask, uint64_t value, int argument, int width) {
-    using namespace emu;
+}  // namespace cuda_emu
+
+namespace emu {
+namespace {
+
+// The rule a collective broke (the hot path below only tests that one was); never returns.
+[[noreturn]] __attribute__((noinline, cold)) void collective_error(cuda_emu::WarpOp op, unsigned int mask, int width) {
+    using namespace cuda_emu;
     Fiber& f = *g_current;
     unsigned int lane = f.linear % 32, warp_index = f.linear / 32;
     Warp& w = g_warps[warp_index];
@@ -430,11 +465,26 @@ uint64_t warp_collective(WarpOp op, unsigned int mask, uint64_t value, int argum
                                                        lanes(mask & w.exited).c_str(), warp_index));
     if (op <= ShuffleXor && (width < 1 || width > 32 || (width & (width - 1)) != 0))
         fail_in_fiber(CUDA_ERROR_LAUNCH_FAILED, format("%s with width %d (a power of two up to 32 is required)", op_name(op), width));
-    if (w.arrived != 0 && (w.op != op || w.mask != mask || w.width != width))
-        fail_in_fiber(CUDA_ERROR_LAUNCH_FAILED,
-                      format("reached %s (mask 0x%08x, width %d) while lanes %s of warp %u wait at %s (mask 0x%08x, width %d): the lanes of a "
-                             "warp must meet at the same collective", op_name(op), mask, width, lanes(w.arrived).c_str(), warp_index,
-                             op_name(w.op), w.mask, w.width));
+    fail_in_fiber(CUDA_ERROR_LAUNCH_FAILED,
+                  format("reached %s (mask 0x%08x, width %d) while lanes %s of warp %u wait at %s (mask 0x%08x, width %d): the lanes of a "
+                         "warp must meet at the same collective", op_name(op), mask, width, lanes(w.arrived).c_str(), warp_index,
+                         op_name(w.op), w.mask, w.width));
+}
+
+}  // namespace
+}  // namespace emu
+
+namespace cuda_emu {
+
+uint64_t warp_collective(WarpOp op, unsigned int mask, uint64_t value, int argument, int width) {
+    using namespace emu;
+    Fiber& f = *g_current;
+    unsigned int lane = f.linear % 32, warp_index = f.linear / 32;
+    Warp& w = g_warps[warp_index];
+    bool width_ok = width == 32 || op > ShuffleXor || (width >= 1 && width < 32 && (width & (width - 1)) == 0);
+    if (__builtin_expect(!(mask >> lane & 1u) || (mask & ~w.present) || (mask & w.exited) || !width_ok ||
+                             (w.arrived != 0 && (w.op != op || w.mask != mask || w.width != width)), 0))
+        collective_error(op, mask, width);
     if (w.arrived == 0) {
         w.op = op;
         w.mask = mask;
@@ -445,7 +495,7 @@ uint64_t warp_collective(WarpOp op, unsigned int mask, uint64_t value, int argum
     w.arrived |= 1u << lane;
     if (w.arrived != mask) {
         f.state = FiberState::Warp;
-        yield_to_scheduler();
+        wait_here();
         return w.result[lane];
     }
     // Every lane is here: compute each lane's result, then let the others go.

@@ -173,6 +173,12 @@ void read_config() {
             g_config_error = format("NATIVEMI_EMU_MEMORY_BYTES='%s' is not a positive byte count (digits, optionally K, M, G or T)", memory);
         else g_config.total_memory = bytes;
     }
+    if (const char* fill = getenv("NATIVEMI_EMU_FILL"); fill != nullptr && *fill != 0) {
+        char* end = nullptr;
+        unsigned long byte = strtoul(fill, &end, 0);
+        if (*end != 0 || byte > 255) g_config_error = format("NATIVEMI_EMU_FILL='%s' is not a byte value (0 to 255, or 0x00 to 0xff)", fill);
+        else g_config.fill = (unsigned char)byte;
+    }
     if (const char* version = getenv("NATIVEMI_EMU_DRIVER_VERSION"); version != nullptr && *version != 0) {
         int v = atoi(version);
         if (v < 11000 || v > 99990) g_config_error = format("NATIVEMI_EMU_DRIVER_VERSION='%s' is not a CUDA version such as 12080", version);

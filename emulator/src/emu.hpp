@@ -56,6 +56,7 @@ struct Config {
     bool deferred = false;        // NATIVEMI_EMU_DEFERRED=1: stream work runs only at synchronisation points
     uint64_t total_memory = 0;    // NATIVEMI_EMU_MEMORY_BYTES, else the H200's
     int driver_version = 12080;   // NATIVEMI_EMU_DRIVER_VERSION (CUDA 12.8 by default)
+    unsigned char fill = 0xFF;    // NATIVEMI_EMU_FILL: the byte fresh allocations hold (0xFF: NaN as float, -1 as int)
 };
 const Config& config();
 
@@ -64,8 +65,9 @@ struct Allocation {
     uintptr_t base = 0;
     std::size_t size = 0;
     std::size_t rounded = 0;     // size rounded up to the 256-byte allocation granule; [size, rounded) holds a canary
-    uintptr_t map = 0;           // the whole mapping, guard pages included
+    uintptr_t map = 0;           // the whole slot: guard, data pages, guard
     std::size_t map_size = 0;
+    std::size_t guard = 0;       // PROT_NONE bytes on each side of the data pages
     bool host = false;           // cuMemHostAlloc (pinned host memory), not device memory
     uint64_t serial = 0;
 };

@@ -1,10 +1,14 @@
-// Device memory: every allocation is its own mapping with PROT_NONE guard pages on both sides, so a kernel that
-// runs off either end faults at once, and freed memory stays PROT_NONE (quarantined) for a while so a use after free
-// faults too. Device addresses are the host addresses of these mappings (the emulated device shares the process's
-// address space), so kernels dereference them directly.
+// Device memory: allocations live in one large reserved range of address space (the arena, PROT_NONE, backed by no
+// memory) with a wide PROT_NONE gap on each side of every allocation, as wide as the allocation and at least 8 MiB, so
+// a kernel that runs off either end, or follows a wild index, faults at once instead of reading host memory or a
+// neighbour. Freed memory stays PROT_NONE (quarantined) for a while so a use after free faults too. Device addresses
+// are the host addresses of these ranges (the emulated device shares the process's address space), so kernels
+// dereference them directly.
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 
@@ -13,9 +17,10 @@
 namespace emu {
 namespace {
 
-constexpr std::size_t kGuard = 64 * 1024;
+constexpr std::size_t kMinimumGap = 8ull << 20;
+constexpr std::size_t kArenaBytes = 16ull << 40;   // address space only: PROT_NONE and MAP_NORESERVE
+constexpr std::size_t kFallbackGuard = 64 * 1024;  // per-mapping guards when the arena cannot be reserved
 constexpr std::size_t kGranule = 256;    // cuMemAlloc's alignment
-constexpr unsigned char kFresh = 0xFF;   // cuMemAlloc does not zero; all-ones is a NaN in every float format
 constexpr unsigned char kCanary = 0xA5;
 constexpr std::size_t kQuarantineEntries = 4096;
 
@@ -32,9 +37,52 @@ std::size_t page_size() {
 
 std::size_t round_up(std::size_t value, std::size_t to) { return (value + to - 1) / to * to; }
 
-std::size_t data_bytes(const Allocation& a) { return a.map_size - 2 * kGuard; }
+std::size_t data_bytes(const Allocation& a) { return a.map_size - 2 * a.guard; }
 
-uintptr_t data_start(const Allocation& a) { return a.map + kGuard; }
+uintptr_t data_start(const Allocation& a) { return a.map + a.guard; }
+
+// The arena and the slots taken in it (live or quarantined), start -> end.
+uintptr_t g_arena = 0, g_arena_end = 0, g_cursor = 0;
+bool g_arena_tried = false;
+std::map<uintptr_t, uintptr_t> g_slots;
+
+bool arena() {
+    if (!g_arena_tried) {
+        g_arena_tried = true;
+        void* range = mmap(nullptr, kArenaBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (range != MAP_FAILED) {
+            g_arena = g_cursor = (uintptr_t)range;
+            g_arena_end = g_arena + kArenaBytes;
+        } else {
+            fprintf(stderr, "nativemi-emulator: cannot reserve %zu bytes of address space; allocations get %zu-byte guards only\n", kArenaBytes,
+                    kFallbackGuard);
+        }
+    }
+    return g_arena != 0;
+}
+
+// First fit at or after `from` and below `limit`, or 0.
+uintptr_t fit(uintptr_t from, uintptr_t limit, std::size_t bytes) {
+    uintptr_t candidate = from;
+    auto it = g_slots.upper_bound(candidate);
+    if (it != g_slots.begin() && std::prev(it)->second > candidate) candidate = std::prev(it)->second;
+    for (;;) {
+        if (candidate + bytes > limit || candidate + bytes < candidate) return 0;
+        if (it == g_slots.end() || it->first >= candidate + bytes) return candidate;
+        candidate = std::max(candidate, it->second);
+        ++it;
+    }
+}
+
+void release_slot(const Allocation& a) {
+    if (g_arena != 0 && a.map >= g_arena && a.map < g_arena_end) {
+        // Back to reserved, inaccessible address space.
+        mmap((void*)a.map, a.map_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+        g_slots.erase(a.map);
+    } else {
+        munmap((void*)a.map, a.map_size);
+    }
+}
 
 const char* kind(const Allocation& a) { return a.host ? "pinned host allocation" : "device allocation"; }
 
@@ -42,20 +90,35 @@ CUresult map_allocation(Allocation& a, std::size_t bytes, const char* call) {
     a.size = bytes;
     a.rounded = round_up(bytes, kGranule);
     std::size_t data = round_up(a.rounded, page_size());
-    a.map_size = data + 2 * kGuard;
-    void* map = mmap(nullptr, a.map_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (map == MAP_FAILED)
-        return fail(CUDA_ERROR_OUT_OF_MEMORY, "%s: the host could not map %zu bytes for the emulated allocation", call, a.map_size);
-    a.map = (uintptr_t)map;
+    if (arena()) {
+        a.guard = std::max(kMinimumGap, data);
+        a.map_size = data + 2 * a.guard;
+        uintptr_t slot = fit(g_cursor, g_arena_end, a.map_size);
+        if (slot == 0) slot = fit(g_arena, g_arena_end, a.map_size);   // wrap around to slots freed since
+        if (slot == 0)
+            return fail(CUDA_ERROR_OUT_OF_MEMORY, "%s: the emulator's %zu-byte address-space arena has no room for %zu more bytes", call, kArenaBytes,
+                        a.map_size);
+        a.map = slot;
+        g_cursor = slot + a.map_size;
+        g_slots[slot] = slot + a.map_size;
+    } else {
+        a.guard = kFallbackGuard;
+        a.map_size = data + 2 * a.guard;
+        void* map = mmap(nullptr, a.map_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (map == MAP_FAILED)
+            return fail(CUDA_ERROR_OUT_OF_MEMORY, "%s: the host could not map %zu bytes for the emulated allocation", call, a.map_size);
+        a.map = (uintptr_t)map;
+    }
     if (mprotect((void*)data_start(a), data, PROT_READ | PROT_WRITE) != 0) {
-        munmap(map, a.map_size);
+        release_slot(a);
         return fail(CUDA_ERROR_OUT_OF_MEMORY, "%s: the host could not commit %zu bytes for the emulated allocation", call, data);
     }
     // The buffer ends at its granule's end, right before the trailing guard, so an overrun beyond the granule
     // faults; the granule's tail and the unused start of the first page hold a canary checked after every kernel.
     a.base = data_start(a) + data - a.rounded;
     memset((void*)data_start(a), kCanary, a.base - data_start(a));
-    memset((void*)a.base, kFresh, bytes);
+    // cuMemAlloc does not zero memory; all-ones (the default) is NaN as a float and -1 as an integer.
+    memset((void*)a.base, config().fill, bytes);
     memset((void*)(a.base + bytes), kCanary, a.rounded - bytes);
     a.serial = ++g_serial;
     return CUDA_SUCCESS;
@@ -71,7 +134,7 @@ void quarantine(Allocation a) {
         auto oldest = g_quarantine.find(g_quarantine_order.front());
         g_quarantine_order.pop_front();
         if (oldest == g_quarantine.end()) continue;
-        munmap((void*)oldest->second.map, oldest->second.map_size);
+        release_slot(oldest->second);
         g_quarantine.erase(oldest);
     }
 }
@@ -82,18 +145,21 @@ bool canary_intact(const unsigned char* from, std::size_t bytes) {
     return true;
 }
 
-// Whichever mapping (live or quarantined) holds `address`, guard pages included.
-const Allocation* containing_mapping(const std::map<uintptr_t, Allocation>& by_base, uintptr_t address, bool keyed_by_map) {
-    if (by_base.empty()) return nullptr;
-    // Mappings do not overlap, so the candidate is the last one starting at or below the address (by map start);
-    // the live map is keyed by base, which lies inside the mapping, so look one further for it.
-    auto it = by_base.upper_bound(address + (keyed_by_map ? 0 : 2 * kGuard + 1));
-    for (int step = 0; step < 3 && it != by_base.begin(); step++) {
-        --it;
-        const Allocation& a = it->second;
-        if (address >= a.map && address < a.map + a.map_size) return &a;
+// Live allocations by the start of their slot, to find the one whose guards hold an address.
+std::map<uintptr_t, uintptr_t> g_live_by_slot;   // slot start -> base
+
+// Whichever slot (live or quarantined) holds `address`, guards included.
+const Allocation* containing_mapping(const std::map<uintptr_t, Allocation>& allocations, uintptr_t address, bool keyed_by_map) {
+    if (keyed_by_map) {
+        auto it = allocations.upper_bound(address);
+        if (it == allocations.begin()) return nullptr;
+        const Allocation& a = std::prev(it)->second;
+        return address < a.map + a.map_size ? &a : nullptr;
     }
-    return nullptr;
+    auto it = g_live_by_slot.upper_bound(address);
+    if (it == g_live_by_slot.begin()) return nullptr;
+    const Allocation& a = allocations.at(std::prev(it)->second);
+    return address < a.map + a.map_size ? &a : nullptr;
 }
 
 std::string describe_in(const Allocation& a, uintptr_t address, bool freed) {
@@ -128,6 +194,7 @@ CUresult device_alloc(uintptr_t* pointer, std::size_t bytes) {
     if (status != CUDA_SUCCESS) return status;
     g_device_bytes += accounted;
     g_live[a.base] = a;
+    g_live_by_slot[a.map] = a.base;
     *pointer = a.base;
     return CUDA_SUCCESS;
 }
@@ -149,6 +216,7 @@ CUresult device_free(uintptr_t pointer) {
         status = fail(CUDA_ERROR_ILLEGAL_ADDRESS, "cuMemFree_v2(0x%llx): something wrote outside the %zu-byte allocation (its guard bytes changed)",
                       (unsigned long long)pointer, a.size);
     g_live.erase(it);
+    g_live_by_slot.erase(a.map);
     g_device_bytes -= round_up(a.rounded, page_size());
     quarantine(a);
     return status;
@@ -160,6 +228,7 @@ CUresult host_alloc(void** pointer, std::size_t bytes) {
     CUresult status = map_allocation(a, bytes == 0 ? 1 : bytes, "cuMemHostAlloc");
     if (status != CUDA_SUCCESS) return status;
     g_live[a.base] = a;
+    g_live_by_slot[a.map] = a.base;
     *pointer = (void*)a.base;
     return CUDA_SUCCESS;
 }
@@ -171,14 +240,16 @@ CUresult host_free(void* pointer) {
                     describe_address((uintptr_t)pointer).c_str());
     Allocation a = it->second;
     g_live.erase(it);
+    g_live_by_slot.erase(a.map);
     quarantine(a);
     return CUDA_SUCCESS;
 }
 
 void free_everything() {
-    for (auto& [base, a] : g_live) munmap((void*)a.map, a.map_size);
-    for (auto& [map, a] : g_quarantine) munmap((void*)a.map, a.map_size);
+    for (auto& [base, a] : g_live) release_slot(a);
+    for (auto& [map, a] : g_quarantine) release_slot(a);
     g_live.clear();
+    g_live_by_slot.clear();
     g_quarantine.clear();
     g_quarantine_order.clear();
     g_device_bytes = 0;
@@ -195,9 +266,20 @@ const Allocation* find_allocation(uintptr_t address) {
 }
 
 std::string describe_address(uintptr_t address) {
-    if (const Allocation* a = containing_mapping(g_live, address, false)) return describe_in(*a, address, false);
-    if (const Allocation* a = containing_mapping(g_quarantine, address, true)) return describe_in(*a, address, true);
-    return "not in any device allocation, live or recently freed";
+    if (const Allocation* a = find_allocation(address)) return describe_in(*a, address, false);
+    const Allocation* freed = containing_mapping(g_quarantine, address, true);
+    if (freed != nullptr && address >= freed->base && address < freed->base + freed->size) return describe_in(*freed, address, true);
+    // Between allocations: say how far it is from the nearest live one on each side (a wild index usually comes
+    // from the one below).
+    std::string text;
+    auto above = g_live.upper_bound(address);
+    if (above != g_live.begin()) {
+        const Allocation& below = std::prev(above)->second;
+        text = describe_in(below, address, false);
+    }
+    if (above != g_live.end()) text += (text.empty() ? "" : ", and ") + describe_in(above->second, address, false);
+    if (freed != nullptr) text += (text.empty() ? "" : "; ") + describe_in(*freed, address, true);
+    return text.empty() ? "not in any device allocation, live or recently freed" : "not in any allocation: " + text;
 }
 
 CUresult check_device_range(const char* call, const char* what, uintptr_t address, std::size_t bytes) {

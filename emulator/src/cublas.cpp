@@ -19,7 +19,8 @@ extern "C" {
 int nativemi_emu_context_status(void);
 int nativemi_emu_check_stream(void* stream);
 int nativemi_emu_check_device_range(const char* call, const char* what, unsigned long long address, unsigned long long bytes);
-int nativemi_emu_submit(void* stream, const char* what, void (*work)(void*), void* data, void (*release)(void*));
+int nativemi_emu_submit(void* stream, const char* what, const unsigned long long* addresses, int address_count, void (*work)(void*), void* data,
+                        void (*release)(void*));
 int nativemi_emu_raise(int code, const char* message);
 void nativemi_emu_report(const char* message);
 const char* nativemi_emu_last_error(void);
@@ -217,7 +218,9 @@ int submit(Handle* h, Gemm* g) {
         return status;
     }
     std::string call = g->call;
-    int launched = nativemi_emu_submit(h->stream, call.c_str(), run_gemm, g, release_gemm);
+    // C first: with alpha = 0 or k = 0, A and B are not read.
+    const unsigned long long operands[] = {g->c, g->a, g->b};
+    int launched = nativemi_emu_submit(h->stream, call.c_str(), operands, reads_ab ? 3 : 1, run_gemm, g, release_gemm);
     if (launched != 0) return report(CUBLAS_STATUS_EXECUTION_FAILED, "%s: the work failed (CUDA error %d)", call.c_str(), launched);
     return CUBLAS_STATUS_SUCCESS;
 }

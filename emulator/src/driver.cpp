@@ -34,6 +34,8 @@ struct Op {
     uint64_t seq;
     std::string what;
     std::function<CUresult()> work;
+    std::vector<uintptr_t> touches;   // bases of the allocations the work uses
+    const void* module;
 };
 
 }  // namespace
@@ -268,6 +270,24 @@ CUresult flush_legacy_and_blocking(Context& context) {
     }
 }
 
+// Runs, on every stream, the queued work up to the last piece that uses the allocation at `base` (or `module`):
+// freeing memory or unloading a module waits for the work that needs it, not for unrelated work.
+CUresult flush_users(Context& context, uintptr_t base, const void* module) {
+    std::vector<Stream*> streams(context.streams.begin(), context.streams.end());
+    streams.push_back(&context.legacy);
+    for (Stream* s : streams) {
+        uint64_t last = 0;
+        for (const Op& op : s->queue)
+            if ((base != 0 && std::find(op.touches.begin(), op.touches.end(), base) != op.touches.end()) || (module != nullptr && op.module == module))
+                last = op.seq;
+        if (last != 0) {
+            CUresult status = flush(s, last);
+            if (status != CUDA_SUCCESS) return status;
+        }
+    }
+    return context.sticky;
+}
+
 void destroy_context(Context& context) {
     if (context.sticky == CUDA_SUCCESS) flush_all(context);
     drop_queues(context);
@@ -430,11 +450,16 @@ CUresult resolve_stream(void* handle, Stream** stream) {
     return CUDA_SUCCESS;
 }
 
-CUresult submit(Stream* stream, std::string what, std::function<CUresult()> work) {
+CUresult submit(Stream* stream, std::string what, std::vector<uintptr_t> touches, std::function<CUresult()> work, const void* module) {
     Context& context = *stream->context;
     if (context.sticky != CUDA_SUCCESS) return context.sticky;
-    Op op{++g_seq, std::move(what), std::move(work)};
+    Op op{++g_seq, std::move(what), std::move(work), {}, module};
     if (!config().deferred) return run_op(context, op);
+    for (uintptr_t address : touches) {
+        const Allocation* a = find_allocation(address);
+        if (a == nullptr && address != 0) a = find_allocation(address - 1);   // one past the end
+        if (a != nullptr) op.touches.push_back(a->base);
+    }
     // Implicit synchronisation of the legacy default stream, applied when the work is queued.
     if (stream->legacy) {
         for (Stream* s : context.streams)
@@ -619,8 +644,9 @@ EMU_EXPORT CUresult cuMemFree_v2(CUdeviceptr pointer) {
     LOCKED;
     REQUIRE_INIT;
     if (t_current == nullptr || !t_current->active) return context_usable();
-    // Like cudaFree, freeing waits for the device: queued work may still use the memory.
-    CUresult pending = t_current->sticky == CUDA_SUCCESS ? flush_all(*t_current) : t_current->sticky;
+    // Freeing waits for the queued work that uses the memory (and only that, so a missing synchronisation elsewhere
+    // still shows).
+    CUresult pending = t_current->sticky == CUDA_SUCCESS ? flush_users(*t_current, (uintptr_t)pointer, nullptr) : t_current->sticky;
     CUresult status = device_free((uintptr_t)pointer);
     return pending != CUDA_SUCCESS ? pending : status;
 }
@@ -646,7 +672,7 @@ EMU_EXPORT CUresult cuMemFreeHost(void* pointer) {
     LOCKED;
     REQUIRE_INIT;
     if (t_current == nullptr || !t_current->active) return context_usable();
-    CUresult pending = t_current->sticky == CUDA_SUCCESS ? flush_all(*t_current) : t_current->sticky;
+    CUresult pending = t_current->sticky == CUDA_SUCCESS ? flush_users(*t_current, (uintptr_t)pointer, nullptr) : t_current->sticky;
     CUresult status = host_free(pointer);
     return pending != CUDA_SUCCESS ? pending : status;
 }
@@ -698,7 +724,7 @@ EMU_EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr destination, CUdeviceptr source,
     if (CUresult s = check_device_range("cuMemcpyDtoD_v2", "source", source, bytes)) return s;
     if (CUresult s = check_overlap("cuMemcpyDtoD_v2", destination, source, bytes)) return s;
     // Device-to-device copies are asynchronous with respect to the host even without a stream argument.
-    return submit(&t_current->legacy, "cuMemcpyDtoD_v2", [=] {
+    return submit(&t_current->legacy, "cuMemcpyDtoD_v2", {destination, source}, [=] {
         return run_guarded("cuMemcpyDtoD_v2", [=] { memcpy((void*)destination, (const void*)source, bytes); });
     });
 }
@@ -714,13 +740,13 @@ EMU_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr destination, const void* so
     const Allocation* pinned = find_allocation((uintptr_t)source);
     if (pinned != nullptr || !config().deferred) {
         // Pinned memory is read when the copy runs, so the host must not touch it before synchronising.
-        return submit(stream, "cuMemcpyHtoDAsync_v2", [=] {
+        return submit(stream, "cuMemcpyHtoDAsync_v2", {destination, (uintptr_t)source}, [=] {
             return run_guarded("cuMemcpyHtoDAsync_v2", [=] { memcpy((void*)destination, source, bytes); });
         });
     }
     // From pageable memory the driver stages the data before returning, so the caller may reuse the buffer at once.
     auto staged = std::make_shared<std::vector<unsigned char>>((const unsigned char*)source, (const unsigned char*)source + bytes);
-    return submit(stream, "cuMemcpyHtoDAsync_v2", [=] {
+    return submit(stream, "cuMemcpyHtoDAsync_v2", {destination}, [=] {
         return run_guarded("cuMemcpyHtoDAsync_v2", [=] { memcpy((void*)destination, staged->data(), bytes); });
     });
 }
@@ -734,7 +760,7 @@ EMU_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* destination, CUdeviceptr source, 
     if (CUresult s = check_device_range("cuMemcpyDtoHAsync_v2", "source", source, bytes)) return s;
     if (bytes == 0) return CUDA_SUCCESS;
     // The host buffer is written when the copy runs, in deferred mode only at the next synchronisation.
-    return submit(stream, "cuMemcpyDtoHAsync_v2", [=] {
+    return submit(stream, "cuMemcpyDtoHAsync_v2", {(uintptr_t)destination, source}, [=] {
         return run_guarded("cuMemcpyDtoHAsync_v2", [=] { memcpy(destination, (const void*)source, bytes); });
     });
 }
@@ -748,7 +774,7 @@ EMU_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr destination, CUdeviceptr so
     if (CUresult s = check_device_range("cuMemcpyDtoDAsync_v2", "source", source, bytes)) return s;
     if (CUresult s = check_overlap("cuMemcpyDtoDAsync_v2", destination, source, bytes)) return s;
     if (bytes == 0) return CUDA_SUCCESS;
-    return submit(stream, "cuMemcpyDtoDAsync_v2", [=] {
+    return submit(stream, "cuMemcpyDtoDAsync_v2", {destination, source}, [=] {
         return run_guarded("cuMemcpyDtoDAsync_v2", [=] { memcpy((void*)destination, (const void*)source, bytes); });
     });
 }
@@ -761,7 +787,7 @@ CUresult memset_on(const char* call, Stream* stream, CUdeviceptr destination, ui
     if (count > SIZE_MAX / element) return fail(CUDA_ERROR_INVALID_VALUE, "%s: %zu elements overflow", call, count);
     if (CUresult s = check_device_range(call, "destination", destination, count * element)) return s;
     if (count == 0) return CUDA_SUCCESS;
-    return submit(stream, call, [=] {
+    return submit(stream, call, {destination}, [=] {
         return run_guarded(call, [=] {
             if (element == 1) {
                 memset((void*)destination, (int)(value & 0xFF), count);
@@ -887,7 +913,7 @@ EMU_EXPORT CUresult cuEventRecord(void* handle, void* stream_handle) {
     e->stream = stream;
     e->seq = g_seq + 1;
     // The time is taken when the stream reaches the event, as on a GPU.
-    return submit(stream, "cuEventRecord", [e] {
+    return submit(stream, "cuEventRecord", {}, [e] {
         e->milliseconds = now_milliseconds();
         e->state = 2;
         return CUDA_SUCCESS;
@@ -974,8 +1000,8 @@ EMU_EXPORT CUresult cuModuleUnload(void* handle) {
     REQUIRE_INIT;
     Module* m = lookup<Module>(handle, kModuleMagic);
     if (m == nullptr || !m->alive) return fail(CUDA_ERROR_INVALID_HANDLE, "cuModuleUnload(%p): not a loaded module", handle);
-    // Queued launches may use the module's kernels.
-    CUresult status = m->context->sticky == CUDA_SUCCESS ? flush_all(*m->context) : m->context->sticky;
+    // Queued launches of the module's kernels run first.
+    CUresult status = m->context->sticky == CUDA_SUCCESS ? flush_users(*m->context, 0, m) : m->context->sticky;
     m->alive = false;
     auto& list = m->context->modules;
     list.erase(std::remove(list.begin(), list.end(), m), list.end());
@@ -1112,6 +1138,7 @@ EMU_EXPORT CUresult cuLaunchKernel(void* handle, unsigned int grid_x, unsigned i
     launch->block = {block_x, block_y, block_z};
     launch->dynamic_shared = shared_bytes;
     std::size_t offset = 0;
+    std::vector<uintptr_t> touches;
     for (std::size_t i = 0; i < params.size(); i++) {
         if (kernel_params[i] == nullptr) return fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): kernelParams[%zu] is null", name, i);
         offset = (offset + 15) / 16 * 16;
@@ -1126,11 +1153,12 @@ EMU_EXPORT CUresult cuLaunchKernel(void* handle, unsigned int grid_x, unsigned i
                 stream->context->sticky = s;
                 return s;
             }
+            touches.push_back((uintptr_t)value);
         }
         offset += params[i].size;
     }
     // The vector may not move after the offsets are taken; reserve is not enough for alignment of the data itself.
-    return submit(stream, std::string("kernel ") + name, [launch] { return execute_kernel(*launch); });
+    return submit(stream, std::string("kernel ") + name, std::move(touches), [launch] { return execute_kernel(*launch); }, f->module);
 }
 
 // --- the pre-CUDA-4 names, which a binding must not use (see legacy_trap) ----------------------------------------
@@ -1174,7 +1202,9 @@ EMU_EXPORT CUresult nativemi_emu_check_device_range(const char* call, const char
 }
 
 // Runs `work(data)` on `stream` now or, deferred, at the next synchronisation; `release(data)` follows either way.
-EMU_EXPORT CUresult nativemi_emu_submit(void* stream_handle, const char* what, void (*work)(void*), void* data, void (*release)(void*)) {
+// `addresses` lie in the allocations the work uses (see submit).
+EMU_EXPORT CUresult nativemi_emu_submit(void* stream_handle, const char* what, const unsigned long long* addresses, int address_count,
+                                        void (*work)(void*), void* data, void (*release)(void*)) {
     LOCKED;
     std::shared_ptr<void> owned(data, [release](void* p) {
         if (release != nullptr) release(p);
@@ -1183,7 +1213,8 @@ EMU_EXPORT CUresult nativemi_emu_submit(void* stream_handle, const char* what, v
     Stream* stream = nullptr;
     if (CUresult s = resolve_stream(stream_handle, &stream)) return s;
     std::string name = what;
-    return submit(stream, name, [=] { return run_guarded(name.c_str(), [=] { work(owned.get()); }); });
+    std::vector<uintptr_t> touches(addresses, addresses + (address_count > 0 ? address_count : 0));
+    return submit(stream, name, std::move(touches), [=] { return run_guarded(name.c_str(), [=] { work(owned.get()); }); });
 }
 
 // Records a fault cuBLAS detected (an operand outside device memory) and leaves it in the context, as a GPU would.

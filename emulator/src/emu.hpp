@@ -100,8 +100,10 @@ void install_fault_handler();
 
 // --- streams (driver.cpp) ---------------------------------------------------------------------------------------
 struct Stream;
-// Runs `work` now (synchronous mode) or queues it on `stream` (deferred mode). `stream` is a checked handle.
-CUresult submit(Stream* stream, std::string what, std::function<CUresult()> work);
+// Runs `work` now (synchronous mode) or queues it on `stream` (deferred mode). `stream` is a checked handle;
+// `touches` holds addresses inside the allocations the work uses, and `module` the module whose kernel it runs, so
+// freeing one of them first runs the queued work that needs it.
+CUresult submit(Stream* stream, std::string what, std::vector<uintptr_t> touches, std::function<CUresult()> work, const void* module = nullptr);
 CUresult resolve_stream(void* handle, Stream** stream);
 // The current context's sticky error, CUDA_ERROR_INVALID_CONTEXT without an active current context, or success.
 CUresult context_usable();

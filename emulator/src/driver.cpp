@@ -1137,6 +1137,7 @@ EMU_EXPORT CUresult cuLaunchKernel(void* handle, unsigned int grid_x, unsigned i
     launch->grid = {grid_x, grid_y, grid_z};
     launch->block = {block_x, block_y, block_z};
     launch->dynamic_shared = shared_bytes;
+    launch->fiberless = !f->entry->synchronizes;
     std::size_t offset = 0;
     std::vector<uintptr_t> touches;
     for (std::size_t i = 0; i < params.size(); i++) {

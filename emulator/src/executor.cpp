@@ -145,8 +145,17 @@ void wait_here() { switch_to(next_ready(g_current)); }
     g_failure_code = code;
     snprintf(g_failure, sizeof g_failure, "%s, %s: %s", launch_name().c_str(), thread_name(*g_current).c_str(), message.c_str());
     g_current->state = FiberState::Done;
+    // Without fibers the thread runs on the launcher's stack: leave through the launcher's jump buffer.
+    if (g_launch->fiberless) siglongjmp(g_fault_jump, 2);
     switch_to(nullptr);
     __builtin_unreachable();
+}
+
+// The C++ build synchronises although the PTX of the kernel has no barrier or collective instruction: the two
+// builds do not match (or the PTX scan missed an instruction), and without fibers the emulator cannot wait.
+[[noreturn]] __attribute__((noinline, cold)) void fiberless_sync_error(const char* what) {
+    fail_in_fiber(CUDA_ERROR_LAUNCH_FAILED, format("reached %s, but the kernel's PTX has no barrier or warp collective, so the emulator ran "
+                                                   "it without fibers; the CPU build and the PTX disagree", what));
 }
 
 const char* op_name(cuda_emu::WarpOp op) {
@@ -236,6 +245,26 @@ std::string deadlock_message() {
                        lanes(w.mask & ~w.arrived).c_str(), first_warp->linear / 32);
     }
     return text;
+}
+
+// A block whose kernel never synchronises: its threads run to completion one after another, no fibers needed.
+void run_block_directly() {
+    unsigned int n = g_thread_count;
+    const dim3& b = cuda_emu::g_block_dim;
+    uintptr_t shared_start = (uintptr_t)__start_nativemi_emu_shared, shared_stop = (uintptr_t)__stop_nativemi_emu_shared;
+    if (shared_start != 0 && shared_stop > shared_start) memset((void*)shared_start, 0xFF, shared_stop - shared_start);
+    if (g_launch->dynamic_shared) memset(g_dynamic_pointer, 0xFF, g_launch->dynamic_shared);
+    for (unsigned int k = 0; k < n; k++) {
+        unsigned int i = g_reverse ? n - 1 - k : k;
+        Fiber& f = g_fibers[i];
+        f.linear = i;
+        f.index = {i % b.x, i / b.x % b.y, i / (b.x * b.y)};
+        f.state = FiberState::Ready;
+        g_current = &f;
+        cuda_emu::g_thread_idx = &f.index;
+        g_launch->kernel->invoke(g_param_pointers.data());
+    }
+    g_current = nullptr;
 }
 
 CUresult run_block() {
@@ -386,7 +415,15 @@ CUresult execute_kernel(const KernelLaunch& launch) {
 
     ensure_alternate_signal_stack();
     g_guard_thread = pthread_self();
-    if (sigsetjmp(g_fault_jump, 1) != 0) {
+    int jumped = sigsetjmp(g_fault_jump, 1);
+    if (jumped == 2) {
+        // A fiberless kernel synchronised after all (fail_in_fiber left through here).
+        g_guard_active = 0;
+        g_current = nullptr;
+        g_launch = nullptr;
+        return fail(g_failure_code, "%s", g_failure);
+    }
+    if (jumped != 0) {
         g_guard_active = 0;
         std::string where = g_current ? launch_name() + ", " + thread_name(*g_current) : format("kernel %s", launch.kernel->name);
         std::string what = fault_text();
@@ -403,7 +440,8 @@ CUresult execute_kernel(const KernelLaunch& launch) {
     for (unsigned long long k = 0; k < blocks && status == CUDA_SUCCESS; k++) {
         unsigned long long i = reverse ? blocks - 1 - k : k;
         cuda_emu::g_block_idx = {(unsigned int)(i % grid.x), (unsigned int)(i / grid.x % grid.y), (unsigned int)(i / ((unsigned long long)grid.x * grid.y))};
-        status = run_block();
+        if (launch.fiberless) run_block_directly();
+        else status = run_block();
     }
     g_guard_active = 0;
     g_current = nullptr;
@@ -422,6 +460,7 @@ int syncthreads(int predicate, int reduction) {
     using namespace emu;
     __asm__ __volatile__("" ::: "memory");
     Fiber& f = *g_current;
+    if (g_launch->fiberless) fiberless_sync_error("__syncthreads");
     if (g_first_exited >= 0)
         fail_in_fiber(CUDA_ERROR_LAUNCH_FAILED, format("reached __syncthreads after %s of the block exited (a barrier must be reached "
                                                        "by every thread of the block)", thread_name(g_fibers[g_first_exited]).c_str()));
@@ -481,6 +520,7 @@ uint64_t warp_collective(WarpOp op, unsigned int mask, uint64_t value, int argum
     Fiber& f = *g_current;
     unsigned int lane = f.linear % 32, warp_index = f.linear / 32;
     Warp& w = g_warps[warp_index];
+    if (g_launch->fiberless) fiberless_sync_error(op_name(op));
     bool width_ok = width == 32 || op > ShuffleXor || (width >= 1 && width < 32 && (width & (width - 1)) == 0);
     if (__builtin_expect(!(mask >> lane & 1u) || (mask & ~w.present) || (mask & w.exited) || !width_ok ||
                              (w.arrived != 0 && (w.op != op || w.mask != mask || w.width != width)), 0))

@@ -14,6 +14,8 @@ struct KernelLaunch {
     dim3 grid{1, 1, 1};
     dim3 block{1, 1, 1};
     unsigned int dynamic_shared = 0;
+    // The PTX has no barrier or collective: each thread runs to completion on the launching thread, no fibers.
+    bool fiberless = false;
     // The launch's private copies of the parameters (cuLaunchKernel copies them at the call), one offset each.
     std::vector<unsigned char> param_bytes;
     std::vector<std::size_t> param_offsets;

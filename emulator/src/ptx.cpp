@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 
 namespace emu {
@@ -200,6 +201,11 @@ bool parse_ptx(const std::string& text, PtxModule& module, std::string& error) {
         PtxEntry& entry = module.entries[body.entry];
         std::map<std::string, bool> counted;
         for (std::size_t k = body.begin; k < body.end; k++) {
+            const std::string& token = t[k];
+            for (const char* base : {"bar", "barrier", "shfl", "vote", "match", "redux", "activemask", "call"}) {
+                std::size_t length = strlen(base);
+                if (token.compare(0, length, base) == 0 && (token.size() == length || token[length] == '.')) entry.synchronizes = true;
+            }
             if (t[k] == ".shared" && t[k - 1] != ".extern" && k + 1 < body.end) {
                 // A declaration inside the body (`.shared .align 4 .b8 _ZZ...E7scratch[128];`), not an ld/st suffix.
                 std::size_t j = k + 1;

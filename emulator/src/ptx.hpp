@@ -16,6 +16,9 @@ struct PtxEntry {
     std::string name;
     std::vector<PtxParam> params;
     std::size_t static_shared = 0;   // bytes of .shared the entry declares or references (not the extern, dynamic part)
+    // Whether the body holds a barrier, warp collective or call (which might hold one); without, every thread
+    // of a block can simply run to completion in turn.
+    bool synchronizes = false;
 };
 
 struct PtxModule {

@@ -1142,6 +1142,7 @@ EMU_EXPORT CUresult cuLaunchKernel(void* handle, unsigned int grid_x, unsigned i
     std::vector<uintptr_t> touches;
     for (std::size_t i = 0; i < params.size(); i++) {
         if (kernel_params[i] == nullptr) return fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel(%s): kernelParams[%zu] is null", name, i);
+        // Each copy 16-byte aligned (the vector's storage is), as the widest parameter type needs.
         offset = (offset + 15) / 16 * 16;
         launch->param_offsets.push_back(offset);
         launch->param_bytes.resize(offset + params[i].size);
@@ -1158,7 +1159,6 @@ EMU_EXPORT CUresult cuLaunchKernel(void* handle, unsigned int grid_x, unsigned i
         }
         offset += params[i].size;
     }
-    // The vector may not move after the offsets are taken; reserve is not enough for alignment of the data itself.
     return submit(stream, std::string("kernel ") + name, std::move(touches), [launch] { return execute_kernel(*launch); }, f->module);
 }
 

@@ -13,7 +13,7 @@
 extern "C" __global__ void attention_fused(const float* __restrict__ qkv, const int* __restrict__ mask,
                                            float* __restrict__ output, int seq, int heads, int head_dim,
                                            int causal, float scale) {
-    extern __shared__ float shared[];
+    NATIVEMI_DYNAMIC_SHARED(float, shared);
     __shared__ float scratch[32];
     float* query = shared;
     float* scores = shared + head_dim;

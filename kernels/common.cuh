@@ -4,6 +4,14 @@
 
 #define NATIVEMI_FULL_MASK 0xffffffffu
 
+// The launch's dynamic shared memory as an array of `type` named `name`. The emulated device (emulator/) compiles
+// these sources for the CPU, where the launch's buffer is reached through a pointer instead.
+#ifdef NATIVEMI_CUDA_EMULATOR
+#define NATIVEMI_DYNAMIC_SHARED(type, name) type* const name = static_cast<type*>(::cuda_emu::dynamic_shared())
+#else
+#define NATIVEMI_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 namespace nativemi {
 
 // Built without <math.h>, so infinity comes from its bit pattern.

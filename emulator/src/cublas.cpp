@@ -43,7 +43,7 @@ enum : int {
 
 constexpr int kOpN = 0, kOpT = 1, kOpC = 2;
 constexpr int kDefaultMath = 0, kPedanticMath = 2, kTf32Math = 3, kDisallowReducedPrecision = 16;
-constexpr int kCudaR32F = 0;
+constexpr int kCudaR32F = 0, kCudaR16F = 2, kCudaR16BF = 14;
 constexpr int kCompute32F = 68, kCompute32FPedantic = 69, kCompute32FFast16F = 74, kCompute32FFast16BF = 75, kCompute32FFastTf32 = 77;
 constexpr uint32_t kHandleMagic = 0x43424c53;
 
@@ -96,9 +96,43 @@ struct Gemm {
     long long lda, ldb, ldc, stride_a, stride_b, stride_c;
     int batch;
     bool tf32;
+    int type_a = kCudaR32F, type_b = kCudaR32F;
 };
 
-void multiply(const Gemm& g, const float* a, const float* b, float* c) {
+int element_bytes(int type) { return type == kCudaR32F ? 4 : 2; }
+
+// IEEE binary16 to float, written out from the format (1 sign, 5 exponent, 10 mantissa bits) rather than with a
+// compiler extension, so subnormals, infinities and NaNs are handled visibly.
+float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1Fu, mantissa = h & 0x3FFu, bits;
+    if (exponent == 0x1F) {
+        bits = sign | 0x7F800000u | (mantissa << 13);
+    } else if (exponent != 0) {
+        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    } else if (mantissa == 0) {
+        bits = sign;
+    } else {
+        float value = std::ldexp((float)mantissa, -24);
+        memcpy(&bits, &value, 4);
+        bits |= sign;
+    }
+    float out;
+    memcpy(&out, &bits, 4);
+    return out;
+}
+
+// One element of an operand stored as `type`: bfloat16 is the upper half of an fp32.
+inline float load(const void* base, long long index, int type) {
+    if (type == kCudaR32F) return ((const float*)base)[index];
+    uint16_t raw = ((const uint16_t*)base)[index];
+    if (type == kCudaR16F) return half_to_float(raw);
+    uint32_t bits = (uint32_t)raw << 16;
+    float out;
+    memcpy(&out, &bits, 4);
+    return out;
+}
+
+void multiply(const Gemm& g, const void* a, const void* b, float* c) {
     const int m = g.m, n = g.n, k = g.k;
     if (k == 0 || g.alpha == 0.0) {
         // A and B are not read; with beta = 0 neither is C (it may hold NaN from uninitialised memory).
@@ -114,12 +148,12 @@ void multiply(const Gemm& g, const float* a, const float* b, float* c) {
     std::vector<double> pa((size_t)m4 * k, 0.0), pb((size_t)n4 * k, 0.0);
     for (int i = 0; i < m; i++)
         for (int l = 0; l < k; l++) {
-            float v = g.transa == kOpN ? a[i + (long long)l * g.lda] : a[l + (long long)i * g.lda];
+            float v = load(a, g.transa == kOpN ? i + (long long)l * g.lda : l + (long long)i * g.lda, g.type_a);
             pa[(size_t)i * k + l] = g.tf32 ? to_tf32(v) : v;
         }
     for (int j = 0; j < n; j++)
         for (int l = 0; l < k; l++) {
-            float v = g.transb == kOpN ? b[l + (long long)j * g.ldb] : b[j + (long long)l * g.ldb];
+            float v = load(b, g.transb == kOpN ? l + (long long)j * g.ldb : j + (long long)l * g.ldb, g.type_b);
             pb[(size_t)j * k + l] = g.tf32 ? to_tf32(v) : v;
         }
     for (int j0 = 0; j0 < n4; j0 += 4)
@@ -150,7 +184,8 @@ void multiply(const Gemm& g, const float* a, const float* b, float* c) {
 void run_gemm(void* data) {
     const Gemm& g = *(const Gemm*)data;
     for (int p = 0; p < g.batch; p++)
-        multiply(g, (const float*)g.a + p * g.stride_a, (const float*)g.b + p * g.stride_b, (float*)g.c + p * g.stride_c);
+        multiply(g, (const char*)g.a + p * g.stride_a * element_bytes(g.type_a), (const char*)g.b + p * g.stride_b * element_bytes(g.type_b),
+                 (float*)g.c + p * g.stride_c);
 }
 
 void release_gemm(void* data) { delete (Gemm*)data; }
@@ -181,9 +216,10 @@ int check_arguments(const char* call, Handle* h, int transa, int transb, int m, 
 
 // Each operand's extent (all batches) must lie inside one live allocation. A GPU would read or write past it and
 // fault, so the emulator fails the call and leaves the context with the fault, as the GPU would.
-int check_extent(const Gemm& g, const char* what, uintptr_t base, long long rows, long long columns, long long ld, long long stride) {
-    long long one = ((columns - 1) * ld + rows) * 4;
-    long long last = (long long)(g.batch - 1) * stride * 4;
+int check_extent(const Gemm& g, const char* what, uintptr_t base, long long rows, long long columns, long long ld, long long stride, int type) {
+    const long long bytes = element_bytes(type);
+    long long one = ((columns - 1) * ld + rows) * bytes;
+    long long last = (long long)(g.batch - 1) * stride * bytes;
     long long low = std::min(0LL, last), high = std::max(0LL, last) + one;
     std::string operand = std::string(what) + " (" + std::to_string(rows) + "x" + std::to_string(columns) + " as stored, ld " +
                           std::to_string(ld) + (g.batch > 1 ? ", " + std::to_string(g.batch) + " batches of stride " + std::to_string(stride) : "") + ")";
@@ -208,11 +244,11 @@ int submit(Handle* h, Gemm* g) {
     bool reads_ab = g->k > 0 && g->alpha != 0.0;
     int status = CUBLAS_STATUS_SUCCESS;
     if (reads_ab) {
-        status = check_extent(*g, "A", g->a, g->transa == kOpN ? g->m : g->k, g->transa == kOpN ? g->k : g->m, g->lda, g->stride_a);
+        status = check_extent(*g, "A", g->a, g->transa == kOpN ? g->m : g->k, g->transa == kOpN ? g->k : g->m, g->lda, g->stride_a, g->type_a);
         if (status == 0)
-            status = check_extent(*g, "B", g->b, g->transb == kOpN ? g->k : g->n, g->transb == kOpN ? g->n : g->k, g->ldb, g->stride_b);
+            status = check_extent(*g, "B", g->b, g->transb == kOpN ? g->k : g->n, g->transb == kOpN ? g->n : g->k, g->ldb, g->stride_b, g->type_b);
     }
-    if (status == 0) status = check_extent(*g, "C", g->c, g->m, g->n, g->ldc, g->stride_c);
+    if (status == 0) status = check_extent(*g, "C", g->c, g->m, g->n, g->ldc, g->stride_c, kCudaR32F);
     if (status != 0) {
         delete g;
         return status;
@@ -231,8 +267,20 @@ int check_ex_types(const char* call, int type_a, int type_b, int type_c, int com
         return report(CUBLAS_STATUS_INVALID_VALUE, "%s: computeType %d is not a cublasComputeType_t", call, compute);
     if (!((algorithm >= -1 && algorithm <= 23) || (algorithm >= 99 && algorithm <= 115)))
         return report(CUBLAS_STATUS_INVALID_VALUE, "%s: algo %d is not a cublasGemmAlgo_t", call, algorithm);
-    if (type_a != kCudaR32F || type_b != kCudaR32F || type_c != kCudaR32F)
-        return report(CUBLAS_STATUS_NOT_SUPPORTED, "%s: types A=%d B=%d C=%d; the emulator implements CUDA_R_32F (0) only", call, type_a, type_b, type_c);
+    // The documented GemmEx combinations with an fp32 C and fp32 accumulation: A and B both 32F, both 16F or both
+    // 16BF (the 16-bit ones with computeType 32F or 32F_PEDANTIC only).
+    const bool sixteen = (type_a == kCudaR16F || type_a == kCudaR16BF) && type_b == type_a;
+    if (type_c != kCudaR32F || !(sixteen || (type_a == kCudaR32F && type_b == kCudaR32F)))
+        return report(CUBLAS_STATUS_NOT_SUPPORTED,
+                      "%s: types A=%d B=%d C=%d; the emulator implements C = CUDA_R_32F (0) with A and B both CUDA_R_32F (0), both CUDA_R_16F (2) "
+                      "or both CUDA_R_16BF (14)", call, type_a, type_b, type_c);
+    if (sixteen) {
+        if (compute != kCompute32F && compute != kCompute32FPedantic)
+            return report(CUBLAS_STATUS_NOT_SUPPORTED, "%s: computeType %d with 16-bit A and B and fp32 C (cuBLAS takes 32F or 32F_PEDANTIC)", call,
+                          compute);
+        tf32 = false;
+        return CUBLAS_STATUS_SUCCESS;
+    }
     if (compute != kCompute32F && compute != kCompute32FPedantic && compute != kCompute32FFastTf32)
         return report(CUBLAS_STATUS_NOT_SUPPORTED, "%s: computeType %d with fp32 data is not emulated (32F, 32F_PEDANTIC and 32F_FAST_TF32 are)", call,
                       compute);
@@ -367,8 +415,11 @@ CUBLAS_EXPORT int cublasGemmEx(void* handle, int transa, int transb, int m, int 
     if (int s = check_arguments(call, h, transa, transb, m, n, k, alpha, lda, ldb, beta, ldc, 1)) return s;
     bool tf32 = false;
     if (int s = check_ex_types(call, type_a, type_b, type_c, compute, algorithm, h, tf32)) return s;
-    return submit(h, make_gemm(call, h, transa, transb, m, n, k, *(const float*)alpha, (uintptr_t)a, lda, 0, (uintptr_t)b, ldb, 0, *(const float*)beta,
-                               (uintptr_t)c, ldc, 0, 1, tf32));
+    Gemm* g = make_gemm(call, h, transa, transb, m, n, k, *(const float*)alpha, (uintptr_t)a, lda, 0, (uintptr_t)b, ldb, 0, *(const float*)beta,
+                        (uintptr_t)c, ldc, 0, 1, tf32);
+    g->type_a = type_a;
+    g->type_b = type_b;
+    return submit(h, g);
 }
 
 CUBLAS_EXPORT int cublasSgemmStridedBatched(void* handle, int transa, int transb, int m, int n, int k, const float* alpha, const float* a, int lda,
@@ -390,8 +441,11 @@ CUBLAS_EXPORT int cublasGemmStridedBatchedEx(void* handle, int transa, int trans
     if (int s = check_arguments(call, h, transa, transb, m, n, k, alpha, lda, ldb, beta, ldc, batch)) return s;
     bool tf32 = false;
     if (int s = check_ex_types(call, type_a, type_b, type_c, compute, algorithm, h, tf32)) return s;
-    return submit(h, make_gemm(call, h, transa, transb, m, n, k, *(const float*)alpha, (uintptr_t)a, lda, stride_a, (uintptr_t)b, ldb, stride_b,
-                               *(const float*)beta, (uintptr_t)c, ldc, stride_c, batch, tf32));
+    Gemm* g = make_gemm(call, h, transa, transb, m, n, k, *(const float*)alpha, (uintptr_t)a, lda, stride_a, (uintptr_t)b, ldb, stride_b,
+                        *(const float*)beta, (uintptr_t)c, ldc, stride_c, batch, tf32);
+    g->type_a = type_a;
+    g->type_b = type_b;
+    return submit(h, g);
 }
 
 // The legacy (cuBLAS v1) names take no handle; a binding must name the _v2 ones, which cublas_v2.h maps to.

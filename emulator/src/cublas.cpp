@@ -24,6 +24,8 @@ int nativemi_emu_submit(void* stream, const char* what, const unsigned long long
 int nativemi_emu_raise(int code, const char* message);
 void nativemi_emu_report(const char* message);
 const char* nativemi_emu_last_error(void);
+int cuMemAlloc_v2(unsigned long long* pointer, size_t bytes);
+int cuMemFree_v2(unsigned long long pointer);
 }
 
 namespace {
@@ -52,7 +54,13 @@ struct Handle {
     bool alive = true;
     void* stream = nullptr;
     int math_mode = kDefaultMath;
+    unsigned long long workspace = 0;
 };
+
+// cuBLAS takes a workspace pool from device memory for each handle; 32 MiB is its size on Hopper (the documented
+// recommendation for cublasSetWorkspace). Taking it at cublasCreate_v2 makes a full device fail there with
+// CUBLAS_STATUS_ALLOC_FAILED, as cuBLAS does, and makes the emulated memory use include it.
+constexpr size_t kWorkspaceBytes = 32u << 20;
 
 std::mutex g_lock;
 // Handles are never freed, so a destroyed one stays recognisable (NOT_INITIALIZED) instead of aliasing a new one.
@@ -318,7 +326,12 @@ CUBLAS_EXPORT int cublasCreate_v2(void** handle) {
     if (handle == nullptr) return report(CUBLAS_STATUS_INVALID_VALUE, "cublasCreate_v2(null)");
     int context = nativemi_emu_context_status();
     if (context != 0) return report(CUBLAS_STATUS_NOT_INITIALIZED, "cublasCreate_v2: no usable current CUDA context (CUDA error %d)", context);
+    unsigned long long workspace = 0;
+    if (cuMemAlloc_v2(&workspace, kWorkspaceBytes) != 0)
+        return report(CUBLAS_STATUS_ALLOC_FAILED, "cublasCreate_v2: the %zu-byte workspace does not fit in device memory (%s)", kWorkspaceBytes,
+                      nativemi_emu_last_error());
     Handle* h = new Handle();
+    h->workspace = workspace;
     std::lock_guard<std::mutex> guard(g_lock);
     g_handles.insert(h);
     *handle = h;
@@ -329,6 +342,9 @@ CUBLAS_EXPORT int cublasDestroy_v2(void* handle) {
     Handle* h = live(handle);
     if (h == nullptr) return report(CUBLAS_STATUS_NOT_INITIALIZED, "cublasDestroy_v2(%p): not a live handle", handle);
     h->alive = false;
+    // The context may already be gone (its memory with it); that is not the handle's error.
+    if (h->workspace != 0 && nativemi_emu_context_status() == 0) cuMemFree_v2(h->workspace);
+    h->workspace = 0;
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -27,7 +27,16 @@ internal static class BackendChoice
         {
             // The CUDA backend is young: every op is checked against the CPU on small random inputs before a
             // run trusts it (well under a second on a GPU). TF32 products get the looser tolerance doctor uses.
-            var parity = BackendParity.Run(cuda, new ParityOptions(Tolerance: allowTf32 ? 2e-3 : 1e-4));
+            ParityReport parity;
+            try
+            {
+                parity = BackendParity.Run(cuda, new ParityOptions(Tolerance: allowTf32 ? 2e-3 : 1e-4));
+            }
+            catch (DeviceOutOfMemoryException)
+            {
+                cuda.Dispose();
+                throw;
+            }
             if (parity.Passed)
             {
                 Console.Error.WriteLine($"backend: {choice} -> {cuda.Description} (parity with the CPU backend: {parity.Results.Count} op cases match)");

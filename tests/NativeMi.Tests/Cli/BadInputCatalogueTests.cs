@@ -419,61 +419,60 @@ public sealed class BadInputCatalogueTests(ITestOutputHelper output) : IDisposab
         Assert.Empty(Directory.GetFiles(_folder.Path, "*.safetensors", everything));
     }
 
-    // ---- GPU memory (no GPU here: the exception the CUDA backend raises, through the CLI's error boundary) ----
+    // ---- GPU memory: a real failed allocation on the emulated device (NATIVEMI_EMU_MEMORY_BYTES makes it small) ----
 
-    private static (int Code, string Error) ThroughErrorBoundary(Exception exception, bool verbose)
+    /// <summary>
+    /// Runs nativemi as a child process on the emulated device with <paramref name="memory"/> of device memory; expects
+    /// the environment exit code, one error line holding every phrase and no output file; then again with --verbose.
+    /// </summary>
+    private string FailsOnTheEmulatedDevice(string memory, string[] args, string outputFile, params string[] phrases)
     {
-        // The CLI collection runs alone, so swapping Console.Error is safe here, as in CliRunner.
-        TextWriter original = Console.Error;
-        using var captured = new StringWriter();
-        Console.SetError(captured);
-        try
+        var environment = new Dictionary<string, string?>
         {
-            int code = ErrorBoundary.Run(verbose, () => throw exception);
-            return (code, captured.ToString());
-        }
-        finally
-        {
-            Console.SetError(original);
-        }
-    }
-
-    [Fact]
-    public void DeviceAllocationLargerThanMemoryIsAnEnvironmentError()
-    {
-        const long requested = 200L << 30, free = 3L << 30, total = 140L << 30;
-        var oom = new DeviceOutOfMemoryException($"cuMemAlloc({requested} bytes)", "CUDA_ERROR_OUT_OF_MEMORY", 2, requested, free, total);
-        var (code, error) = ThroughErrorBoundary(oom, verbose: false);
+            ["NATIVEMI_CUDA_PATH"] = NativeMi.Tests.Cuda.CudaEmulator.RequireLibraryFolder(),
+            ["NATIVEMI_EMU_MEMORY_BYTES"] = memory,
+        };
+        var (code, _, error) = NativemiChild.Run(args, environment);
         output.WriteLine(error);
-        Assert.Equal(4, code);
-        Assert.Equal(
-            "nativemi: error: GPU out of memory: cuMemAlloc(214748364800 bytes) failed with CUDA_ERROR_OUT_OF_MEMORY: " +
-            "200.00 GiB (214748364800 bytes) requested; the device has 3.00 GiB (3221225472 bytes) free of 140.00 GiB (150323855360 bytes); " +
-            "try a smaller --batch-size (or --probe-batch-size), or --backend cpu",
-            error.TrimEnd());
+        Assert.True(code == 4, $"exit {code}, expected 4: {error}");
+        string[] lines = error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        string line = lines[^1];
+        Assert.StartsWith("nativemi: error: ", line, StringComparison.Ordinal);
+        foreach (string phrase in phrases) Assert.Contains(phrase, line, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", error, StringComparison.Ordinal);
-        Assert.Equal(requested, oom.RequestedBytes);
-        Assert.Equal("CUDA_ERROR_OUT_OF_MEMORY", Assert.IsType<NativeMi.Compute.Cuda.Native.CudaException>(oom.InnerException).StatusName);
+        Assert.False(File.Exists(outputFile), $"{outputFile} was written by a failed run");
 
-        try { throw oom; }
-        catch (DeviceOutOfMemoryException thrown)
-        {
-            var (verboseCode, verboseError) = ThroughErrorBoundary(thrown, verbose: true);
-            Assert.Equal(4, verboseCode);
-            Assert.Contains("   at ", verboseError, StringComparison.Ordinal);
-        }
+        var (verboseCode, _, verboseError) = NativemiChild.Run([.. args, "--verbose"], environment);
+        Assert.Equal(4, verboseCode);
+        Assert.Contains("   at ", verboseError, StringComparison.Ordinal);
+        return line;
     }
 
-    [Fact]
-    public void CublasAllocationFailureIsAnEnvironmentError()
+    [NativeMi.Tests.Cuda.EmulatorFact]
+    public void DeviceAllocationLargerThanTheFreeMemoryIsAnEnvironmentError()
     {
-        var oom = new DeviceOutOfMemoryException("cublasSgemm", "CUBLAS_STATUS_ALLOC_FAILED", 3, requestedBytes: null, freeBytes: null, totalBytes: null);
-        var (code, error) = ThroughErrorBoundary(oom, verbose: false);
-        output.WriteLine(error);
-        Assert.Equal(4, code);
-        Assert.Equal(
-            "nativemi: error: GPU out of memory: cublasSgemm failed with CUBLAS_STATUS_ALLOC_FAILED: cuBLAS could not allocate its workspace; " +
-            "try a smaller --batch-size (or --probe-batch-size), or --backend cpu",
-            error.TrimEnd());
+        string sentences = MeasurementTestSupport.WriteCorpus(_folder.Combine("sentences.txt"), 24);
+        string hidden = _folder.Combine("hidden.safetensors");
+        // 36 MiB: cuBLAS's 32 MiB workspace and the fixture's weights fit; the forward pass's activations do not.
+        string line = FailsOnTheEmulatedDevice("36M",
+            ["hidden", "--backend", "cuda", "--model", Fixtures.Folder("bert-tiny"), "--input", sentences, "--out", hidden], hidden,
+            "nativemi: error: GPU out of memory: cuMemAlloc(", "bytes) failed with CUDA_ERROR_OUT_OF_MEMORY: ",
+            "free of 36.00 MiB (37748736 bytes); try a smaller --batch-size (or --probe-batch-size), or --backend cpu");
+        Assert.Matches(@"\(([0-9]+) bytes\) requested; the device has .* \(([0-9]+) bytes\) free", line);
+        var numbers = System.Text.RegularExpressions.Regex.Match(line, @"\(([0-9]+) bytes\) requested; the device has .* \(([0-9]+) bytes\) free");
+        Assert.True(long.Parse(numbers.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >
+                    long.Parse(numbers.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), line);
+    }
+
+    [NativeMi.Tests.Cuda.EmulatorFact]
+    public void CublasWorkspaceThatDoesNotFitIsAnEnvironmentError()
+    {
+        string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 60);
+        string results = _folder.Combine("out");
+        FailsOnTheEmulatedDevice("16M",
+            ["measure", "--backend", "cuda", "--model", Fixtures.Folder("bert-tiny"), "--corpus", corpus, "--max-sentences", "all",
+             "--cache", _folder.Combine("cache"), "--out", results], Path.Combine(results, "results.json"),
+            "GPU out of memory: cublasCreate failed with CUBLAS_STATUS_ALLOC_FAILED: cuBLAS could not allocate its workspace; ",
+            "the device has 16.00 MiB (16777216 bytes) free of 16.00 MiB (16777216 bytes); try a smaller --batch-size (or --probe-batch-size), or --backend cpu");
     }
 }

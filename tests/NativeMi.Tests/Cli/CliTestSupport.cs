@@ -82,10 +82,10 @@ internal static class NativemiChild
     }
 
     /// <summary>Waits for a started process and returns its exit code, standard output and standard error.</summary>
-    public static async Task<(int Code, string Output, string Error)> Finish(Process process)
+    public static async Task<(int Code, string Output, string Error)> Finish(Process process, TimeSpan? limit = null)
     {
         Task<string> output = process.StandardOutput.ReadToEndAsync(), error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(Limit);
+        using var timeout = new CancellationTokenSource(limit ?? Limit);
         try
         {
             await process.WaitForExitAsync(timeout.Token);
@@ -93,15 +93,16 @@ internal static class NativemiChild
         catch (OperationCanceledException)
         {
             process.Kill();
-            throw new TimeoutException($"nativemi did not finish within {Limit}: {await error}");
+            throw new TimeoutException($"nativemi did not finish within {limit ?? Limit}: {await error}");
         }
         return (process.ExitCode, await output, await error);
     }
 
     /// <summary>Runs nativemi to the end.</summary>
-    public static (int Code, string Output, string Error) Run(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null)
+    public static (int Code, string Output, string Error) Run(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null,
+        TimeSpan? limit = null)
     {
         using Process process = Start(args, environment);
-        return Finish(process).GetAwaiter().GetResult();
+        return Finish(process, limit).GetAwaiter().GetResult();
     }
 }

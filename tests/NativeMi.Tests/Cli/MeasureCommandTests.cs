@@ -84,7 +84,7 @@ public class MeasureCommandTests : IDisposable
         Assert.Equal(2, CliRunner.Run(Measure(_folder.Combine("unused.txt"), "--pool", "median")).Code);
     }
 
-    [Fact]
+    [NoGpuFact]
     public void BackendCudaIsAnEnvironmentError()
     {
         string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 60);

@@ -32,7 +32,7 @@ public sealed class ConcurrentRunTests(ITestOutputHelper output) : IDisposable
         Process[] processes = runs.Select(args => NativemiChild.Start(args, environment)).ToArray();
         try
         {
-            var results = Task.WhenAll(processes.Select(NativemiChild.Finish)).GetAwaiter().GetResult();
+            var results = Task.WhenAll(processes.Select(process => NativemiChild.Finish(process))).GetAwaiter().GetResult();
             foreach (var (code, _, error) in results) output.WriteLine($"exit {code}\n{error}");
             return results;
         }

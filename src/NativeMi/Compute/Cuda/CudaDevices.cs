@@ -13,7 +13,7 @@ public sealed record CudaDeviceInfo(int Ordinal, string Name, int ComputeCapabil
 {
     /// <inheritdoc />
     public override string ToString() =>
-        $"{Name} (compute capability {ComputeCapabilityMajor}.{ComputeCapabilityMinor}, {Multiprocessors} SMs, {TotalMemoryBytes / (1L << 30)} GiB)";
+        $"{Name} (compute capability {ComputeCapabilityMajor}.{ComputeCapabilityMinor}, {Multiprocessors} SMs, {(TotalMemoryBytes >= 1L << 30 ? $"{TotalMemoryBytes / (1L << 30)} GiB" : $"{TotalMemoryBytes / (1L << 20)} MiB")})";
 }
 
 /// <summary>Enumerates CUDA devices through the driver API.</summary>

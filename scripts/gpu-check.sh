@@ -86,7 +86,7 @@ if [ "$emulated" = 1 ]; then
   fixture="$repo/tests/NativeMi.Tests/fixtures/bert-tiny"
   head -n 300 data/wordnet-examples.txt > "$work/corpus.txt"
   step "nativemi doctor on the emulated GPU (bert-tiny fixture)"
-  "$nativemi" doctor --require-gpu --model "$fixture" --probe-sentences 300 > "$logs/doctor.log" 2>&1
+  "$nativemi" doctor --require-gpu --model "$fixture" --probe-sentences 100 > "$logs/doctor.log" 2>&1
   doctor=$?
   row "doctor: ops, forward, probe (emulated vs CPU)" "$([ "$doctor" = 0 ] && echo pass || echo "FAIL (exit $doctor)")"
   grep -E "^gpu 0:|cases match|layers agree|figures inside" "$logs/doctor.log" | sed 's/^ */    /' >> "$summary"

@@ -69,9 +69,10 @@ internal static class BenchCommand
                     $"{row.Model,-10} {row.Backend,-6} {size,5} {seq,4} {pooled,10:F2} {row.PooledTokensPerSecond,12:F0} {all,14:F2} {row.AllStatesTokensPerSecond,12:F0}"));
             }
             Console.WriteLine($"backend: {compute.Description}");
+            if (EmulatedNote(compute) is string emulated) Console.WriteLine(emulated);
             if (parse.GetValue(json) is string path)
             {
-                NativeMi.IO.AtomicFile.Write(path, stream => WriteJson(stream, compute.Description, rows));
+                NativeMi.IO.AtomicFile.Write(path, stream => WriteJson(stream, compute.Description, EmulatedNote(compute), rows));
                 Console.Error.WriteLine($"wrote {Path.GetFullPath(path)}");
             }
             return ExitCodes.Success;
@@ -125,9 +126,13 @@ internal static class BenchCommand
 
     /// <summary>Why a backend's timings have no fraction of peak, or null when they have one.</summary>
     private static string? PeakNote(IComputeBackend backend, DevicePeak? peak) =>
+        EmulatedNote(backend) ?? (peak is null ? $"peak: unknown for {backend.Description}" : null);
+
+    /// <summary>The warning every timing from the emulated CUDA device carries, or null for a real device or the CPU.</summary>
+    private static string? EmulatedNote(IComputeBackend backend) =>
         backend.Description.Contains("emulated", StringComparison.OrdinalIgnoreCase)
             ? "emulated device: these are the CPU emulator's timings, not GPU figures"
-            : peak is null ? $"peak: unknown for {backend.Description}" : null;
+            : null;
 
     private static void PrintOps(IComputeBackend backend, IReadOnlyList<OpTiming> timings, bool tf32)
     {
@@ -185,12 +190,13 @@ internal static class BenchCommand
         json.WriteEndObject();
     }
 
-    private static void WriteJson(Stream stream, string backend, IReadOnlyList<Row> rows)
+    private static void WriteJson(Stream stream, string backend, string? note, IReadOnlyList<Row> rows)
     {
         using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         json.WriteStartObject();
         json.WriteString("schema", "nativemi.bench/1");
         json.WriteString("backend", backend);
+        if (note is not null) json.WriteString("note", note);
         json.WriteString("machine", $"{Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
         json.WriteStartArray("rows");
         foreach (Row row in rows)

@@ -74,6 +74,27 @@ public partial class EmulatedBackendTests(ITestOutputHelper output) : IDisposabl
         AssertEveryCaseMatches(stdout, configurations: 3);
     }
 
+    [EmulatorFact]
+    public void BenchTimesEveryOpAndTheForwardPassAndSaysTheyAreNotGpuFigures()
+    {
+        const string note = "emulated device: these are the CPU emulator's timings, not GPU figures";
+        string opsJson = _folder.Combine("ops.json"), forwardJson = _folder.Combine("forward.json");
+        var (code, stdout, stderr) = Nativemi("", "bench", "--ops", "--backend", "cuda", "--model", Fixtures.Folder("bert-tiny"), "--batch-sizes", "2",
+            "--seq", "16", "--runs", "1", "--warmup", "0", "--json", opsJson);
+        Assert.True(code == 0, $"bench --ops exited {code}:\n{stdout}\n{stderr}");
+        Assert.Contains(note, stdout, StringComparison.Ordinal);
+        var ops = JsonNode.Parse(File.ReadAllText(opsJson))!["backends"]!.AsArray();
+        JsonNode cuda = Assert.Single(ops)!;
+        Assert.Equal(note, (string)cuda["note"]!);
+        Assert.True(cuda["ops"]!.AsArray().Count >= 20, "bench --ops timed too few ops");
+
+        (code, stdout, stderr) = Nativemi("", "bench", "--backend", "cuda", "--model", Fixtures.Folder("bert-tiny"), "--batch-sizes", "2", "--seq", "16",
+            "--runs", "1", "--warmup", "0", "--json", forwardJson);
+        Assert.True(code == 0, $"bench exited {code}:\n{stdout}\n{stderr}");
+        Assert.Contains(note, stdout, StringComparison.Ordinal);
+        Assert.Equal(note, (string)JsonNode.Parse(File.ReadAllText(forwardJson))!["note"]!);
+    }
+
     /// <summary>Relative L2 difference of two tensors over the reference's finite values.</summary>
     private static double RelativeDifference(ReadOnlySpan<float> candidate, ReadOnlySpan<float> reference)
     {

@@ -137,9 +137,13 @@ public sealed unsafe partial class CudaBackend
         int format = (int)weight.Format;
         void** arguments = stackalloc void*[] { &source, &target, &count, &format };
         CheckLaunch(CudaDriverApi.LaunchKernel(_widenFrom16Bit, GridFor(count), 1, 1, ElementwiseBlock, 1, 1, 0, Stream, arguments, null), "widen_from_16bit");
+        // The wait stays inside the pin, as in Download: the driver finishes a copy into pageable memory before it returns,
+        // but the emulator's deferred mode writes it at the synchronisation, when a moved array would no longer be there.
         fixed (float* pointer = destination)
+        {
             CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(pointer, target, (nuint)(count * sizeof(float)), Stream), "cuMemcpyDtoHAsync");
-        _stream.Synchronize();
+            _stream.Synchronize();
+        }
     }
 
     private void GatherRowsSixteenBit(CudaSixteenBitWeight table, DeviceBuffer<int> indices, DeviceBuffer<float> output, int rows, int width)

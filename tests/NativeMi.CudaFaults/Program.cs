@@ -144,8 +144,8 @@ internal static unsafe class Program
         return new Outcome(expected, device.Download<float>(output, rows * width), width);
     }
 
-    // CudaBackend's block for a row of `width` (its private BlockFor): whole warps, 32 to 256 threads.
-    private static uint BlockFor(int width) => (uint)Math.Clamp((width + 31) / 32 * 32, 32, 256);
+    // The engine's own launch shape, so a change to it is followed here.
+    private static uint BlockFor(int width) => NativeMi.Compute.Cuda.CudaBackend.BlockFor(width);
 
     private static float[] Random(long count, int seed)
     {

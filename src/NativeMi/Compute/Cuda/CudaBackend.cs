@@ -315,7 +315,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
 
     private uint GridFor(long count) => (uint)Math.Clamp((count + ElementwiseBlock - 1) / ElementwiseBlock, 1, _gridLimit);
 
-    private static uint BlockFor(int width) => (uint)Math.Clamp((width + 31) / 32 * 32, 32, RowBlock);
+    internal static uint BlockFor(int width) => (uint)Math.Clamp((width + 31) / 32 * 32, 32, RowBlock);
 
     /// <inheritdoc />
     public DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged

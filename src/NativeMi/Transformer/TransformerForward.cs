@@ -30,15 +30,30 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
         int b = batch.BatchSize, t = batch.SequenceLength, d = config.HiddenSize;
         using DeviceBuffer<int> mask = backend.Upload<int>(batch.AttentionMask);
         using DeviceBuffer<int> targets = backend.Upload<int>(SentencePooling.TargetFlags(batch));
-        using DeviceBuffer<float> pooled = backend.Allocate<float>((long)b * d);
-        var (layers, final) = RunCapturing(batch, buffer =>
+        // Every layer is pooled into its own buffer and all are copied back after the last layer, so a GPU runs the
+        // whole batch without waiting for the host: one synchronisation per batch instead of one per layer.
+        var pooled = new List<DeviceBuffer<float>>(config.NumLayers + 2);
+        try
         {
-            backend.PoolSentences(buffer, mask, targets, pooled, b, t, d, mode);
-            var host = new float[(long)b * d];
-            backend.Download(pooled, host);
+            _ = RunCapturing(batch, buffer =>
+            {
+                DeviceBuffer<float> layer = backend.Allocate<float>((long)b * d);
+                pooled.Add(layer);
+                backend.PoolSentences(buffer, mask, targets, layer, b, t, d, mode);
+                return [];
+            });
+            var host = new float[pooled.Count][];
+            for (int l = 0; l < pooled.Count; l++)
+            {
+                host[l] = new float[(long)b * d];
+                backend.Download(pooled[l], host[l]);
+            }
             return host;
-        });
-        return final is null ? [.. layers] : [.. layers, final];
+        }
+        finally
+        {
+            foreach (DeviceBuffer<float> layer in pooled) layer.Dispose();
+        }
     }
 
     private (List<float[]> Layers, float[]? Final) RunCapturing(EncodedBatch batch, Func<DeviceBuffer<float>, float[]> Snapshot)

@@ -349,9 +349,12 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         Enter();
         CudaBuffer<T> target = Own(destination, source.Length, nameof(destination));
         if (source.IsEmpty) return;
-        // From pageable memory the driver returns once the data is staged, so the span may be reused at once.
+        long bytes = (long)source.Length * sizeof(T);
+        // Either way the span may be reused at once: staging copies it into pinned memory, and from pageable memory
+        // the driver returns once it has staged the data itself.
         fixed (T* pointer = source)
-            CudaDriverApi.Check(CudaDriverApi.CopyHostToDeviceAsync(target.Pointer, pointer, (nuint)((long)source.Length * sizeof(T)), Stream), "cuMemcpyHtoDAsync");
+            if (!TryStagedUpload(target.Pointer, pointer, bytes))
+                CudaDriverApi.Check(CudaDriverApi.CopyHostToDeviceAsync(target.Pointer, pointer, (nuint)bytes, Stream), "cuMemcpyHtoDAsync");
     }
 
     /// <inheritdoc />
@@ -364,10 +367,12 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
             return;
         }
         CudaBuffer<T> from = Own(source, destination.Length, nameof(source));
+        long bytes = (long)destination.Length * sizeof(T);
         fixed (T* pointer = destination)
         {
-            if (!destination.IsEmpty)
-                CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(pointer, from.Pointer, (nuint)((long)destination.Length * sizeof(T)), Stream), "cuMemcpyDtoHAsync");
+            if (bytes > 0 && TryStagedDownload(pointer, from.Pointer, bytes)) return;
+            if (bytes > 0)
+                CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(pointer, from.Pointer, (nuint)bytes, Stream), "cuMemcpyDtoHAsync");
             SynchronizeChecked();
         }
     }
@@ -739,9 +744,13 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
             }
         }
         var host = new long[counters];
+        // The wait stays inside the fixed block: an emulated device in deferred mode writes the array only then.
         fixed (long* pointer = host)
-            CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(pointer, memory.Pointer, (nuint)(counters * sizeof(ulong)), Stream), "cuMemcpyDtoHAsync");
-        SynchronizeChecked();
+            if (!TryStagedDownload(pointer, memory.Pointer, counters * sizeof(ulong)))
+            {
+                CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(pointer, memory.Pointer, (nuint)(counters * sizeof(ulong)), Stream), "cuMemcpyDtoHAsync");
+                SynchronizeChecked();
+            }
         return new PredictionCounts(host[0], host[2..(2 + classes)], host[1], host[(2 + classes)..(2 + classes + positionCount)], host[(2 + classes + positionCount)..]);
     }
 
@@ -770,6 +779,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
         _narrowedInput?.Dispose();
         _adamHyperParameters?.Dispose();
         _indexError?.Dispose();
+        DisposeStaging();
         foreach (CudaModuleHandle module in _modules) module.Dispose();
         _cublas?.Dispose();
         _stream?.Dispose();

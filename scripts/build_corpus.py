@@ -66,18 +66,18 @@ def write_text(path, text):
     os.replace(temporary, path)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wordnet-dir", default="/usr/share/wordnet")
-    parser.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
-    arguments = parser.parse_args()
+def data_file(wordnet_dir, name):
+    path = os.path.join(wordnet_dir, name)
+    if not os.path.isfile(path):
+        sys.exit(f"{path}: not found (install Debian's wordnet-base or pass --wordnet-dir)")
+    return path
 
+
+def corpus_sentences(wordnet_dir):
+    """The corpus's sentences in file order; scripts/build_evaluation.py derives the fine-tuning split from it."""
     found = []
     for file_index, name in enumerate(DATA_FILES):
-        path = os.path.join(arguments.wordnet_dir, name)
-        if not os.path.isfile(path):
-            sys.exit(f"{path}: not found (install Debian's wordnet-base or pass --wordnet-dir)")
-        for offset, example in examples_in(path):
+        for offset, example in examples_in(data_file(wordnet_dir, name)):
             found.append((file_index, offset, example))
     found.sort(key=lambda item: (item[0], item[1]))  # stable: keeps gloss order within a synset
 
@@ -87,7 +87,16 @@ def main():
         if example not in seen:
             seen.add(example)
             sentences.append(example)
+    return sentences
 
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wordnet-dir", default="/usr/share/wordnet")
+    parser.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+    arguments = parser.parse_args()
+
+    sentences = corpus_sentences(arguments.wordnet_dir)
     os.makedirs(arguments.out_dir, exist_ok=True)
     corpus_path = os.path.join(arguments.out_dir, "wordnet-examples.txt")
     write_text(corpus_path, "".join(sentence + "\n" for sentence in sentences))

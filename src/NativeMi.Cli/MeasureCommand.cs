@@ -144,7 +144,7 @@ internal static class MeasureCommand
     }
 
     /// <summary>Console width for redirected output: a log file has no width, and a wrapped line can split a path.</summary>
-    private const int RedirectedWidth = 4096;
+    internal const int RedirectedWidth = 4096;
 
     /// <summary>
     /// Stages the plot into the run's output folder. A seam for tests, which replace it to make the plot fail the way a
@@ -198,7 +198,7 @@ internal static class MeasureCommand
         }
     }
 
-    private static string SafeName(string model) =>
+    internal static string SafeName(string model) =>
         new(Path.GetFileName(Path.TrimEndingDirectorySeparator(model)).Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_').ToArray());
 
     /// <summary>Runs <paramref name="parse"/> on the option's text and turns a <see cref="UsageException"/> into a parse error.</summary>
@@ -215,7 +215,7 @@ internal static class MeasureCommand
     }
 
     /// <summary>The option's value, false when its text does not convert (the parser reports that error itself).</summary>
-    private static bool Converted<T>(System.CommandLine.Parsing.OptionResult result, out T? value)
+    internal static bool Converted<T>(System.CommandLine.Parsing.OptionResult result, out T? value)
     {
         try
         {
@@ -235,7 +235,7 @@ internal static class MeasureCommand
             r.AddError($"{option.Name} must be a positive number, got {value.ToString(CultureInfo.InvariantCulture)}");
     });
 
-    private static void AtLeast(Option<int> option, int minimum) =>
+    internal static void AtLeast(Option<int> option, int minimum) =>
         option.Validators.Add(r =>
         {
             if (Converted(r, out int value) && value < minimum) r.AddError($"{option.Name} must be {(minimum == 0 ? "0 or more" : $"at least {minimum}")}, got {value}");
@@ -269,7 +269,7 @@ internal static class MeasureCommand
     /// Fails before hours of work when the output folder cannot be written. Returns whether this call created the
     /// folder, so that a run that then fails can take its empty folder away again.
     /// </summary>
-    private static bool EnsureWritable(string folder)
+    internal static bool EnsureWritable(string folder)
     {
         try
         {
@@ -289,7 +289,7 @@ internal static class MeasureCommand
     }
 
     /// <summary>Deletes <paramref name="folder"/> when it is empty; a folder with anything in it (or gone) is left alone.</summary>
-    private static void RemoveIfEmpty(string folder)
+    internal static void RemoveIfEmpty(string folder)
     {
         try
         {

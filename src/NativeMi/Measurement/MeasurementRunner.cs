@@ -252,7 +252,7 @@ public static class MeasurementRunner
     }
 
     /// <summary>SHA-256 over config.json and the weight files: what makes two folders the same model.</summary>
-    private static string ModelIdentity(string directory)
+    internal static string ModelIdentity(string directory)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (string file in Directory.GetFiles(directory).Where(f => f.EndsWith(".safetensors", StringComparison.Ordinal) ||

@@ -65,10 +65,11 @@ internal static class NativemiChild
     public static readonly TimeSpan Limit = TimeSpan.FromMinutes(4);
 
     /// <summary>Starts nativemi with <paramref name="args"/>; <paramref name="environment"/> entries with a null value are removed.</summary>
-    public static Process Start(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null)
+    public static Process Start(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null, string? workingDirectory = null)
     {
         string host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
         var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (workingDirectory is not null) start.WorkingDirectory = workingDirectory;
         start.ArgumentList.Add("exec");
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "nativemi.dll"));
         foreach (string arg in args) start.ArgumentList.Add(arg);
@@ -100,9 +101,9 @@ internal static class NativemiChild
 
     /// <summary>Runs nativemi to the end.</summary>
     public static (int Code, string Output, string Error) Run(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment = null,
-        TimeSpan? limit = null)
+        TimeSpan? limit = null, string? workingDirectory = null)
     {
-        using Process process = Start(args, environment);
+        using Process process = Start(args, environment, workingDirectory);
         return Finish(process, limit).GetAwaiter().GetResult();
     }
 }

@@ -223,8 +223,12 @@ internal sealed class ProbeNetwork : IDisposable
         return logits;
     }
 
-    /// <summary>One AdamW step on the batch; returns the summed loss in nats.</summary>
-    public double TrainStep(PreparedBatch batch, int step)
+    /// <summary>
+    /// One AdamW step on the batch; returns the summed loss in nats. With <paramref name="inputGradient"/> ([sentences,
+    /// width]) it also receives d(mean loss)/d(sentence vectors) at the parameters before the step, which is what
+    /// fine-tuning passes back into the model.
+    /// </summary>
+    public double TrainStep(PreparedBatch batch, int step, DeviceBuffer<float>? inputGradient = null)
     {
         int s = batch.SentenceCount, t = batch.TargetCount, d = _width, h = _hidden, c = _classes;
         var logits = Forward(batch);
@@ -247,6 +251,7 @@ internal sealed class ProbeNetwork : IDisposable
             _backend.GeluBackward(u, da, da, (long)s * h);
             _backend.ColumnSums(da, _b1!.Gradient, s, h);
             _backend.GemmEx(batch.Vectors, true, da, false, _w1!.Gradient, d, s, h, accumulate: false);
+            if (inputGradient is not null) _backend.GemmEx(da, false, _w1.Value, true, inputGradient, s, h, d, accumulate: false);
         }
         else
         {
@@ -255,6 +260,7 @@ internal sealed class ProbeNetwork : IDisposable
             _backend.Zero(gs, (long)s * c);
             _backend.ScatterAddRows(g, batch.SentenceOfTarget, gs, t, c);
             _backend.GemmEx(batch.Vectors, true, gs, false, _v!.Gradient, d, s, c, accumulate: false);
+            if (inputGradient is not null) _backend.GemmEx(gs, false, _v.Value, true, inputGradient, s, c, d, accumulate: false);
             _backend.ScatterAddRows(g, batch.PositionOfTarget, _q!.Gradient, t, c);
             if (MlpActive)
             {
@@ -270,6 +276,7 @@ internal sealed class ProbeNetwork : IDisposable
                 _backend.Zero(dh, (long)s * h);
                 _backend.ScatterAddRows(da, batch.SentenceOfTarget, dh, t, h);
                 _backend.GemmEx(batch.Vectors, true, dh, false, _w1!.Gradient, d, s, h, accumulate: false);
+                if (inputGradient is not null) _backend.GemmEx(dh, false, _w1.Value, true, inputGradient, s, h, d, accumulate: true);
             }
         }
         var hyper = new AdamWStep(_options.LearningRate * (MlpActive && Family == ProbeFamily.Positional ? _options.SecondStageLearningRateScale : 1f), 0.9f, 0.999f, 1e-8f, _options.WeightDecay, step);

@@ -90,6 +90,14 @@ public sealed class TrainableTransformer : IDisposable
         }
     }
 
+    /// <summary>Tokenizes and pads <paramref name="sentences"/> into one batch, truncating each to the model's context (as <see cref="TransformerModel.Encode"/>).</summary>
+    public EncodedBatch Encode(IReadOnlyList<string> sentences, int? maxLength = null, bool padLeft = false)
+    {
+        ArgumentNullException.ThrowIfNull(sentences);
+        int limit = Math.Min(maxLength ?? Config.MaxSequenceLength, Config.MaxSequenceLength);
+        return EncodedBatch.Pad(sentences.Select(s => Tokenizer.Encode(s, limit)).ToArray(), Tokenizer.PadId, padLeft);
+    }
+
     private TensorSlot Slot(string name) =>
         _slots.TryGetValue(name, out TensorSlot? slot) ? slot : throw new KeyNotFoundException($"the forward pass reads no tensor '{name}'");
 

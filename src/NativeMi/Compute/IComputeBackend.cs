@@ -220,7 +220,8 @@ public interface IComputeBackend : IDisposable
 
     // The backward pass through the transformer (fine-tuning). Each op is the exact derivative of its forward op; a
     // parameter gradient is overwritten, never accumulated, because every parameter is used once per forward pass (the
-    // embedding tables, read once per row, take ScatterAddRows). Row reductions follow the forward op's order of work.
+    // embedding tables, read once per row, take ScatterAddRows). Sums over rows run in a fixed order, so these ops give
+    // the same bits from run to run on one device.
 
     /// <summary>output = activation(input), element-wise over <paramref name="count"/> elements (the training forward keeps
     /// the pre-activation that <see cref="Gemm"/>'s fused epilogue would discard). <paramref name="output"/> may be <paramref name="input"/>.</summary>

@@ -25,7 +25,9 @@ public sealed record AdamWSettings(float LearningRate = 1e-5f, float WeightDecay
 /// <remarks>
 /// The forward and backward are written once against <see cref="IComputeBackend"/>, as <see cref="TransformerModel"/>'s forward is,
 /// and compute what it computes (a test holds the pooled vectors of both equal). Every parameter is read once per forward pass, so
-/// <see cref="Backward"/> overwrites the gradients; blocks above the pooled layer get zero gradients.
+/// <see cref="Backward"/> overwrites the gradients; blocks above the pooled layer get zero gradients. On CUDA the embedding tables'
+/// gradients come from ScatterAddRows, whose atomic adds let their last bits vary from run to run where a token repeats; every other
+/// gradient is summed in a fixed order.
 /// </remarks>
 public sealed class TrainableTransformer : IDisposable
 {

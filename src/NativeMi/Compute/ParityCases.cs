@@ -244,7 +244,7 @@ internal static class ParityCases
         return c;
     }
 
-    private static ParityCase AttentionBackward(Inputs x, int batch, int seq, int heads, int headDim, bool causal)
+    private static ParityCase AttentionBackward(Inputs x, int batch, int seq, int heads, int headDim, bool causal, bool awkwardMask = true)
     {
         int width = heads * headDim;
         double pairs = causal ? (double)seq * (seq + 1) / 2 : (double)seq * seq;
@@ -256,16 +256,16 @@ internal static class ParityCases
         int qkv = c.Float("qkv", x.Uniform((long)batch * seq * 3 * width, 2f)), upstream = c.Float("outputGradient", x.Uniform((long)batch * seq * width));
         int gradient = c.Float("qkvGradient", x.Uniform((long)batch * seq * 3 * width));
         var mask = new int[batch * seq];
-        // Sentence 0 is full, 1 left-padded by a few tokens, 2 entirely masked (its gradient is all zeros).
+        // Sentence 0 is full, 1 left-padded by a few tokens, 2 entirely masked (its gradient is all zeros); all real in the perf mode.
         for (int s = 0; s < batch; s++)
             for (int i = 0; i < seq; i++)
-                mask[s * seq + i] = s switch { 0 => 1, 1 => i >= 4 ? 1 : 0, _ => 0 };
+                mask[s * seq + i] = !awkwardMask ? 1 : s switch { 0 => 1, 1 => i >= 4 ? 1 : 0, _ => 0 };
         int maskIndex = c.Int("mask", mask);
         c.Body = (backend, b) => backend.AttentionBackward(b.F(qkv), b.I(maskIndex), b.F(upstream), b.F(gradient), batch, seq, heads, headDim, causal);
         return c;
     }
 
-    private static ParityCase PoolSentencesBackward(Inputs x, int batch, int seq, int width, Pooling.PoolingMode mode)
+    private static ParityCase PoolSentencesBackward(Inputs x, int batch, int seq, int width, Pooling.PoolingMode mode, bool awkwardMask = true)
     {
         var c = new ParityCase("PoolSentencesBackward", $"batch={batch} seq={seq} width={width} {mode.ToString().ToLowerInvariant()}")
         {
@@ -277,6 +277,12 @@ internal static class ParityCases
         for (int s = 0; s < batch; s++)
             for (int i = 0; i < seq; i++)
             {
+                if (!awkwardMask)
+                {
+                    mask[s * seq + i] = 1;
+                    isTarget[s * seq + i] = i > 0 && i < seq - 1 ? 1 : 0;
+                    continue;
+                }
                 // As the forward case: 0 full, 1 right-padded, 2 left-padded, 3 real tokens but no target, 4 entirely masked.
                 bool real = s switch { 0 or 3 => true, 1 => i < 7, 2 => i >= 3, _ => false };
                 mask[s * seq + i] = real ? 1 : 0;
@@ -374,6 +380,12 @@ internal static class ParityCases
         yield return Named(ScatterAddRows(x, targets, h, s.Batch), "probe targets to rows");
         yield return Named(AdamW(x, h * classes, 3), "probe AdamW (W2)");
         yield return Named(CountPredictions(x, targets, classes, s.Sequence), "Fano counts");
+        // One block of fine-tuning's backward pass (the GEMMs' backward products are GemmEx, timed above at the probe's shapes).
+        yield return Named(PoolSentencesBackward(x, s.Batch, s.Sequence, d, Pooling.PoolingMode.Mean, awkwardMask: false), "backward: pooling");
+        yield return Named(LayerNormBackward(x, t, d, withResidual: true, inPlace: false), "backward: post-attention norm");
+        yield return Named(ActivationBackward(x, (long)t * s.Intermediate, Activation.GeluExact), "backward: feed-forward GELU");
+        yield return Named(AttentionBackward(x, s.Batch, s.Sequence, s.Heads, s.HeadDim, s.Causal, awkwardMask: false), "backward: attention");
+        yield return Named(SumOfSquares(x, (long)d * s.Intermediate), "backward: gradient norm (one matrix)");
     }
 
     private static ParityCase RmsNorm(Inputs x, int rows, int width, bool addOne)

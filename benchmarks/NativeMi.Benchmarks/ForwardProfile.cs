@@ -123,6 +123,44 @@ public sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
         return counts!;
     }
     /// <inheritdoc />
+    public void ApplyActivation(DeviceBuffer<float> input, DeviceBuffer<float> output, long count, Activation activation) =>
+        Time("ApplyActivation", () => inner.ApplyActivation(input, output, count, activation));
+    /// <inheritdoc />
+    public void ActivationBackward(DeviceBuffer<float> preActivation, DeviceBuffer<float> upstream, DeviceBuffer<float> gradient, long count, Activation activation) =>
+        Time("ActivationBackward", () => inner.ActivationBackward(preActivation, upstream, gradient, count, activation));
+    /// <inheritdoc />
+    public void GatedActivationBackward(DeviceBuffer<float> gateUp, DeviceBuffer<float> upstream, DeviceBuffer<float> gateUpGradient, int rows, int width, GateActivation activation) =>
+        Time("GatedActivationBackward", () => inner.GatedActivationBackward(gateUp, upstream, gateUpGradient, rows, width, activation));
+    /// <inheritdoc />
+    public void LayerNormBackward(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> outputGradient,
+        DeviceBuffer<float> inputGradient, DeviceBuffer<float> gammaGradient, DeviceBuffer<float> betaGradient, int rows, int width, float epsilon) =>
+        Time("LayerNormBackward", () => inner.LayerNormBackward(input, residual, gamma, outputGradient, inputGradient, gammaGradient, betaGradient, rows, width, epsilon));
+    /// <inheritdoc />
+    public void RmsNormBackward(DeviceBuffer<float> input, DeviceBuffer<float> gamma, DeviceBuffer<float> outputGradient, DeviceBuffer<float> inputGradient,
+        DeviceBuffer<float> gammaGradient, int rows, int width, float epsilon, bool addOneToGamma) =>
+        Time("RmsNormBackward", () => inner.RmsNormBackward(input, gamma, outputGradient, inputGradient, gammaGradient, rows, width, epsilon, addOneToGamma));
+    /// <inheritdoc />
+    public void HeadRmsNormBackward(DeviceBuffer<float> qkv, DeviceBuffer<float> queryGamma, DeviceBuffer<float> keyGamma, DeviceBuffer<float> qkvGradient,
+        DeviceBuffer<float> queryGammaGradient, DeviceBuffer<float> keyGammaGradient, int rows, int heads, int keyValueHeads, int headDim, float epsilon) =>
+        Time("HeadRmsNormBackward", () => inner.HeadRmsNormBackward(qkv, queryGamma, keyGamma, qkvGradient, queryGammaGradient, keyGammaGradient, rows, heads, keyValueHeads, headDim, epsilon));
+    /// <inheritdoc />
+    public void RotaryBackward(DeviceBuffer<float> qkvGradient, DeviceBuffer<int> positions, DeviceBuffer<float> inverseFrequencies, int rows, int heads, int keyValueHeads, int headDim) =>
+        Time("RotaryBackward", () => inner.RotaryBackward(qkvGradient, positions, inverseFrequencies, rows, heads, keyValueHeads, headDim));
+    /// <inheritdoc />
+    public void ReduceKeyValueHeads(DeviceBuffer<float> expanded, DeviceBuffer<float> compact, int rows, int heads, int keyValueHeads, int headDim) =>
+        Time("ReduceKeyValueHeads", () => inner.ReduceKeyValueHeads(expanded, compact, rows, heads, keyValueHeads, headDim));
+    /// <inheritdoc />
+    public void AttentionBackward(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> outputGradient, DeviceBuffer<float> qkvGradient,
+        int batch, int seq, int heads, int headDim, bool causal) =>
+        Time("AttentionBackward", () => inner.AttentionBackward(qkv, mask, outputGradient, qkvGradient, batch, seq, heads, headDim, causal));
+    /// <inheritdoc />
+    public void PoolSentencesBackward(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> pooledGradient,
+        DeviceBuffer<float> layerGradient, int batch, int seq, int width, NativeMi.Pooling.PoolingMode mode) =>
+        Time("PoolSentencesBackward", () => inner.PoolSentencesBackward(layer, attentionMask, isTarget, pooledGradient, layerGradient, batch, seq, width, mode));
+    /// <inheritdoc />
+    public void SumOfSquares(DeviceBuffer<float> buffer, long count, DeviceBuffer<float> sums, int index) =>
+        Time("SumOfSquares", () => inner.SumOfSquares(buffer, count, sums, index));
+    /// <inheritdoc />
     public void Dispose() => inner.Dispose();
 }
 

@@ -20,7 +20,7 @@ internal static class DoctorCommand
         var requireGpu = new Option<bool>("--require-gpu") { Description = "Exit with 4 when no GPU is usable (for GPU machines' checks)" };
         var tolerance = new Option<double>("--tolerance") { Description = "Relative L2 error accepted per op with fp32 GEMMs", DefaultValueFactory = _ => 1e-5 };
         var tf32Tolerance = new Option<double>("--tf32-tolerance") { Description = "Relative L2 error accepted per op with TF32 GEMMs", DefaultValueFactory = _ => 2e-3 };
-        var forwardTolerance = new Option<double>("--forward-tolerance") { Description = "Relative L2 error accepted per layer of the model's forward pass (fp32)", DefaultValueFactory = _ => 1e-4 };
+        var forwardTolerance = new Option<double>("--forward-tolerance") { Description = "Relative L2 error accepted per layer of the model's forward pass and per parameter gradient of its training backward pass (fp32)", DefaultValueFactory = _ => 1e-4 };
         var seed = new Option<int>("--seed") { Description = "Seed of the random parity inputs", DefaultValueFactory = _ => 20_240_531 };
         var model = new Option<string>("--model") { Description = "Model of the forward-pass and probe checks (built-in name or folder)", DefaultValueFactory = _ => "minilm" };
         var probeSentences = new Option<int>("--probe-sentences") { Description = "Sentences of the probe check's measurement (run on the GPU and on the CPU)", DefaultValueFactory = _ => 1000 };
@@ -119,7 +119,7 @@ internal static class DoctorCommand
         return allMatch ? ExitCodes.Success : ExitCodes.Internal;
     }
 
-    /// <summary>A real model's forward pass on both backends, then a small measurement whose GPU figures must fall inside the CPU run's intervals.</summary>
+    /// <summary>A real model's forward pass and its training backward pass on both backends, then a small measurement whose GPU figures must fall inside the CPU run's intervals.</summary>
     private static bool RunModelChecks(TextWriter output, DoctorSettings settings)
     {
         string model = settings.Model!;
@@ -129,6 +129,9 @@ internal static class DoctorCommand
         Console.Error.WriteLine($"doctor: forward pass of {model} on both backends ({sentences.Length} sentences)");
         ForwardAgreementReport forward = BackendAgreement.Forward(model, cuda, cpu, sentences, batchSize: 32, settings.ForwardTolerance);
         output.WriteLine(forward.Format());
+        Console.Error.WriteLine($"doctor: training forward and backward pass of {model} on both backends (8 sentences)");
+        BackwardAgreementReport backward = BackendAgreement.Backward(model, cuda, cpu, sentences[..8], settings.ForwardTolerance);
+        output.WriteLine(backward.Format());
 
         var options = new MeasureOptions { Model = model, MaxSentences = settings.ProbeSentences };
         Console.Error.WriteLine($"doctor: measuring {model} on {settings.ProbeSentences} sentences on the CPU, then on the GPU (probe training; minutes on the CPU)");
@@ -142,6 +145,6 @@ internal static class DoctorCommand
         });
         ProbeAgreementReport probe = BackendAgreement.Probe(options, cuda, cpu, progress);
         output.WriteLine(probe.Format());
-        return forward.Passed && probe.Passed;
+        return forward.Passed && backward.Passed && probe.Passed;
     }
 }

@@ -217,6 +217,77 @@ public interface IComputeBackend : IDisposable
     /// </summary>
     PredictionCounts CountPredictions(DeviceBuffer<int> predictions, DeviceBuffer<int> targets, DeviceBuffer<int> positions,
         long count, int classes, int positionCount);
+
+    // The backward pass through the transformer (fine-tuning). Each op is the exact derivative of its forward op; a
+    // parameter gradient is overwritten, never accumulated, because every parameter is used once per forward pass (the
+    // embedding tables, read once per row, take ScatterAddRows). Sums over rows run in a fixed order, so these ops give
+    // the same bits from run to run on one device.
+
+    /// <summary>output = activation(input), element-wise over <paramref name="count"/> elements (the training forward keeps
+    /// the pre-activation that <see cref="Gemm"/>'s fused epilogue would discard). <paramref name="output"/> may be <paramref name="input"/>.</summary>
+    void ApplyActivation(DeviceBuffer<float> input, DeviceBuffer<float> output, long count, Activation activation);
+
+    /// <summary>gradient = upstream · activation'(preActivation), element-wise; <paramref name="gradient"/> may be <paramref name="upstream"/>.</summary>
+    void ActivationBackward(DeviceBuffer<float> preActivation, DeviceBuffer<float> upstream, DeviceBuffer<float> gradient, long count, Activation activation);
+
+    /// <summary>
+    /// The backward of <see cref="GatedActivation"/>: with gateUp [rows, 2·width] the forward's input and upstream [rows, width]
+    /// the gradient of its output, gateUpGradient[r, j] = upstream · up · act'(gate) and gateUpGradient[r, width + j] = upstream · act(gate).
+    /// </summary>
+    void GatedActivationBackward(DeviceBuffer<float> gateUp, DeviceBuffer<float> upstream, DeviceBuffer<float> gateUpGradient, int rows, int width, GateActivation activation);
+
+    /// <summary>
+    /// The backward of <see cref="LayerNorm"/> at x = input + residual (residual optional): inputGradient = ∂L/∂x,
+    /// gammaGradient[j] = Σ_r outputGradient · x̂ and betaGradient[j] = Σ_r outputGradient (overwritten). <paramref name="inputGradient"/>
+    /// may be <paramref name="outputGradient"/>.
+    /// </summary>
+    void LayerNormBackward(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> outputGradient,
+        DeviceBuffer<float> inputGradient, DeviceBuffer<float> gammaGradient, DeviceBuffer<float> betaGradient, int rows, int width, float epsilon);
+
+    /// <summary>
+    /// The backward of <see cref="RmsNorm"/> (with <paramref name="addOneToGamma"/>, Gemma's (1 + γ)): inputGradient = ∂L/∂input and
+    /// gammaGradient[j] = Σ_r outputGradient · input / rms (overwritten). <paramref name="inputGradient"/> may be <paramref name="outputGradient"/>.
+    /// </summary>
+    void RmsNormBackward(DeviceBuffer<float> input, DeviceBuffer<float> gamma, DeviceBuffer<float> outputGradient, DeviceBuffer<float> inputGradient,
+        DeviceBuffer<float> gammaGradient, int rows, int width, float epsilon, bool addOneToGamma);
+
+    /// <summary>
+    /// The backward of <see cref="HeadRmsNorm"/>, in place on <paramref name="qkvGradient"/> (the gradient of the normed fused buffer
+    /// becomes that of <paramref name="qkv"/>, the buffer before the norm; the value heads pass through), with the query and key
+    /// gammas' gradients summed over rows and heads (overwritten).
+    /// </summary>
+    void HeadRmsNormBackward(DeviceBuffer<float> qkv, DeviceBuffer<float> queryGamma, DeviceBuffer<float> keyGamma, DeviceBuffer<float> qkvGradient,
+        DeviceBuffer<float> queryGammaGradient, DeviceBuffer<float> keyGammaGradient, int rows, int heads, int keyValueHeads, int headDim, float epsilon);
+
+    /// <summary>The backward of <see cref="Rotary"/>, in place on a fused gradient buffer: every query and key head rotated back by its angle
+    /// (the transpose of a rotation is its inverse); values untouched.</summary>
+    void RotaryBackward(DeviceBuffer<float> qkvGradient, DeviceBuffer<int> positions, DeviceBuffer<float> inverseFrequencies, int rows, int heads, int keyValueHeads, int headDim);
+
+    /// <summary>
+    /// The backward of <see cref="ExpandKeyValueHeads"/>: <paramref name="expanded"/> [rows, 3·heads·headDim] (a gradient) becomes
+    /// <paramref name="compact"/> [rows, (heads + 2·kv)·headDim], each key-value head the sum, in head order, of the query heads that read it.
+    /// </summary>
+    void ReduceKeyValueHeads(DeviceBuffer<float> expanded, DeviceBuffer<float> compact, int rows, int heads, int keyValueHeads, int headDim);
+
+    /// <summary>
+    /// The backward of <see cref="Attention"/>: from the forward's <paramref name="qkv"/> and <paramref name="mask"/> and the gradient of its
+    /// output [batch·seq, heads·headDim], writes the gradient of every query, key and value, [batch·seq, 3·heads·headDim] (all of it: rows
+    /// that no real query reads get zeros). The probabilities are recomputed, not stored.
+    /// </summary>
+    void AttentionBackward(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> outputGradient, DeviceBuffer<float> qkvGradient,
+        int batch, int seq, int heads, int headDim, bool causal);
+
+    /// <summary>
+    /// The backward of <see cref="PoolSentences"/>: writes all of <paramref name="layerGradient"/> [batch·seq, width] from the gradient of the
+    /// sentence vectors [batch, width]: mean spreads it evenly over the target tokens, cls and last give it to their token, max to the first
+    /// target token holding the maximum. Every other cell gets 0; a sentence with nothing to pool gets NaN, as its vector did.
+    /// </summary>
+    void PoolSentencesBackward(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> pooledGradient,
+        DeviceBuffer<float> layerGradient, int batch, int seq, int width, Pooling.PoolingMode mode);
+
+    /// <summary>sums[index] = Σ buffer[i]² over the first <paramref name="count"/> elements, accumulated in double (a gradient's share of the
+    /// global norm that clipping needs; one slot per tensor, so the norm costs one download, not one per tensor).</summary>
+    void SumOfSquares(DeviceBuffer<float> buffer, long count, DeviceBuffer<float> sums, int index);
 }
 
 /// <summary>What <see cref="IComputeBackend.CountPredictions"/> returns.</summary>

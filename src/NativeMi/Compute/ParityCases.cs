@@ -132,6 +132,176 @@ internal static class ParityCases
             yield return SixteenBitGatherRows(x, 31, 45, 50, format);
             yield return SixteenBitEmbeddingGather(x, 23, 45, 50, 31, format);
         }
+        // The backward ops of fine-tuning, drawn after every forward case so that those keep their inputs.
+        foreach (Activation activation in Enum.GetValues<Activation>())
+        {
+            yield return ApplyActivation(x, 999, activation);
+            yield return ActivationBackward(x, 999, activation);
+        }
+        foreach (GateActivation activation in Enum.GetValues<GateActivation>()) yield return GatedActivationBackward(x, 23, 101, activation);
+        foreach (var (rows, width) in new[] { (7, 97), (33, 771) })
+            foreach (bool withResidual in new[] { true, false })
+                yield return LayerNormBackward(x, rows, width, withResidual, inPlace: false);
+        yield return LayerNormBackward(x, 9, 45, withResidual: true, inPlace: true);
+        foreach (var (rows, width) in new[] { (7, 97), (33, 771) })
+            foreach (bool addOne in new[] { false, true })
+                yield return RmsNormBackward(x, rows, width, addOne, inPlace: false);
+        yield return RmsNormBackward(x, 9, 45, addOne: true, inPlace: true);
+        foreach (var (heads, kv, headDim) in new[] { (3, 1, 24), (4, 2, 10) }) yield return HeadRmsNormBackward(x, 13, heads, kv, headDim);
+        foreach (var (heads, kv, headDim) in new[] { (3, 3, 24), (4, 2, 10), (6, 1, 64) }) yield return RotaryBackward(x, 19, heads, kv, headDim);
+        foreach (var (heads, kv) in new[] { (4, 2), (6, 1), (3, 3) }) yield return ReduceKeyValueHeads(x, 17, heads, kv, 12);
+        foreach (var (batch, seq, heads, headDim) in new[] { (3, 13, 3, 24), (2, 70, 2, 40) })
+            foreach (bool causal in new[] { false, true })
+                yield return AttentionBackward(x, batch, seq, heads, headDim, causal);
+        foreach (Pooling.PoolingMode mode in Enum.GetValues<Pooling.PoolingMode>()) yield return PoolSentencesBackward(x, 5, 11, 301, mode);
+        foreach (long count in new[] { 1L, 1031L, 300_007L }) yield return SumOfSquares(x, count);
+    }
+
+    private static ParityCase ApplyActivation(Inputs x, long count, Activation activation)
+    {
+        var c = new ParityCase("ApplyActivation", $"{count} {activation}") { Flops = 20.0 * count, Bytes = 8.0 * count };
+        int input = c.Float("input", x.Uniform(count, 5f)), output = c.Float("output", x.Uniform(count));
+        c.Body = (backend, b) => backend.ApplyActivation(b.F(input), b.F(output), count, activation);
+        return c;
+    }
+
+    private static ParityCase ActivationBackward(Inputs x, long count, Activation activation)
+    {
+        var c = new ParityCase("ActivationBackward", $"{count} {activation}") { Flops = 25.0 * count, Bytes = 12.0 * count };
+        int pre = c.Float("preActivation", x.Uniform(count, 5f)), upstream = c.Float("upstream", x.Uniform(count)), gradient = c.Float("gradient", x.Uniform(count));
+        c.Body = (backend, b) => backend.ActivationBackward(b.F(pre), b.F(upstream), b.F(gradient), count, activation);
+        return c;
+    }
+
+    private static ParityCase GatedActivationBackward(Inputs x, int rows, int width, GateActivation activation)
+    {
+        long cells = (long)rows * width;
+        var c = new ParityCase("GatedActivationBackward", $"rows={rows} width={width} {activation}") { Flops = 40.0 * cells, Bytes = 20.0 * cells };
+        int gateUp = c.Float("gateUp", x.Uniform(2 * cells, 4f)), upstream = c.Float("upstream", x.Uniform(cells)), gradient = c.Float("gateUpGradient", x.Uniform(2 * cells));
+        c.Body = (backend, b) => backend.GatedActivationBackward(b.F(gateUp), b.F(upstream), b.F(gradient), rows, width, activation);
+        return c;
+    }
+
+    private static ParityCase LayerNormBackward(Inputs x, int rows, int width, bool withResidual, bool inPlace)
+    {
+        long cells = (long)rows * width;
+        var c = new ParityCase("LayerNormBackward", $"rows={rows} width={width}{(withResidual ? " +residual" : "")}{(inPlace ? " in place" : "")}")
+        {
+            Flops = 20.0 * cells,
+            Bytes = 4.0 * (cells * (withResidual ? 5 : 4) + 3 * width),
+        };
+        int input = c.Float("input", x.Uniform(cells, 3f)), residual = c.Float("residual", x.Uniform(cells)), gamma = c.Float("gamma", x.Uniform(width));
+        int upstream = c.Float("outputGradient", x.Uniform(cells)), gradient = c.Float("inputGradient", x.Uniform(cells));
+        int gammaGradient = c.Float("gammaGradient", x.Uniform(width)), betaGradient = c.Float("betaGradient", x.Uniform(width));
+        c.Body = (backend, b) => backend.LayerNormBackward(b.F(input), withResidual ? b.F(residual) : null, b.F(gamma), b.F(upstream),
+            b.F(inPlace ? upstream : gradient), b.F(gammaGradient), b.F(betaGradient), rows, width, 1e-5f);
+        return c;
+    }
+
+    private static ParityCase RmsNormBackward(Inputs x, int rows, int width, bool addOne, bool inPlace)
+    {
+        long cells = (long)rows * width;
+        var c = new ParityCase("RmsNormBackward", $"rows={rows} width={width}{(addOne ? " (1 + w)" : "")}{(inPlace ? " in place" : "")}")
+        {
+            Flops = 12.0 * cells,
+            Bytes = 4.0 * (4 * cells + 2 * width),
+        };
+        int input = c.Float("input", x.Uniform(cells, 3f)), gamma = c.Float("gamma", x.Uniform(width));
+        int upstream = c.Float("outputGradient", x.Uniform(cells)), gradient = c.Float("inputGradient", x.Uniform(cells)), gammaGradient = c.Float("gammaGradient", x.Uniform(width));
+        c.Body = (backend, b) => backend.RmsNormBackward(b.F(input), b.F(gamma), b.F(upstream), b.F(inPlace ? upstream : gradient), b.F(gammaGradient), rows, width, 1e-6f, addOne);
+        return c;
+    }
+
+    private static ParityCase HeadRmsNormBackward(Inputs x, int rows, int heads, int keyValueHeads, int headDim)
+    {
+        long cells = (long)rows * (heads + 2 * keyValueHeads) * headDim;
+        var c = new ParityCase("HeadRmsNormBackward", $"rows={rows} heads={heads}/{keyValueHeads} dim={headDim}") { Flops = 12.0 * cells, Bytes = 12.0 * cells };
+        int qkv = c.Float("qkv", x.Uniform(cells, 3f)), queryGamma = c.Float("queryGamma", x.Uniform(headDim)), keyGamma = c.Float("keyGamma", x.Uniform(headDim));
+        int gradient = c.Float("qkvGradient", x.Uniform(cells));
+        int queryGammaGradient = c.Float("queryGammaGradient", x.Uniform(headDim)), keyGammaGradient = c.Float("keyGammaGradient", x.Uniform(headDim));
+        c.Body = (backend, b) => backend.HeadRmsNormBackward(b.F(qkv), b.F(queryGamma), b.F(keyGamma), b.F(gradient), b.F(queryGammaGradient), b.F(keyGammaGradient),
+            rows, heads, keyValueHeads, headDim, 1e-6f);
+        return c;
+    }
+
+    private static ParityCase RotaryBackward(Inputs x, int rows, int heads, int keyValueHeads, int headDim)
+    {
+        long cells = (long)rows * (heads + 2 * keyValueHeads) * headDim;
+        var c = new ParityCase("RotaryBackward", $"rows={rows} heads={heads}/{keyValueHeads} dim={headDim}") { Flops = 6.0 * cells, Bytes = 8.0 * cells };
+        var frequencies = new float[headDim / 2];
+        for (int i = 0; i < frequencies.Length; i++) frequencies[i] = (float)Math.Pow(50_000, -2.0 * i / headDim);
+        int gradient = c.Float("qkvGradient", x.Uniform(cells)), positions = c.Int("positions", x.Indices(rows, 500)), inverse = c.Float("inverseFrequencies", frequencies);
+        c.Body = (backend, b) => backend.RotaryBackward(b.F(gradient), b.I(positions), b.F(inverse), rows, heads, keyValueHeads, headDim);
+        return c;
+    }
+
+    private static ParityCase ReduceKeyValueHeads(Inputs x, int rows, int heads, int keyValueHeads, int headDim)
+    {
+        long compact = (long)rows * (heads + 2 * keyValueHeads) * headDim, expanded = (long)rows * 3 * heads * headDim;
+        var c = new ParityCase("ReduceKeyValueHeads", $"rows={rows} heads={heads}/{keyValueHeads} dim={headDim}") { Flops = expanded, Bytes = 4.0 * (compact + expanded) };
+        int from = c.Float("expanded", x.Uniform(expanded)), to = c.Float("compact", x.Uniform(compact));
+        c.Body = (backend, b) => backend.ReduceKeyValueHeads(b.F(from), b.F(to), rows, heads, keyValueHeads, headDim);
+        return c;
+    }
+
+    private static ParityCase AttentionBackward(Inputs x, int batch, int seq, int heads, int headDim, bool causal, bool awkwardMask = true)
+    {
+        int width = heads * headDim;
+        double pairs = causal ? (double)seq * (seq + 1) / 2 : (double)seq * seq;
+        var c = new ParityCase("AttentionBackward", $"batch={batch} seq={seq} heads={heads} dim={headDim}{(causal ? " causal" : "")}")
+        {
+            Flops = 10.0 * batch * heads * pairs * headDim,
+            Bytes = 4.0 * ((long)batch * seq * 6 * width + (long)batch * seq * width + (long)batch * seq),
+        };
+        int qkv = c.Float("qkv", x.Uniform((long)batch * seq * 3 * width, 2f)), upstream = c.Float("outputGradient", x.Uniform((long)batch * seq * width));
+        int gradient = c.Float("qkvGradient", x.Uniform((long)batch * seq * 3 * width));
+        var mask = new int[batch * seq];
+        // Sentence 0 is full, 1 left-padded by a few tokens, 2 entirely masked (its gradient is all zeros); all real in the perf mode.
+        for (int s = 0; s < batch; s++)
+            for (int i = 0; i < seq; i++)
+                mask[s * seq + i] = !awkwardMask ? 1 : s switch { 0 => 1, 1 => i >= 4 ? 1 : 0, _ => 0 };
+        int maskIndex = c.Int("mask", mask);
+        c.Body = (backend, b) => backend.AttentionBackward(b.F(qkv), b.I(maskIndex), b.F(upstream), b.F(gradient), batch, seq, heads, headDim, causal);
+        return c;
+    }
+
+    private static ParityCase PoolSentencesBackward(Inputs x, int batch, int seq, int width, Pooling.PoolingMode mode, bool awkwardMask = true)
+    {
+        var c = new ParityCase("PoolSentencesBackward", $"batch={batch} seq={seq} width={width} {mode.ToString().ToLowerInvariant()}")
+        {
+            Flops = (double)batch * seq * width,
+            Bytes = 4.0 * (2L * batch * seq * width + (long)batch * width + 2L * batch * seq),
+        };
+        var mask = new int[batch * seq];
+        var isTarget = new int[batch * seq];
+        for (int s = 0; s < batch; s++)
+            for (int i = 0; i < seq; i++)
+            {
+                if (!awkwardMask)
+                {
+                    mask[s * seq + i] = 1;
+                    isTarget[s * seq + i] = i > 0 && i < seq - 1 ? 1 : 0;
+                    continue;
+                }
+                // As the forward case: 0 full, 1 right-padded, 2 left-padded, 3 real tokens but no target, 4 entirely masked.
+                bool real = s switch { 0 or 3 => true, 1 => i < 7, 2 => i >= 3, _ => false };
+                mask[s * seq + i] = real ? 1 : 0;
+                int firstReal = s == 2 ? 3 : 0, lastReal = s == 1 ? 6 : seq - 1;
+                isTarget[s * seq + i] = real && s != 3 && i != firstReal && i != lastReal && x.Next(5) != 0 ? 1 : 0;
+            }
+        int layer = c.Float("layer", x.Uniform((long)batch * seq * width, 3f)), upstream = c.Float("pooledGradient", x.Uniform((long)batch * width));
+        int gradient = c.Float("layerGradient", x.Uniform((long)batch * seq * width));
+        int maskIndex = c.Int("attentionMask", mask), targetIndex = c.Int("isTarget", isTarget);
+        c.Body = (backend, b) => backend.PoolSentencesBackward(b.F(layer), b.I(maskIndex), b.I(targetIndex), b.F(upstream), b.F(gradient), batch, seq, width, mode);
+        return c;
+    }
+
+    private static ParityCase SumOfSquares(Inputs x, long count)
+    {
+        var c = new ParityCase("SumOfSquares", $"{count} into slot 2 of 5") { Flops = 2.0 * count, Bytes = 4.0 * count };
+        int buffer = c.Float("buffer", x.Uniform(count)), sums = c.Float("sums", x.Uniform(5));
+        c.Body = (backend, b) => backend.SumOfSquares(b.F(buffer), count, b.F(sums), 2);
+        return c;
     }
 
     private static ParityCase SixteenBitGemm(Inputs x, int m, int k, int n, WeightFormat format, bool transposed, Activation activation, bool representableInput)
@@ -210,6 +380,12 @@ internal static class ParityCases
         yield return Named(ScatterAddRows(x, targets, h, s.Batch), "probe targets to rows");
         yield return Named(AdamW(x, h * classes, 3), "probe AdamW (W2)");
         yield return Named(CountPredictions(x, targets, classes, s.Sequence), "Fano counts");
+        // One block of fine-tuning's backward pass (the GEMMs' backward products are GemmEx, timed above at the probe's shapes).
+        yield return Named(PoolSentencesBackward(x, s.Batch, s.Sequence, d, Pooling.PoolingMode.Mean, awkwardMask: false), "backward: pooling");
+        yield return Named(LayerNormBackward(x, t, d, withResidual: true, inPlace: false), "backward: post-attention norm");
+        yield return Named(ActivationBackward(x, (long)t * s.Intermediate, Activation.GeluExact), "backward: feed-forward GELU");
+        yield return Named(AttentionBackward(x, s.Batch, s.Sequence, s.Heads, s.HeadDim, s.Causal, awkwardMask: false), "backward: attention");
+        yield return Named(SumOfSquares(x, (long)d * s.Intermediate), "backward: gradient norm (one matrix)");
     }
 
     private static ParityCase RmsNorm(Inputs x, int rows, int width, bool addOne)

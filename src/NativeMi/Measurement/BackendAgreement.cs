@@ -79,6 +79,49 @@ public sealed record ProbeAgreementReport(string Candidate, string Reference, Me
     }
 }
 
+/// <summary>One parameter tensor's gradient on a candidate backend against a reference backend.</summary>
+/// <param name="Tensor">The checkpoint's name.</param>
+/// <param name="RelativeError">‖candidate − reference‖ / ‖reference‖; for a tensor whose exact gradient is zero, the larger of the two
+/// norms over the whole gradient's (see <see cref="BackendAgreement.Backward"/>).</param>
+/// <param name="Passed">Whether the error is within the tolerance (and finite).</param>
+/// <param name="ZeroInExactArithmetic">The reference holds only rounding (below 1e-7 of the whole gradient's norm).</param>
+public sealed record TensorAgreement(string Tensor, double RelativeError, bool Passed, bool ZeroInExactArithmetic = false);
+
+/// <summary>The training forward and backward pass of one model run on two backends over the same batch.</summary>
+/// <param name="Model">The model folder.</param>
+/// <param name="Candidate">The candidate backend's description.</param>
+/// <param name="Reference">The reference backend's description.</param>
+/// <param name="Sentences">Sentences in the batch.</param>
+/// <param name="Layer">The pooled hidden-state entry ("0".."L", or "final").</param>
+/// <param name="Pooling">How it was pooled.</param>
+/// <param name="Tolerance">Largest relative L2 error accepted per tensor.</param>
+/// <param name="PooledError">Relative L2 error of the pooled sentence vectors.</param>
+/// <param name="Tensors">One entry per parameter tensor.</param>
+public sealed record BackwardAgreementReport(string Model, string Candidate, string Reference, int Sentences, string Layer, Pooling.PoolingMode Pooling,
+    double Tolerance, double PooledError, IReadOnlyList<TensorAgreement> Tensors)
+{
+    /// <summary>Whether the pooled vectors and every parameter's gradient agree.</summary>
+    public bool Passed => Tensors.Count > 0 && PooledError <= Tolerance && Tensors.All(t => t.Passed);
+
+    /// <summary>A plain-text summary: the largest error, and a row for every tensor that disagrees.</summary>
+    public string Format()
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"backward pass: {Model}, {Sentences} sentences, layer {Layer} pooled by {Pooling.ToString().ToLowerInvariant()}, gradient of Σ c·z");
+        text.AppendLine(CultureInfo.InvariantCulture, $"  {Candidate}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"  against {Reference}, relative L2 tolerance {Tolerance:G3} per tensor");
+        text.AppendLine(CultureInfo.InvariantCulture, $"  {(PooledError <= Tolerance ? "ok  " : "FAIL")} pooled vectors {PooledError:E2}");
+        foreach (TensorAgreement tensor in Tensors.Where(t => !t.Passed))
+            text.AppendLine(CultureInfo.InvariantCulture, $"  FAIL {tensor.Tensor} {tensor.RelativeError:E2}");
+        int zero = Tensors.Count(t => t.ZeroInExactArithmetic);
+        if (zero > 0) text.AppendLine(CultureInfo.InvariantCulture, $"  {zero} zero in exact arithmetic (key biases), rounding on both: largest {Tensors.Where(t => t.ZeroInExactArithmetic).Max(t => t.RelativeError):E2} of the whole gradient's norm");
+        TensorAgreement? worst = Tensors.Where(t => !t.ZeroInExactArithmetic).MaxBy(t => double.IsNaN(t.RelativeError) ? double.PositiveInfinity : t.RelativeError);
+        if (worst is not null) text.AppendLine(CultureInfo.InvariantCulture, $"  largest: {worst.Tensor} {worst.RelativeError:E2}");
+        text.Append(CultureInfo.InvariantCulture, $"  {Tensors.Count(t => t.Passed)} of {Tensors.Count} parameter gradients agree");
+        return text.ToString();
+    }
+}
+
 /// <summary>
 /// Checks that a backend gives the same science as the reference (the CPU): the forward pass of a real model layer
 /// by layer, and a whole measurement whose figures must fall inside the reference run's bootstrap intervals (a probe
@@ -137,6 +180,76 @@ public static class BackendAgreement
             layers[l] = new LayerAgreement(l < onReference.LayerCount ? l.ToString(CultureInfo.InvariantCulture) : "final", error, error <= tolerance);
         }
         return new ForwardAgreementReport(folder, candidate.Description, reference.Description, sentences.Count, tolerance, layers);
+    }
+
+    /// <summary>
+    /// Runs <see cref="TrainableTransformer"/>'s forward and backward pass of <paramref name="model"/> on both backends over one batch
+    /// of <paramref name="sentences"/>: the last hidden-state entry pooled as a measurement pools it by default, and the gradient of
+    /// Σ c·z for a seeded c, compared tensor by tensor. 16-bit weights are widened (training runs fp32).
+    /// </summary>
+    /// <remarks>
+    /// A tensor whose exact gradient is zero (a key bias: softmax does not move when a row's scores all shift by q·b) holds only
+    /// rounding on either backend, which no relative error can compare; it is recognised by a reference norm below 1e-7 of the whole
+    /// gradient's, and passes when the candidate's is rounding too: both norms, over the whole gradient's, within the tolerance.
+    /// </remarks>
+    public static BackwardAgreementReport Backward(string model, IComputeBackend candidate, IComputeBackend reference, IReadOnlyList<string> sentences, double tolerance)
+    {
+        ArgumentNullException.ThrowIfNull(candidate);
+        ArgumentNullException.ThrowIfNull(reference);
+        ArgumentNullException.ThrowIfNull(sentences);
+        if (sentences.Count == 0) throw new ArgumentException("no sentences to compare", nameof(sentences));
+        string folder = ModelResolver.Resolve(model);
+        var load = new ModelLoadOptions { WidenSixteenBitWeights = true };
+        using TrainableTransformer onCandidate = TrainableTransformer.Load(folder, candidate, load);
+        using TrainableTransformer onReference = TrainableTransformer.Load(folder, reference, load);
+        TransformerConfig config = onReference.Config;
+        EncodedBatch batch = onReference.Encode(sentences);
+        int layer = config.HiddenStateEntries - 1;
+        Pooling.PoolingMode pooling = config.Layout.Attention.Causal ? Pooling.PoolingMode.Last : Pooling.PoolingMode.Mean;
+        var random = new SplitMix64(20_240_601);
+        float[] c = new float[batch.BatchSize * config.HiddenSize];
+        for (int i = 0; i < c.Length; i++) c[i] = (float)(2 * random.NextDouble() - 1);
+        var (expectedPooled, expected) = RunBackward(onReference, batch, layer, pooling, c);
+        var (actualPooled, actual) = RunBackward(onCandidate, batch, layer, pooling, c);
+        double global = Math.Sqrt(expected.Values.Sum(g => SumOfSquares(g)));
+        var tensors = new List<TensorAgreement>();
+        foreach (string name in onReference.ParameterNames)
+        {
+            double difference = 0;
+            float[] r = expected[name], a = actual[name];
+            for (int i = 0; i < r.Length; i++) difference += ((double)a[i] - r[i]) * ((double)a[i] - r[i]);
+            double norm = Math.Sqrt(SumOfSquares(r));
+            if (norm <= 1e-7 * global)
+            {
+                double rounding = Math.Max(norm, Math.Sqrt(SumOfSquares(a))) / Math.Max(global, 1e-30);
+                tensors.Add(new TensorAgreement(name, rounding, rounding <= tolerance, ZeroInExactArithmetic: true));
+                continue;
+            }
+            double error = Math.Sqrt(difference) / norm;
+            tensors.Add(new TensorAgreement(name, error, error <= tolerance));
+        }
+        double pooledDifference = 0;
+        for (int i = 0; i < expectedPooled.Length; i++) pooledDifference += ((double)actualPooled[i] - expectedPooled[i]) * ((double)actualPooled[i] - expectedPooled[i]);
+        double pooledError = Math.Sqrt(pooledDifference) / Math.Max(Math.Sqrt(SumOfSquares(expectedPooled)), 1e-30);
+        string layerName = config.HasFinalEntry && layer == config.NumLayers + 1 ? "final" : layer.ToString(CultureInfo.InvariantCulture);
+        return new BackwardAgreementReport(folder, candidate.Description, reference.Description, sentences.Count, layerName, pooling, tolerance,
+            double.IsFinite(pooledError) ? pooledError : double.NaN, tensors);
+    }
+
+    private static (float[] Pooled, IReadOnlyDictionary<string, float[]> Gradients) RunBackward(TrainableTransformer model, EncodedBatch batch, int layer,
+        Pooling.PoolingMode pooling, float[] pooledGradient)
+    {
+        using TrainingPass pass = model.Forward(batch, layer, pooling);
+        using DeviceBuffer<float> upstream = model.Backend.Upload<float>(pooledGradient);
+        model.Backward(pass, upstream);
+        return (pass.DownloadPooled(), model.DownloadGradients());
+    }
+
+    private static double SumOfSquares(float[] values)
+    {
+        double sum = 0;
+        foreach (float v in values) sum += (double)v * v;
+        return sum;
     }
 
     /// <summary>

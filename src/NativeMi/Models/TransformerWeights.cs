@@ -35,6 +35,42 @@ internal sealed class BlockWeights : IDisposable
     }
 }
 
+/// <summary>
+/// Where one checkpoint tensor lives in the engine's buffers: the buffer <see cref="Select"/> picks is [Rows, Columns] row-major
+/// and the tensor is its columns [ColumnOffset, ColumnOffset + Width) (q, k and v side by side, or gate and up). The checkpoint
+/// stores it [Width, Rows] when <see cref="Transposed"/> (nn.Linear's [out, in]), else [Rows, Width] (a vector when Rows is 1).
+/// </summary>
+/// <param name="Name">The checkpoint's name, prefix included.</param>
+/// <param name="Shape">The checkpoint's shape.</param>
+/// <param name="Select">The buffer in a <see cref="TransformerWeights"/>; the same selector finds the tensor's gradient in a gradient set.</param>
+/// <param name="Rows">Rows of the engine's buffer.</param>
+/// <param name="Columns">Columns of the engine's buffer.</param>
+/// <param name="ColumnOffset">First column of this tensor.</param>
+/// <param name="Width">Columns of this tensor.</param>
+/// <param name="Transposed">The checkpoint holds the transpose of the engine's block.</param>
+internal sealed record TensorSlot(string Name, long[] Shape, Func<TransformerWeights, DeviceBuffer<float>?> Select, int Rows, int Columns, int ColumnOffset,
+    int Width, bool Transposed)
+{
+    /// <summary>The tensor in the checkpoint's layout, from the engine buffer's host copy.</summary>
+    public float[] Extract(ReadOnlySpan<float> buffer)
+    {
+        var tensor = new float[(long)Rows * Width];
+        for (int r = 0; r < Rows; r++)
+            for (int c = 0; c < Width; c++)
+                tensor[Transposed ? (long)c * Rows + r : (long)r * Width + c] = buffer[r * Columns + ColumnOffset + c];
+        return tensor;
+    }
+
+    /// <summary>Writes <paramref name="tensor"/> (the checkpoint's layout) into the engine buffer's host copy.</summary>
+    public void Insert(ReadOnlySpan<float> tensor, Span<float> buffer)
+    {
+        if (tensor.Length != (long)Rows * Width) throw new ArgumentException($"'{Name}' holds {(long)Rows * Width} values; {tensor.Length} given", nameof(tensor));
+        for (int r = 0; r < Rows; r++)
+            for (int c = 0; c < Width; c++)
+                buffer[r * Columns + ColumnOffset + c] = tensor[Transposed ? c * Rows + r : r * Width + c];
+    }
+}
+
 /// <summary>All weights of a model on one backend.</summary>
 internal sealed class TransformerWeights : IDisposable
 {
@@ -54,6 +90,85 @@ internal sealed class TransformerWeights : IDisposable
     public required long NonFiniteValueCount;
     /// <summary>How the weights are held on the backend: elements per format ("BF16" for matrices and tables kept 16-bit, "F32").</summary>
     public required IReadOnlyDictionary<string, long> ResidentElements;
+    /// <summary>Every checkpoint tensor the forward pass reads and where it lives, in the order they were read.</summary>
+    public required IReadOnlyList<TensorSlot> Tensors;
+
+    /// <summary>
+    /// Every buffer a training step updates, in a fixed order, with whether it is a matrix or a table (decayed by AdamW) rather than a
+    /// bias or a norm weight. Two instances of one layout (weights and their gradients) list matching buffers at matching places.
+    /// </summary>
+    public IEnumerable<(DeviceBuffer<float> Buffer, bool IsMatrix)> Parameters()
+    {
+        static IEnumerable<(DeviceBuffer<float>?, bool)> All(TransformerWeights w)
+        {
+            yield return (w.WordEmbeddings, true);
+            yield return (w.PositionEmbeddings, true);
+            yield return (w.TypeEmbeddings, true);
+            yield return (w.EmbeddingNormGamma, false);
+            yield return (w.EmbeddingNormBeta, false);
+            foreach (BlockWeights b in w.Blocks)
+            {
+                yield return (b.QkvWeight, true);
+                yield return (b.QkvBias, false);
+                yield return (b.AttentionOutWeight, true);
+                yield return (b.AttentionOutBias, false);
+                yield return (b.QueryNorm, false);
+                yield return (b.KeyNorm, false);
+                yield return (b.FeedForwardInWeight, true);
+                yield return (b.FeedForwardInBias, false);
+                yield return (b.FeedForwardOutWeight, true);
+                yield return (b.FeedForwardOutBias, false);
+                yield return (b.Norm1Gamma, false);
+                yield return (b.Norm1Beta, false);
+                yield return (b.Norm2Gamma, false);
+                yield return (b.Norm2Beta, false);
+            }
+            yield return (w.FinalNormGamma, false);
+            yield return (w.FinalNormBeta, false);
+        }
+        foreach (var (buffer, isMatrix) in All(this))
+            if (buffer is not null) yield return (buffer, isMatrix);
+    }
+
+    /// <summary>Zero-filled buffers of the same shapes on <paramref name="backend"/> (a gradient or a moment for every parameter); no rotary table.</summary>
+    public TransformerWeights AllocateLike(IComputeBackend backend)
+    {
+        DeviceBuffer<float>? Like(DeviceBuffer<float>? buffer) => buffer is null ? null : backend.Allocate<float>(buffer.Length);
+        DeviceBuffer<float> Required(DeviceBuffer<float> buffer) => backend.Allocate<float>(buffer.Length);
+        return new TransformerWeights
+        {
+            WordEmbeddings = Required(WordEmbeddings),
+            PositionEmbeddings = Like(PositionEmbeddings),
+            TypeEmbeddings = Like(TypeEmbeddings),
+            EmbeddingNormGamma = Like(EmbeddingNormGamma),
+            EmbeddingNormBeta = Like(EmbeddingNormBeta),
+            FinalNormGamma = Like(FinalNormGamma),
+            FinalNormBeta = Like(FinalNormBeta),
+            Blocks = Blocks.Select(b => new BlockWeights
+            {
+                QkvWeight = Required(b.QkvWeight),
+                QkvBias = Like(b.QkvBias),
+                AttentionOutWeight = Required(b.AttentionOutWeight),
+                AttentionOutBias = Like(b.AttentionOutBias),
+                QueryNorm = Like(b.QueryNorm),
+                KeyNorm = Like(b.KeyNorm),
+                FeedForwardInWeight = Required(b.FeedForwardInWeight),
+                FeedForwardInBias = Like(b.FeedForwardInBias),
+                FeedForwardOutWeight = Required(b.FeedForwardOutWeight),
+                FeedForwardOutBias = Like(b.FeedForwardOutBias),
+                Norm1Gamma = Required(b.Norm1Gamma),
+                Norm1Beta = Like(b.Norm1Beta),
+                Norm2Gamma = Required(b.Norm2Gamma),
+                Norm2Beta = Like(b.Norm2Beta),
+            }).ToArray(),
+            ParameterCount = ParameterCount,
+            NamePrefix = NamePrefix,
+            DTypes = DTypes,
+            NonFiniteValueCount = 0,
+            ResidentElements = new Dictionary<string, long> { ["F32"] = Parameters().Sum(p => p.Buffer.Length) },
+            Tensors = Tensors,
+        };
+    }
 
     public void Dispose()
     {
@@ -72,16 +187,24 @@ internal sealed class TransformerWeights : IDisposable
     /// biases, norms and position tables (a small share) are widened to fp32. No fp32 copy of a 16-bit checkpoint is made:
     /// each tensor is copied once from the file's mapping, whose pages are then released.
     /// </remarks>
+    /// <param name="store">The checkpoint.</param>
+    /// <param name="config">Its config.json.</param>
+    /// <param name="backend">Where the weights go.</param>
+    /// <param name="allowNonFinite">Load NaN and infinite values instead of refusing them.</param>
+    /// <param name="widenSixteenBit">Widen F16 and BF16 tensors to fp32.</param>
+    /// <param name="trainable">Keep every tensor a plain fp32 buffer that AdamW can update and GemmEx can read (no packed or
+    /// 16-bit GEMM weights); a tensor stored 16-bit is refused unless <paramref name="widenSixteenBit"/>.</param>
     public static TransformerWeights Load(WeightStore store, TransformerConfig config, IComputeBackend backend, bool allowNonFinite = false,
-        bool widenSixteenBit = false) =>
-        new Reader(store, config, config.Names, backend, allowNonFinite, widenSixteenBit).Load();
+        bool widenSixteenBit = false, bool trainable = false) =>
+        new Reader(store, config, config.Names, backend, allowNonFinite, widenSixteenBit, trainable).Load();
 
     /// <summary>A tensor dimension and the config.json field that sets it, so a mismatch can name the field.</summary>
     private readonly record struct Dim(long Size, string Field);
 
     private sealed class Reader(WeightStore store, TransformerConfig config, TensorNameMap names, IComputeBackend backend, bool allowNonFinite,
-        bool widenSixteenBit)
+        bool widenSixteenBit, bool trainable)
     {
+        private readonly List<TensorSlot> _slots = [];
         private string _prefix = "";
         private long _parameters;
         private long _nonFinite;
@@ -146,6 +269,9 @@ internal sealed class TransformerWeights : IDisposable
                     _ => null,
                 };
                 if (format is null || (shared is not null && shared != format)) return null;
+                if (trainable)
+                    throw new NotSupportedException($"training keeps every weight fp32, and tensor '{_prefix + tensor}' is stored {SixteenBitWeights.Name(format.Value)}; " +
+                        "load the model with its 16-bit weights widened to fp32 (ModelLoadOptions.WidenSixteenBitWeights, --widen-16bit-weights) to train an fp32 copy");
                 shared = format;
             }
             return shared;
@@ -256,8 +382,42 @@ internal sealed class TransformerWeights : IDisposable
         /// <summary>A GEMM weight [rows, columns] ([in, out]), which the backend may keep in its own layout.</summary>
         private DeviceBuffer<float> Matrix(float[] values, int rows, int columns)
         {
+            // A trainable matrix stays plain: AdamW writes it and the backward's GemmEx reads it, neither of which a packed matrix allows.
+            if (trainable) return Upload(values);
             Resident(WeightFormat.Float32, values.LongLength);
             return backend.UploadMatrix(values, rows, columns);
+        }
+
+        /// <summary>Records where the projections <paramref name="parts"/> (side by side in one [in, Σ out] matrix) live.</summary>
+        private void MatrixSlots(Func<TransformerWeights, DeviceBuffer<float>?> select, Dim input, params (string Name, Dim Output)[] parts)
+        {
+            int rows = (int)input.Size, columns = (int)parts.Sum(p => p.Output.Size), offset = 0;
+            foreach (var (name, output) in parts)
+            {
+                long[] shape = names.InOutMatrices ? [input.Size, output.Size] : [output.Size, input.Size];
+                _slots.Add(new TensorSlot(_prefix + name + ".weight", shape, select, rows, columns, offset, (int)output.Size, Transposed: !names.InOutMatrices));
+                offset += (int)output.Size;
+            }
+        }
+
+        /// <summary>Records where the vectors <paramref name="parts"/> (one after another in one buffer) live.</summary>
+        private void VectorSlots(Func<TransformerWeights, DeviceBuffer<float>?> select, params (string Name, Dim Length)[] parts)
+        {
+            int columns = (int)parts.Sum(p => p.Length.Size), offset = 0;
+            foreach (var (name, length) in parts)
+            {
+                _slots.Add(new TensorSlot(_prefix + name, [length.Size], select, 1, columns, offset, (int)length.Size, Transposed: false));
+                offset += (int)length.Size;
+            }
+        }
+
+        private void TableSlot(Func<TransformerWeights, DeviceBuffer<float>?> select, string name, Dim rows, Dim width) =>
+            _slots.Add(new TensorSlot(_prefix + name, [rows.Size, width.Size], select, (int)rows.Size, (int)width.Size, 0, (int)width.Size, Transposed: false));
+
+        private void NormSlots(Func<TransformerWeights, DeviceBuffer<float>?> gamma, Func<TransformerWeights, DeviceBuffer<float>?> beta, string prefix, NormNames norm)
+        {
+            VectorSlots(gamma, (prefix + norm.Weight, Width));
+            if (norm.Bias is not null) VectorSlots(beta, (prefix + norm.Bias, Width));
         }
 
         /// <summary>
@@ -352,21 +512,33 @@ internal sealed class TransformerWeights : IDisposable
             for (int l = 0; l < config.NumLayers; l++)
             {
                 string p = names.Block(l);
+                int layer = l;
                 // Read in the order the forward pass runs the block (so a broken checkpoint's first error is its first use).
                 var first = layout.Placement == NormPlacement.Pre ? Norm(p, names.Norm1) : default;
+                if (layout.Placement == NormPlacement.Pre) NormSlots(w => w.Blocks[layer].Norm1Gamma, w => w.Blocks[layer].Norm1Beta, p, names.Norm1);
                 DeviceBuffer<float> qkv;
                 float[]? qkvBias = null;
                 if (names.SeparateQkv is { } separate)
                 {
-                    qkv = Projections(width, (p + separate.Query, QueryWidth), (p + separate.Key, KeyValueWidth), (p + separate.Value, KeyValueWidth));
+                    (string, Dim)[] parts = [(p + separate.Query, QueryWidth), (p + separate.Key, KeyValueWidth), (p + separate.Value, KeyValueWidth)];
+                    qkv = Projections(width, parts);
+                    MatrixSlots(w => w.Blocks[layer].QkvWeight, width, parts);
                     if (layout.Attention.QkvBias)
+                    {
                         qkvBias = [.. Read(p + separate.Query + ".bias", QueryWidth), .. Read(p + separate.Key + ".bias", KeyValueWidth), .. Read(p + separate.Value + ".bias", KeyValueWidth)];
+                        VectorSlots(w => w.Blocks[layer].QkvBias, (p + separate.Query + ".bias", QueryWidth), (p + separate.Key + ".bias", KeyValueWidth), (p + separate.Value + ".bias", KeyValueWidth));
+                    }
                 }
                 else
                 {
                     string fused = names.FusedQkv ?? throw new InvalidOperationException("a name map needs separate or fused q/k/v projections");
                     qkv = Projections(width, (p + fused, FusedQkvWidth));
-                    if (layout.Attention.QkvBias) qkvBias = Read(p + fused + ".bias", FusedQkvWidth);
+                    MatrixSlots(w => w.Blocks[layer].QkvWeight, width, (p + fused, FusedQkvWidth));
+                    if (layout.Attention.QkvBias)
+                    {
+                        qkvBias = Read(p + fused + ".bias", FusedQkvWidth);
+                        VectorSlots(w => w.Blocks[layer].QkvBias, (p + fused + ".bias", FusedQkvWidth));
+                    }
                 }
                 var block = new BlockWeights
                 {
@@ -380,28 +552,53 @@ internal sealed class TransformerWeights : IDisposable
                     FeedForwardOutWeight = null!,
                     Norm2Gamma = null!,
                 };
+                MatrixSlots(w => w.Blocks[layer].AttentionOutWeight, QueryWidth, (p + names.AttentionOutput, width));
+                if (layout.Attention.OutputBias) VectorSlots(w => w.Blocks[layer].AttentionOutBias, (p + names.AttentionOutput + ".bias", width));
                 if (names.QkNorm is { } qkNorm)
                 {
                     Dim head = new(layout.Attention.HeadDim, "head_dim");
                     block.QueryNorm = Upload(Read(p + qkNorm.Query + ".weight", head));
                     block.KeyNorm = Upload(Read(p + qkNorm.Key + ".weight", head));
+                    VectorSlots(w => w.Blocks[layer].QueryNorm, (p + qkNorm.Query + ".weight", head));
+                    VectorSlots(w => w.Blocks[layer].KeyNorm, (p + qkNorm.Key + ".weight", head));
                 }
-                if (layout.Placement == NormPlacement.Post) (block.Norm1Gamma, block.Norm1Beta) = Norm(p, names.Norm1);
-                else (block.Norm2Gamma, block.Norm2Beta) = Norm(p, names.Norm2);
+                if (layout.Placement == NormPlacement.Post)
+                {
+                    (block.Norm1Gamma, block.Norm1Beta) = Norm(p, names.Norm1);
+                    NormSlots(w => w.Blocks[layer].Norm1Gamma, w => w.Blocks[layer].Norm1Beta, p, names.Norm1);
+                }
+                else
+                {
+                    (block.Norm2Gamma, block.Norm2Beta) = Norm(p, names.Norm2);
+                    NormSlots(w => w.Blocks[layer].Norm2Gamma, w => w.Blocks[layer].Norm2Beta, p, names.Norm2);
+                }
                 if (names.Gate is { } gate)
                 {
                     // Gate and up projections side by side, so one GEMM feeds the gated activation.
                     block.FeedForwardInWeight = Projections(width, (p + gate, inner), (p + names.Up, inner));
-                    if (layout.FeedForward.Bias) block.FeedForwardInBias = Upload([.. Read(p + gate + ".bias", inner), .. Read(p + names.Up + ".bias", inner)]);
+                    MatrixSlots(w => w.Blocks[layer].FeedForwardInWeight, width, (p + gate, inner), (p + names.Up, inner));
+                    if (layout.FeedForward.Bias)
+                    {
+                        block.FeedForwardInBias = Upload([.. Read(p + gate + ".bias", inner), .. Read(p + names.Up + ".bias", inner)]);
+                        VectorSlots(w => w.Blocks[layer].FeedForwardInBias, (p + gate + ".bias", inner), (p + names.Up + ".bias", inner));
+                    }
                 }
                 else
                 {
                     block.FeedForwardInWeight = Projections(width, (p + names.Up, inner));
+                    MatrixSlots(w => w.Blocks[layer].FeedForwardInWeight, width, (p + names.Up, inner));
                     block.FeedForwardInBias = Bias(p + names.Up, inner, layout.FeedForward.Bias);
+                    if (layout.FeedForward.Bias) VectorSlots(w => w.Blocks[layer].FeedForwardInBias, (p + names.Up + ".bias", inner));
                 }
                 block.FeedForwardOutWeight = Projections(inner, (p + names.Down, width));
+                MatrixSlots(w => w.Blocks[layer].FeedForwardOutWeight, inner, (p + names.Down, width));
                 block.FeedForwardOutBias = Bias(p + names.Down, width, layout.FeedForward.Bias);
-                if (layout.Placement == NormPlacement.Post) (block.Norm2Gamma, block.Norm2Beta) = Norm(p, names.Norm2);
+                if (layout.FeedForward.Bias) VectorSlots(w => w.Blocks[layer].FeedForwardOutBias, (p + names.Down + ".bias", width));
+                if (layout.Placement == NormPlacement.Post)
+                {
+                    (block.Norm2Gamma, block.Norm2Beta) = Norm(p, names.Norm2);
+                    NormSlots(w => w.Blocks[layer].Norm2Gamma, w => w.Blocks[layer].Norm2Beta, p, names.Norm2);
+                }
                 blocks[l] = block;
             }
             var weights = new TransformerWeights
@@ -415,9 +612,21 @@ internal sealed class TransformerWeights : IDisposable
                 DTypes = _dtypes,
                 NonFiniteValueCount = 0,
                 ResidentElements = _resident,
+                Tensors = _slots,
             };
-            if (names.EmbeddingNorm is { } embeddingNorm) (weights.EmbeddingNormGamma, weights.EmbeddingNormBeta) = Norm("", embeddingNorm);
-            if (names.FinalNorm is { } finalNorm) (weights.FinalNormGamma, weights.FinalNormBeta) = Norm("", finalNorm);
+            TableSlot(w => w.WordEmbeddings, names.WordEmbeddings, Vocabulary, width);
+            if (names.PositionEmbeddings is { } positionTable) TableSlot(w => w.PositionEmbeddings, positionTable, Positions, width);
+            if (names.TypeEmbeddings is { } typeTable) TableSlot(w => w.TypeEmbeddings, typeTable, TypeVocabulary, width);
+            if (names.EmbeddingNorm is { } embeddingNorm)
+            {
+                (weights.EmbeddingNormGamma, weights.EmbeddingNormBeta) = Norm("", embeddingNorm);
+                NormSlots(w => w.EmbeddingNormGamma, w => w.EmbeddingNormBeta, "", embeddingNorm);
+            }
+            if (names.FinalNorm is { } finalNorm)
+            {
+                (weights.FinalNormGamma, weights.FinalNormBeta) = Norm("", finalNorm);
+                NormSlots(w => w.FinalNormGamma, w => w.FinalNormBeta, "", finalNorm);
+            }
             if (layout.Rotary is { } rotary) weights.InverseFrequencies = backend.Upload<float>(RotaryFrequencies.Inverse(rotary));
             weights.ParameterCount = _parameters;
             weights.NonFiniteValueCount = _nonFinite;

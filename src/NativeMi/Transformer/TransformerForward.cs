@@ -65,13 +65,10 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
         AttentionSpec attention = layout.Attention;
         int qkvWidth = attention.QueryWidth + 2 * attention.KeyValueWidth;
 
-        // Ids are checked here, on the host, so that no backend's gather reads outside the embedding table.
-        for (int cell = 0; cell < batch.InputIds.Length; cell++)
-            if ((uint)batch.InputIds[cell] >= (uint)config.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(batch), $"token id {batch.InputIds[cell]} at row {cell} is outside the embedding table ({config.VocabSize} rows)");
+        CheckIds(config, batch);
         using DeviceBuffer<int> ids = backend.Upload<int>(batch.InputIds);
         using DeviceBuffer<int> mask = backend.Upload<int>(batch.AttentionMask);
-        using DeviceBuffer<int> positions = backend.Upload<int>(PositionIds(batch));
+        using DeviceBuffer<int> positions = backend.Upload<int>(PositionIds(config, batch));
         using DeviceBuffer<int>? types = weights.TypeEmbeddings is null ? null : backend.Upload<int>(batch.TokenTypeIds);
         bool gated = layout.FeedForward.Kind != FeedForwardKind.Gelu, grouped = attention.KeyValueHeads != attention.Heads;
         var buffers = new Buffers(
@@ -211,6 +208,14 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
         backend.Gemm(buffers.Intermediate, block.FeedForwardOutWeight, block.FeedForwardOutBias, buffers.Projected, s.Rows, s.Intermediate, s.Width, Activation.None);
     }
 
+    /// <summary>Ids are checked on the host, so that no backend's gather reads outside the embedding table.</summary>
+    internal static void CheckIds(TransformerConfig config, EncodedBatch batch)
+    {
+        for (int cell = 0; cell < batch.InputIds.Length; cell++)
+            if ((uint)batch.InputIds[cell] >= (uint)config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(batch), $"token id {batch.InputIds[cell]} at row {cell} is outside the embedding table ({config.VocabSize} rows)");
+    }
+
     private Activation GeluActivation => config.Activation == GeluKind.Exact ? Activation.GeluExact : Activation.GeluTanh;
 
     /// <summary>
@@ -218,7 +223,7 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
     /// and right padding give the same positions (Hugging Face's RoBERTa rule; for right padding it equals
     /// BERT's and GPT-2's arange). Padding cells get the offset's padding row (or 0).
     /// </summary>
-    private int[] PositionIds(EncodedBatch batch)
+    internal static int[] PositionIds(TransformerConfig config, EncodedBatch batch)
     {
         int t = batch.SequenceLength;
         var positions = new int[batch.InputIds.Length];

@@ -87,9 +87,10 @@ public class BenchCommandTests
             var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(json))!;
             Assert.Equal("nativemi.bench-ops/1", root["schema"]!.GetValue<string>());
             var opsArray = root["backends"]![0]!["ops"]!.AsArray();
-            Assert.Equal(21, opsArray.Count);
+            Assert.Equal(26, opsArray.Count);
             string[] required = ["Gemm", "GemmEx", "Attention", "LayerNorm", "EmbeddingGather", "AddInPlace", "PoolSentences", "GatherRows", "ScatterAddRows",
-                "BiasActivation", "SoftmaxCrossEntropy", "ColumnSums", "GeluBackward", "AdamW", "CountPredictions"];
+                "BiasActivation", "SoftmaxCrossEntropy", "ColumnSums", "GeluBackward", "AdamW", "CountPredictions",
+                "PoolSentencesBackward", "LayerNormBackward", "ActivationBackward", "AttentionBackward", "SumOfSquares"];
             foreach (string op in required) Assert.Contains(opsArray, o => o!["op"]!.GetValue<string>() == op);
             Assert.All(opsArray, o => Assert.True(o!["median_ms"]!.GetValue<double>() > 0));
             Assert.All(opsArray, o => Assert.Null(o!["fraction_of_peak"]));

@@ -12,6 +12,8 @@ public class BackendParityTests
         "Allocate", "CopyFromHost", "Zero", "AddInPlace", "Gemm", "LayerNorm", "EmbeddingGather", "Attention", "GemmEx",
         "GatherRows", "ScatterAddRows", "BiasActivation", "GeluBackward", "ColumnSums", "SoftmaxCrossEntropy", "AdamW",
         "PoolSentences", "CountPredictions", "RmsNorm", "HeadRmsNorm", "Rotary", "ExpandKeyValueHeads", "GatedActivation", "ScaleInPlace",
+        "ApplyActivation", "ActivationBackward", "GatedActivationBackward", "LayerNormBackward", "RmsNormBackward", "HeadRmsNormBackward",
+        "RotaryBackward", "ReduceKeyValueHeads", "AttentionBackward", "PoolSentencesBackward", "SumOfSquares",
     ];
 
     [Fact]
@@ -36,6 +38,9 @@ public class BackendParityTests
     [InlineData(FaultKind.Throws, "Gemm", "threw InvalidOperationException: kernel gemm missing")]
     [InlineData(FaultKind.PoolsNothingAsZero, "PoolSentences", "where the reference has NaN")]
     [InlineData(FaultKind.MiscountsErrors, "CountPredictions", "counts: 1 of ")]
+    [InlineData(FaultKind.LayerNormBackwardDropsMeanTerm, "LayerNormBackward", "inputGradient: relative L2 error")]
+    [InlineData(FaultKind.RmsNormBackwardDropsNormTerm, "RmsNormBackward", "Gradient: relative L2 error")]
+    [InlineData(FaultKind.RotaryBackwardRotatesForward, "RotaryBackward", "qkvGradient: relative L2 error")]
     public void EachFaultIsCaughtOnTheFaultyOpOnly(FaultKind fault, string faultyOp, string expectedMessage)
     {
         using var candidate = new FaultyBackend(fault);

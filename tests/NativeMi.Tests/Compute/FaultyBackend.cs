@@ -27,9 +27,15 @@ public enum FaultKind
     PoolsConstant,
     /// <summary>One error too many in the Fano counts.</summary>
     MiscountsErrors,
+    /// <summary>LayerNormBackward without the −mean(dy·γ) term of the input gradient.</summary>
+    LayerNormBackwardDropsMeanTerm,
+    /// <summary>RmsNormBackward without the −x·r³·mean(dy·w·x) term of the input gradient.</summary>
+    RmsNormBackwardDropsNormTerm,
+    /// <summary>RotaryBackward rotates forward again instead of back.</summary>
+    RotaryBackwardRotatesForward,
 }
 
-/// <summary>The CPU backend with one deliberate fault in Gemm, LayerNorm or SoftmaxCrossEntropy.</summary>
+/// <summary>The CPU backend with one deliberate fault in Gemm, LayerNorm, SoftmaxCrossEntropy, pooling, the counts or a backward op.</summary>
 public sealed class FaultyBackend(FaultKind fault) : IComputeBackend
 {
     private readonly CpuBackend _inner = new();
@@ -144,6 +150,79 @@ public sealed class FaultyBackend(FaultKind fault) : IComputeBackend
         _inner.AdamW(parameters, gradients, firstMoment, secondMoment, count, step);
 
     public void Zero(DeviceBuffer<float> buffer, long count) => _inner.Zero(buffer, count);
+
+    public void ApplyActivation(DeviceBuffer<float> input, DeviceBuffer<float> output, long count, Activation activation) =>
+        _inner.ApplyActivation(input, output, count, activation);
+    public void ActivationBackward(DeviceBuffer<float> preActivation, DeviceBuffer<float> upstream, DeviceBuffer<float> gradient, long count, Activation activation) =>
+        _inner.ActivationBackward(preActivation, upstream, gradient, count, activation);
+    public void GatedActivationBackward(DeviceBuffer<float> gateUp, DeviceBuffer<float> upstream, DeviceBuffer<float> gateUpGradient, int rows, int width, GateActivation activation) =>
+        _inner.GatedActivationBackward(gateUp, upstream, gateUpGradient, rows, width, activation);
+
+    public void LayerNormBackward(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> outputGradient,
+        DeviceBuffer<float> inputGradient, DeviceBuffer<float> gammaGradient, DeviceBuffer<float> betaGradient, int rows, int width, float epsilon)
+    {
+        if (fault != FaultKind.LayerNormBackwardDropsMeanTerm)
+        {
+            _inner.LayerNormBackward(input, residual, gamma, outputGradient, inputGradient, gammaGradient, betaGradient, rows, width, epsilon);
+            return;
+        }
+        // The correct op, then the term it drops added back: dx + (1/σ)·mean(dy·γ) per row.
+        float[] x = CpuBackend.Array(input), g = CpuBackend.Array(gamma), dy = CpuBackend.Array(outputGradient);
+        float[]? r = residual is null ? null : CpuBackend.Array(residual);
+        var inverse = new double[rows];
+        var meanG = new double[rows];
+        for (int row = 0; row < rows; row++)
+        {
+            double sum = 0, squares = 0, sg = 0;
+            for (int j = 0; j < width; j++) sum += x[row * width + j] + (r?[row * width + j] ?? 0f);
+            double mean = sum / width;
+            for (int j = 0; j < width; j++) { double c = x[row * width + j] + (r?[row * width + j] ?? 0f) - mean; squares += c * c; }
+            for (int j = 0; j < width; j++) sg += (double)dy[row * width + j] * g[j];
+            inverse[row] = 1 / Math.Sqrt(squares / width + epsilon);
+            meanG[row] = sg / width;
+        }
+        _inner.LayerNormBackward(input, residual, gamma, outputGradient, inputGradient, gammaGradient, betaGradient, rows, width, epsilon);
+        float[] dx = CpuBackend.Array(inputGradient);
+        for (int row = 0; row < rows; row++)
+            for (int j = 0; j < width; j++) dx[row * width + j] += (float)(inverse[row] * meanG[row]);
+    }
+
+    public void RmsNormBackward(DeviceBuffer<float> input, DeviceBuffer<float> gamma, DeviceBuffer<float> outputGradient, DeviceBuffer<float> inputGradient,
+        DeviceBuffer<float> gammaGradient, int rows, int width, float epsilon, bool addOneToGamma)
+    {
+        // dy is copied first: the op may be called in place.
+        float[] dy = (float[])CpuBackend.Array(outputGradient).Clone();
+        _inner.RmsNormBackward(input, gamma, outputGradient, inputGradient, gammaGradient, rows, width, epsilon, addOneToGamma);
+        if (fault != FaultKind.RmsNormBackwardDropsNormTerm) return;
+        float[] x = CpuBackend.Array(input), g = CpuBackend.Array(gamma), dx = CpuBackend.Array(inputGradient);
+        for (int row = 0; row < rows; row++)
+        {
+            double squares = 0;
+            for (int j = 0; j < width; j++) squares += (double)x[row * width + j] * x[row * width + j];
+            double inverse = 1 / Math.Sqrt(squares / width + epsilon);
+            for (int j = 0; j < width; j++) dx[row * width + j] = (float)(inverse * dy[row * width + j] * (addOneToGamma ? 1 + g[j] : g[j]));
+        }
+    }
+
+    public void HeadRmsNormBackward(DeviceBuffer<float> qkv, DeviceBuffer<float> queryGamma, DeviceBuffer<float> keyGamma, DeviceBuffer<float> qkvGradient,
+        DeviceBuffer<float> queryGammaGradient, DeviceBuffer<float> keyGammaGradient, int rows, int heads, int keyValueHeads, int headDim, float epsilon) =>
+        _inner.HeadRmsNormBackward(qkv, queryGamma, keyGamma, qkvGradient, queryGammaGradient, keyGammaGradient, rows, heads, keyValueHeads, headDim, epsilon);
+
+    public void RotaryBackward(DeviceBuffer<float> qkvGradient, DeviceBuffer<int> positions, DeviceBuffer<float> inverseFrequencies, int rows, int heads, int keyValueHeads, int headDim)
+    {
+        if (fault == FaultKind.RotaryBackwardRotatesForward) _inner.Rotary(qkvGradient, positions, inverseFrequencies, rows, heads, keyValueHeads, headDim);
+        else _inner.RotaryBackward(qkvGradient, positions, inverseFrequencies, rows, heads, keyValueHeads, headDim);
+    }
+
+    public void ReduceKeyValueHeads(DeviceBuffer<float> expanded, DeviceBuffer<float> compact, int rows, int heads, int keyValueHeads, int headDim) =>
+        _inner.ReduceKeyValueHeads(expanded, compact, rows, heads, keyValueHeads, headDim);
+    public void AttentionBackward(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> outputGradient, DeviceBuffer<float> qkvGradient,
+        int batch, int seq, int heads, int headDim, bool causal) =>
+        _inner.AttentionBackward(qkv, mask, outputGradient, qkvGradient, batch, seq, heads, headDim, causal);
+    public void PoolSentencesBackward(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> pooledGradient,
+        DeviceBuffer<float> layerGradient, int batch, int seq, int width, NativeMi.Pooling.PoolingMode mode) =>
+        _inner.PoolSentencesBackward(layer, attentionMask, isTarget, pooledGradient, layerGradient, batch, seq, width, mode);
+    public void SumOfSquares(DeviceBuffer<float> buffer, long count, DeviceBuffer<float> sums, int index) => _inner.SumOfSquares(buffer, count, sums, index);
 
     public void Dispose() => _inner.Dispose();
 }

@@ -59,6 +59,7 @@ public partial class EmulatedBackendTests(ITestOutputHelper output) : IDisposabl
         Assert.Contains("[fused attention kernel]", stdout);
         AssertEveryCaseMatches(stdout, configurations: 3);
         Assert.Matches(@"(\d+) of \1 layers agree", stdout);
+        Assert.Matches(@"(\d+) of \1 parameter gradients agree", stdout);
         Assert.Matches(@"(\d+) of \1 figures inside", stdout);
         Assert.Contains("every CUDA check matches the CPU backend", stdout);
     }

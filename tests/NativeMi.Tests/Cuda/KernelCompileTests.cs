@@ -6,7 +6,7 @@ namespace NativeMi.Tests.Cuda;
 public class KernelCompileTests
 {
     private static readonly string[] ExpectedKernelFiles =
-        ["activation.cu", "adamw.cu", "attention.cu", "decoder.cu", "embedding.cu", "fano.cu", "layernorm.cu", "pooling.cu", "probe.cu", "sixteen_bit.cu"];
+        ["activation.cu", "adamw.cu", "attention.cu", "backward.cu", "decoder.cu", "embedding.cu", "fano.cu", "layernorm.cu", "pooling.cu", "probe.cu", "sixteen_bit.cu"];
 
     public static TheoryData<string, int> EveryKernelFileAndArchitecture()
     {

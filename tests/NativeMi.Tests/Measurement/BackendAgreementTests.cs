@@ -49,6 +49,37 @@ public class BackendAgreementTests
         Assert.Contains("FAIL", report.Format());
     }
 
+    [Theory]
+    [InlineData("bert-tiny", 53, 3)]
+    [InlineData("llama-tiny", 29, 0)]
+    public void TwoCpuBackendsAgreeOnEveryParameterGradient(string model, int tensors, int zeroInExactArithmetic)
+    {
+        using var candidate = new CpuBackend();
+        using var reference = new CpuBackend();
+
+        BackwardAgreementReport report = BackendAgreement.Backward(Fixtures.Folder(model), candidate, reference, Sentences, tolerance: 1e-5);
+
+        Assert.True(report.Passed, report.Format());
+        Assert.Equal(tensors, report.Tensors.Count);
+        Assert.Equal(zeroInExactArithmetic, report.Tensors.Count(t => t.ZeroInExactArithmetic));
+        Assert.All(report.Tensors.Where(t => !t.ZeroInExactArithmetic), t => Assert.Equal(0, t.RelativeError));
+        Assert.Contains($"{tensors} of {tensors} parameter gradients agree", report.Format());
+    }
+
+    [Fact]
+    public void ABrokenBackwardOpFailsTheBackwardComparison()
+    {
+        using var candidate = new FaultyBackend(FaultKind.LayerNormBackwardDropsMeanTerm);
+        using var reference = new CpuBackend();
+
+        BackwardAgreementReport report = BackendAgreement.Backward(Fixtures.Folder("gpt2-tiny"), candidate, reference, Sentences, tolerance: 1e-4);
+
+        Assert.False(report.Passed);
+        Assert.Equal(0, report.PooledError);
+        Assert.Contains(report.Tensors, t => t.Tensor == "wte.weight" && !t.Passed);
+        Assert.Contains("FAIL wte.weight", report.Format());
+    }
+
     [Fact]
     public void ProbeFiguresOfTwoCpuBackendsLieInsideEachOthersIntervals()
     {

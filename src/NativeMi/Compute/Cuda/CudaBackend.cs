@@ -59,7 +59,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
 {
     private const int ElementwiseBlock = 256;
     private const int RowBlock = 256;
-    private static readonly string[] KernelFiles = ["activation.cu", "adamw.cu", "attention.cu", "decoder.cu", "embedding.cu", "fano.cu", "layernorm.cu", "pooling.cu", "probe.cu", "sixteen_bit.cu"];
+    private static readonly string[] KernelFiles = ["activation.cu", "adamw.cu", "attention.cu", "backward.cu", "decoder.cu", "embedding.cu", "fano.cu", "layernorm.cu", "pooling.cu", "probe.cu", "sixteen_bit.cu"];
 
     private readonly CudaContextHandle _context;
     private readonly CudaStreamHandle _stream;
@@ -125,6 +125,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
             _perPositionCounts = functions["per_position_counts"];
             InitialiseDecoderKernels(functions);
             InitialiseSixteenBitKernels(functions);
+            InitialiseBackwardKernels(functions);
 
             // Beyond 48 KiB of dynamic shared memory a kernel must opt in; the static part (32 floats of
             // reduction scratch) and a margin come off the device's per-block limit.
@@ -774,6 +775,7 @@ public sealed unsafe partial class CudaBackend : IComputeBackend
     private void DisposeNative()
     {
         _attentionScores?.Dispose();
+        DisposeBackwardScratch();
         _counters?.Dispose();
         _columnPartials?.Dispose();
         _narrowedInput?.Dispose();

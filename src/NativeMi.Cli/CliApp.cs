@@ -14,6 +14,7 @@ public static class CliApp
         root.Subcommands.Add(MeasureCommand.Create(verbose));
         root.Subcommands.Add(CompareCommand.Create(verbose));
         root.Subcommands.Add(EvaluateCommand.Create(verbose));
+        root.Subcommands.Add(FinetuneCommand.Create(verbose));
         root.Subcommands.Add(TuneProbeCommand.Create(verbose));
         root.Subcommands.Add(InspectCommand.Create(verbose));
         root.Subcommands.Add(HiddenCommand.Create(verbose));

@@ -18,10 +18,12 @@ internal sealed class PreparedBatch : IDisposable
     public required DeviceBuffer<int> ClassOfTarget;
     /// <summary>Host copies for scoring.</summary>
     public required int[] Members, HostClassOfTarget;
+    /// <summary>False when <see cref="Vectors"/> belongs to someone else (a fine-tuning pass's pooled output).</summary>
+    public bool OwnsVectors { get; init; } = true;
 
     public void Dispose()
     {
-        Vectors.Dispose();
+        if (OwnsVectors) Vectors.Dispose();
         SentenceOfTarget.Dispose();
         PositionOfTarget.Dispose();
         ClassOfTarget.Dispose();
@@ -32,6 +34,39 @@ internal sealed class PreparedBatch : IDisposable
 internal sealed class BatchSource(IComputeBackend backend, float[] vectors, IReadOnlyList<int[]> targets, ClassMap classes, int maxPosition)
 {
     public int Count => targets.Count;
+
+    /// <summary>
+    /// A batch over <paramref name="vectors"/> already on the backend ([sentences, d], not standardised, not owned), with the
+    /// targets of each of its sentences: how fine-tuning feeds the pooled output of a training pass to the probe.
+    /// </summary>
+    public static PreparedBatch OnDevice(IComputeBackend backend, DeviceBuffer<float> vectors, IReadOnlyList<int[]> sentenceTargets, ClassMap classes,
+        int maxPosition)
+    {
+        int total = sentenceTargets.Sum(t => t.Length);
+        var sentence = new int[total];
+        var position = new int[total];
+        var cls = new int[total];
+        int t = 0;
+        for (int b = 0; b < sentenceTargets.Count; b++)
+            for (int i = 0; i < sentenceTargets[b].Length; i++, t++)
+            {
+                sentence[t] = b;
+                position[t] = Math.Min(i, maxPosition - 1);
+                cls[t] = classes.ClassOf(sentenceTargets[b][i]);
+            }
+        return new PreparedBatch
+        {
+            SentenceCount = sentenceTargets.Count,
+            TargetCount = total,
+            Vectors = vectors,
+            OwnsVectors = false,
+            SentenceOfTarget = backend.Upload<int>(sentence),
+            PositionOfTarget = backend.Upload<int>(position),
+            ClassOfTarget = backend.Upload<int>(cls),
+            Members = Enumerable.Range(0, sentenceTargets.Count).ToArray(),
+            HostClassOfTarget = cls,
+        };
+    }
 
     public PreparedBatch Prepare(int[] members)
     {

@@ -217,6 +217,12 @@ public sealed class TrainableTransformer : IDisposable
         return norm;
     }
 
+    /// <summary>
+    /// Keeps the token, position and token-type embedding tables as they are in <see cref="Step"/> (fine-tuning's
+    /// --freeze-embeddings); their gradients are still computed.
+    /// </summary>
+    public bool FreezeEmbeddings { get; set; }
+
     /// <summary>One AdamW step over every parameter with the current gradients (the moments are allocated at the first step).</summary>
     public void Step(AdamWSettings settings)
     {
@@ -229,6 +235,9 @@ public sealed class TrainableTransformer : IDisposable
         for (int i = 0; i < _parameters.Length; i++)
         {
             var (value, gradient, isMatrix) = _parameters[i];
+            if (FreezeEmbeddings && (ReferenceEquals(value, _weights.WordEmbeddings) || ReferenceEquals(value, _weights.PositionEmbeddings) ||
+                                     ReferenceEquals(value, _weights.TypeEmbeddings)))
+                continue;
             float decay = isMatrix || settings.DecayNormsAndBiases ? settings.WeightDecay : 0f;
             Backend.AdamW(value, gradient, moments[i].M, moments[i].V, value.Length,
                 new Compute.AdamWStep(settings.LearningRate, settings.Beta1, settings.Beta2, settings.Epsilon, decay, StepCount));

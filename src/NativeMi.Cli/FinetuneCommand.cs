@@ -1,0 +1,200 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using NativeMi.IO;
+using NativeMi.Pooling;
+using NativeMi.Training;
+
+namespace NativeMi.Cli;
+
+/// <summary>`nativemi finetune`: train a model's own weights, with a probe, to keep more of the sentence in one layer's vector.</summary>
+internal static class FinetuneCommand
+{
+    public static Command Create(Option<bool> verbose)
+    {
+        var model = new Option<string>("--model") { Description = "Built-in model (minilm, arctic-xs) or Hugging Face model folder", DefaultValueFactory = _ => "minilm" };
+        var corpus = new Option<string?>("--corpus") { Description = "UTF-8 text, one sentence per line (default: the packaged data/wordnet-finetune.txt); sentences data/wordnet-eval uses are always left out" };
+        var output = new Option<string>("--out") { Description = "New folder for the fine-tuned model (config, safetensors, tokenizer files) and its report", Required = true };
+        var layer = new Option<int?>("--layer") { Description = "Hidden-state entry whose pooled vector the probe reads (default: the last block's output)" };
+        var pool = new Option<string>("--pool") { Description = "Sentence pooling: auto (mean for encoders, last for decoders), mean, cls, last or max", DefaultValueFactory = _ => "auto" };
+        pool.AcceptOnlyFromAmong("auto", "mean", "cls", "last", "max");
+        var epochs = new Option<int>("--epochs") { Description = "Passes over the training split", DefaultValueFactory = _ => 1 };
+        var learningRate = new Option<float>("--lr") { Description = "AdamW learning rate of the model", DefaultValueFactory = _ => 2e-5f };
+        var probeLearningRate = new Option<float>("--probe-lr") { Description = "AdamW learning rate of the probe", DefaultValueFactory = _ => 1e-3f };
+        var batchSize = new Option<int>("--batch-size") { Description = "Sentences per step", DefaultValueFactory = _ => 16 };
+        var freeze = new Option<bool>("--freeze-embeddings") { Description = "Keep the token, position and type embedding tables unchanged" };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the split (the same as measure's --seed, so its held-out sentences stay unseen), the probe and the order", DefaultValueFactory = _ => 0UL };
+        var maxNorm = new Option<double>("--max-grad-norm") { Description = "Clip the model's gradient to this global L2 norm", DefaultValueFactory = _ => 1.0 };
+        var maxTrain = new Option<int?>("--max-train-sentences") { Description = "Train on at most this many sentences of the training split (a quick run)" };
+        var maxValidation = new Option<int>("--max-validation-sentences") { Description = "Validation sentences scored after each epoch (the first of the split)", DefaultValueFactory = _ => 1000 };
+        var maxTokens = new Option<int?>("--max-tokens") { Description = "Truncate sentences to this many tokens (default: the model's context)" };
+        var cache = new Option<string?>("--cache") { Description = "Cache folder for built-in models (default $NATIVEMI_CACHE or ~/.cache/nativemi)" };
+        var backend = BackendChoice.BackendOption();
+        var tf32 = BackendChoice.Tf32Option();
+        MeasureCommand.AtLeast(epochs, 1);
+        MeasureCommand.AtLeast(batchSize, 1);
+        MeasureCommand.AtLeast(maxValidation, 1);
+
+        var command = new Command("finetune", "Fine-tune a model for recoverability: the model and a positional probe on one layer's pooled vector, trained together on measure's training split")
+        {
+            model, corpus, output, layer, pool, epochs, learningRate, probeLearningRate, batchSize, freeze, seed, maxNorm, maxTrain, maxValidation, maxTokens, cache, backend, tf32,
+        };
+        command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
+        {
+            string folder = Path.GetFullPath(parse.GetValue(output)!);
+            if (File.Exists(folder) || (Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any()))
+                throw new InputException($"--out {folder}: already exists and is not an empty folder; give a new folder (a fine-tuned model is never written over another)");
+            var options = new FinetuneOptions
+            {
+                Model = parse.GetValue(model)!,
+                Corpus = parse.GetValue(corpus),
+                Layer = parse.GetValue(layer),
+                Pool = parse.GetValue(pool) is "auto" or null ? null : Enum.Parse<PoolingMode>(parse.GetValue(pool)!, ignoreCase: true),
+                Epochs = parse.GetValue(epochs),
+                ModelLearningRate = parse.GetValue(learningRate),
+                ProbeLearningRate = parse.GetValue(probeLearningRate),
+                BatchSize = parse.GetValue(batchSize),
+                FreezeEmbeddings = parse.GetValue(freeze),
+                Seed = parse.GetValue(seed),
+                MaxGradientNorm = parse.GetValue(maxNorm),
+                MaxTrainSentences = parse.GetValue(maxTrain),
+                MaxValidationSentences = parse.GetValue(maxValidation),
+                MaxTokens = parse.GetValue(maxTokens),
+                CacheDirectory = parse.GetValue(cache),
+            };
+            using NativeMi.Compute.IComputeBackend compute = BackendChoice.Choose(parse.GetValue(backend)!, parse.GetValue(tf32));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            FinetuneResult result;
+            using (var interrupt = new Interruption())
+            {
+                var view = new PlainProgress(Console.Error);
+                var progress = new SynchronousProgress<FinetuneEvent>(e =>
+                {
+                    if (e.Message is not null) view.Line(e.Message);
+                    else view.Update(e.Phase, e.Phase, e.Completed, e.Total);
+                });
+                result = Finetuner.Run(options, compute, progress, interrupt.Token);
+            }
+            Write(folder, result, options, compute.Description, clock.Elapsed.TotalSeconds);
+            FinetuneEpoch last = result.Epochs[^1];
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"validation cross-entropy of the fine-tuning probe: {result.InitialValidationCrossEntropyBits:F4} -> {last.ValidationCrossEntropyBits:F4} bits per token ({last.Steps} steps)"));
+            Console.WriteLine($"wrote the model and finetune.json, finetune-steps.csv, finetune-loss.png/.svg to {folder}");
+            Console.WriteLine($"measure it with a fresh probe on the same split: nativemi measure --model {folder} --seed {options.Seed}");
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    // The weights and every other file a model folder needs: what measure, hidden and inspect read.
+    private static readonly string[] WeightSuffixes = [".safetensors", ".safetensors.index.json", ".bin", ".onnx", ".h5", ".msgpack", ".pt", ".ckpt"];
+
+    /// <summary>
+    /// The whole folder is built beside the target and renamed into place, so a failure leaves no half-written model; the plot
+    /// comes last, outside it, so a plotting failure costs only the plot.
+    /// </summary>
+    private static void Write(string folder, FinetuneResult result, FinetuneOptions options, string backend, double seconds)
+    {
+        string parent = Path.GetDirectoryName(folder)!;
+        Directory.CreateDirectory(parent);
+        string staging = Path.Combine(parent, $".{Path.GetFileName(folder)}.partial-{Environment.ProcessId}");
+        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        Directory.CreateDirectory(staging);
+        try
+        {
+            foreach (string file in Directory.EnumerateFiles(result.SourceFolder))
+            {
+                string name = Path.GetFileName(file);
+                if (WeightSuffixes.Any(s => name.EndsWith(s, StringComparison.OrdinalIgnoreCase))) continue;
+                File.Copy(file, Path.Combine(staging, name));
+            }
+            var entries = result.Parameters.Select(p => SafetensorsEntry.FromFloat32(p.Name, p.Shape, p.Values)).ToArray();
+            SafetensorsWriter.Write(Path.Combine(staging, "model.safetensors"), entries,
+                new Dictionary<string, string> { ["format"] = "pt", ["nativemi"] = "finetune" });
+            File.WriteAllText(Path.Combine(staging, "finetune.json"), Report(result, options, backend, seconds).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            var csv = new StringBuilder("step,train_cross_entropy_bits,gradient_norm\n");
+            foreach (var (step, bits, norm) in result.Steps) csv.Append(CultureInfo.InvariantCulture, $"{step},{bits:R},{norm:R}\n");
+            File.WriteAllText(Path.Combine(staging, "finetune-steps.csv"), csv.ToString());
+            if (Directory.Exists(folder)) Directory.Delete(folder); // empty, checked before training
+            Directory.Move(staging, folder);
+        }
+        catch
+        {
+            try { Directory.Delete(staging, recursive: true); } catch (IOException) { }
+            throw;
+        }
+        try
+        {
+            Plot(folder, result);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Console.Error.WriteLine($"warning: the loss plot was not written ({e.Message}); the model and the report are in {folder}");
+        }
+    }
+
+    private static JsonObject Report(FinetuneResult r, FinetuneOptions o, string backend, double seconds)
+    {
+        var epochs = new JsonArray();
+        foreach (FinetuneEpoch e in r.Epochs)
+            epochs.Add((JsonNode)new JsonObject { ["epoch"] = e.Epoch, ["steps"] = e.Steps, ["train_cross_entropy_bits"] = e.TrainCrossEntropyBits, ["validation_cross_entropy_bits"] = e.ValidationCrossEntropyBits });
+        return new JsonObject
+        {
+            ["schema"] = "nativemi.finetune/1",
+            ["source_model"] = r.SourceFolder,
+            ["backend"] = backend,
+            ["settings"] = new JsonObject
+            {
+                ["corpus"] = Path.GetFullPath(o.Corpus ?? Finetuner.DefaultCorpusPath),
+                ["layer"] = r.Layer,
+                ["pool"] = r.Pool.ToString().ToLowerInvariant(),
+                ["epochs"] = o.Epochs,
+                ["model_learning_rate"] = o.ModelLearningRate,
+                ["probe_learning_rate"] = o.ProbeLearningRate,
+                ["batch_size"] = o.BatchSize,
+                ["freeze_embeddings"] = o.FreezeEmbeddings,
+                ["seed"] = o.Seed,
+                ["max_grad_norm"] = o.MaxGradientNorm,
+                ["max_train_sentences"] = o.MaxTrainSentences,
+                ["max_validation_sentences"] = o.MaxValidationSentences,
+                ["probe_classes"] = o.Classes,
+                ["probe_hidden"] = o.ProbeHidden,
+            },
+            ["sentences"] = new JsonObject
+            {
+                ["train"] = r.TrainSentences,
+                ["validation"] = r.ValidationSentences,
+                ["held_out_for_measure"] = r.HeldOutSentences,
+                ["left_out_for_evaluate"] = r.ExcludedEvaluationSentences,
+            },
+            ["note"] = "Cross-entropies are the fine-tuning probe's own fit (coarse classes, bits per target token); they are not figures of the model. " +
+                       "The probe is discarded: measure the model with a fresh probe on the same split for before/after figures.",
+            ["initial_validation_cross_entropy_bits"] = r.InitialValidationCrossEntropyBits,
+            ["epochs"] = epochs,
+            ["seconds"] = seconds,
+        };
+    }
+
+    private static void Plot(string folder, FinetuneResult r)
+    {
+        var plot = new ScottPlot.Plot();
+        double[] steps = r.Steps.Select(s => (double)s.Step).ToArray();
+        var train = plot.Add.Scatter(steps, r.Steps.Select(s => s.CrossEntropyBits).ToArray());
+        train.LegendText = "training batch";
+        train.MarkerSize = 0;
+        double[] epochSteps = [0, .. r.Epochs.Select(e => (double)e.Steps)];
+        double[] validation = [r.InitialValidationCrossEntropyBits, .. r.Epochs.Select(e => e.ValidationCrossEntropyBits)];
+        var line = plot.Add.Scatter(epochSteps, validation);
+        line.LegendText = "validation";
+        plot.Title("recoverability fine-tuning: the probe's cross-entropy");
+        plot.XLabel("step");
+        plot.YLabel("bits per target token");
+        plot.ShowLegend(ScottPlot.Edge.Bottom);
+        using var files = new AtomicFileSet();
+        files.AddBytes(Path.Combine(folder, "finetune-loss.png"), plot.GetImageBytes(1000, 600, ScottPlot.ImageFormat.Png));
+        files.AddText(Path.Combine(folder, "finetune-loss.svg"), plot.GetSvgXml(1000, 600));
+        files.Commit();
+    }
+}

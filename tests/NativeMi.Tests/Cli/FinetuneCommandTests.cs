@@ -1,0 +1,81 @@
+using System.Text.Json.Nodes;
+using NativeMi.IO;
+using NativeMi.Tests.Measurement;
+using NativeMi.Transformer;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace NativeMi.Tests.Cli;
+
+/// <summary>`nativemi finetune` end to end on the fixtures: it must lower the probe's validation cross-entropy and leave a model folder the other commands read.</summary>
+public sealed class FinetuneCommandTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly TempFolder _folder = new("cli-finetune");
+
+    public void Dispose() => _folder.Dispose();
+
+    private (int Code, string Output, string Error) Finetune(string fixture, string corpus, string folder, params string[] extra)
+    {
+        var result = NativemiChild.Run(["finetune", "--model", Fixtures.Folder(fixture), "--corpus", corpus, "--out", folder, "--epochs", "2", "--lr", "1e-3",
+            "--batch-size", "16", "--backend", "cpu", .. extra]);
+        output.WriteLine($"exit {result.Code}\n{result.Output}\n{result.Error}");
+        return result;
+    }
+
+    [Theory]
+    [InlineData("bert-tiny")]
+    [InlineData("llama-tiny")]
+    public void ItLowersTheValidationCrossEntropyAndWritesAModelFolder(string fixture)
+    {
+        string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 400);
+        string tuned = _folder.Combine("tuned");
+        var (code, _, error) = Finetune(fixture, corpus, tuned);
+        Assert.True(code == 0, $"finetune exited {code}: {error}");
+
+        JsonNode report = JsonNode.Parse(File.ReadAllText(Path.Combine(tuned, "finetune.json")))!;
+        double before = (double)report["initial_validation_cross_entropy_bits"]!;
+        double after = (double)report["epochs"]!.AsArray()[^1]!["validation_cross_entropy_bits"]!;
+        Assert.True(after < before, $"validation cross-entropy {before} -> {after}: fine-tuning did not lower it");
+        foreach (string file in new[] { "config.json", "model.safetensors", "finetune-steps.csv", "finetune-loss.png", "finetune-loss.svg" })
+            Assert.True(File.Exists(Path.Combine(tuned, file)), $"{file} is missing");
+        Assert.Empty(Directory.GetFileSystemEntries(_folder.Path, ".tuned.partial-*"));
+
+        // Every tensor the forward pass reads, changed by training, under the checkpoint's names; the other commands read the folder.
+        using var original = TrainableTransformer.Load(Fixtures.Folder(fixture));
+        using var trained = SafetensorsFile.Open(Path.Combine(tuned, "model.safetensors"));
+        Assert.Equal(original.ParameterNames.Order(StringComparer.Ordinal), trained.Tensors.Keys.Order(StringComparer.Ordinal));
+        var before0 = original.DownloadParameters();
+        Assert.Contains(original.ParameterNames, name => !before0[name].AsSpan().SequenceEqual(trained.ReadFloat32(name)));
+        Assert.Equal(0, CliRunner.Run("inspect", tuned).Code);
+        string sentences = MeasurementTestSupport.WriteCorpus(_folder.Combine("sentences.txt"), 8);
+        Assert.Equal(0, CliRunner.Run("hidden", "--model", tuned, "--input", sentences, "--out", _folder.Combine("h.safetensors")).Code);
+    }
+
+    [Fact]
+    public void FrozenEmbeddingsStayAsTheyWere()
+    {
+        string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 120);
+        string tuned = _folder.Combine("tuned");
+        var (code, _, error) = Finetune("bert-tiny", corpus, tuned, "--freeze-embeddings");
+        Assert.True(code == 0, $"finetune exited {code}: {error}");
+        using var original = SafetensorsFile.Open(Path.Combine(Fixtures.Folder("bert-tiny"), "model.safetensors"));
+        using var trained = SafetensorsFile.Open(Path.Combine(tuned, "model.safetensors"));
+        string word = trained.Tensors.Keys.Single(n => n.EndsWith("word_embeddings.weight", StringComparison.Ordinal));
+        Assert.Equal(original.ReadFloat32(word), trained.ReadFloat32(word));
+        string query = trained.Tensors.Keys.First(n => n.EndsWith("attention.self.query.weight", StringComparison.Ordinal));
+        Assert.NotEqual(original.ReadFloat32(query), trained.ReadFloat32(query));
+    }
+
+    [Fact]
+    public void AnExistingOutputFolderIsRefusedBeforeAnyWork()
+    {
+        string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 60);
+        string tuned = _folder.Combine("tuned");
+        Directory.CreateDirectory(tuned);
+        File.WriteAllText(Path.Combine(tuned, "keep.txt"), "mine");
+        var (code, _, error) = Finetune("bert-tiny", corpus, tuned);
+        Assert.Equal(3, code);
+        Assert.Contains("already exists", error, StringComparison.Ordinal);
+        Assert.Equal(["keep.txt"], Directory.GetFiles(tuned).Select(Path.GetFileName));
+    }
+}

@@ -30,6 +30,10 @@ internal static class FinetuneCommand
         var maxTrain = new Option<int?>("--max-train-sentences") { Description = "Train on at most this many sentences of the training split (a quick run)" };
         var maxValidation = new Option<int>("--max-validation-sentences") { Description = "Validation sentences scored after each epoch (the first of the split)", DefaultValueFactory = _ => 1000 };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Truncate sentences to this many tokens (default: the model's context)" };
+        var skipReport = new Option<bool>("--skip-report") { Description = "Do not measure and evaluate the model before and after (report/ holds both when this is off)" };
+        var reportCorpus = new Option<string?>("--report-corpus") { Description = "Corpus of the before/after measurement (default: measure's, data/wordnet-examples.txt)" };
+        var reportSentences = new Option<int>("--report-sentences") { Description = "Sentences sampled by the before/after measurement (measure's --max-sentences)", DefaultValueFactory = _ => NativeMi.Measurement.MeasureOptions.DefaultMaxSentences };
+        var reportGlosses = new Option<int?>("--report-glosses") { Description = "Evaluate only the first N glosses before and after (a quick, not comparable, subset)" };
         var cache = new Option<string?>("--cache") { Description = "Cache folder for built-in models (default $NATIVEMI_CACHE or ~/.cache/nativemi)" };
         var backend = BackendChoice.BackendOption();
         var tf32 = BackendChoice.Tf32Option();
@@ -39,7 +43,7 @@ internal static class FinetuneCommand
 
         var command = new Command("finetune", "Fine-tune a model for recoverability: the model and a positional probe on one layer's pooled vector, trained together on measure's training split")
         {
-            model, corpus, output, layer, pool, epochs, learningRate, probeLearningRate, batchSize, freeze, seed, maxNorm, maxTrain, maxValidation, maxTokens, cache, backend, tf32,
+            model, corpus, output, layer, pool, epochs, learningRate, probeLearningRate, batchSize, freeze, seed, maxNorm, maxTrain, maxValidation, maxTokens, skipReport, reportCorpus, reportSentences, reportGlosses, cache, backend, tf32,
         };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
@@ -78,6 +82,8 @@ internal static class FinetuneCommand
                 result = Finetuner.Run(options, compute, progress, interrupt.Token);
             }
             Write(folder, result, options, compute.Description, clock.Elapsed.TotalSeconds);
+            if (!parse.GetValue(skipReport))
+                Report(folder, result, options, compute, parse.GetValue(reportCorpus), parse.GetValue(reportSentences), parse.GetValue(reportGlosses));
             FinetuneEpoch last = result.Epochs[^1];
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"validation cross-entropy of the fine-tuning probe: {result.InitialValidationCrossEntropyBits:F4} -> {last.ValidationCrossEntropyBits:F4} bits per token ({last.Steps} steps)"));
@@ -113,7 +119,7 @@ internal static class FinetuneCommand
             var entries = result.Parameters.Select(p => SafetensorsEntry.FromFloat32(p.Name, p.Shape, p.Values)).ToArray();
             SafetensorsWriter.Write(Path.Combine(staging, "model.safetensors"), entries,
                 new Dictionary<string, string> { ["format"] = "pt", ["nativemi"] = "finetune" });
-            File.WriteAllText(Path.Combine(staging, "finetune.json"), Report(result, options, backend, seconds).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            File.WriteAllText(Path.Combine(staging, "finetune.json"), ReportJson(result, options, backend, seconds).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
             var csv = new StringBuilder("step,train_cross_entropy_bits,gradient_norm\n");
             foreach (var (step, bits, norm) in result.Steps) csv.Append(CultureInfo.InvariantCulture, $"{step},{bits:R},{norm:R}\n");
             File.WriteAllText(Path.Combine(staging, "finetune-steps.csv"), csv.ToString());
@@ -135,7 +141,7 @@ internal static class FinetuneCommand
         }
     }
 
-    private static JsonObject Report(FinetuneResult r, FinetuneOptions o, string backend, double seconds)
+    private static JsonObject ReportJson(FinetuneResult r, FinetuneOptions o, string backend, double seconds)
     {
         var epochs = new JsonArray();
         foreach (FinetuneEpoch e in r.Epochs)
@@ -175,6 +181,90 @@ internal static class FinetuneCommand
             ["epochs"] = epochs,
             ["seconds"] = seconds,
         };
+    }
+
+    /// <summary>
+    /// The before/after report: measure (a fresh probe on measure's split of its corpus, with the fine-tuning's seed, so the
+    /// held-out sentences were never trained on) and evaluate (the WordNet synsets left out of fine-tuning), each on the source
+    /// model and on the fine-tuned one, written under report/ with a side-by-side summary (report.md).
+    /// </summary>
+    private static void Report(string folder, FinetuneResult result, FinetuneOptions options, NativeMi.Compute.IComputeBackend backend, string? corpus,
+        int sentences, int? glosses)
+    {
+        var view = new PlainProgress(Console.Error);
+        var measureProgress = new SynchronousProgress<NativeMi.Measurement.MeasureEvent>(e =>
+        {
+            if (e.Message is not null) view.Line(e.Message);
+            else view.Update("measure " + e.Phase, "measure " + e.Phase, e.Completed, e.Total);
+        });
+        var evaluateProgress = new SynchronousProgress<NativeMi.Evaluation.EvaluateEvent>(e =>
+        {
+            if (e.Message is not null) view.Line(e.Message);
+            else view.Update("evaluate " + e.Phase, "evaluate " + e.Phase, e.Completed, e.Total);
+        });
+        var runs = new Dictionary<string, (NativeMi.Measurement.MeasurementResult Measure, NativeMi.Evaluation.EvaluationResult Evaluate)>();
+        foreach (var (label, model) in new[] { ("before", result.SourceFolder), ("after", folder) })
+        {
+            view.Line($"report: measuring and evaluating the model {label} fine-tuning ({model})");
+            var measured = NativeMi.Measurement.MeasurementRunner.Run(new NativeMi.Measurement.MeasureOptions
+            {
+                Model = model, Corpus = corpus, MaxSentences = sentences, Pool = result.Pool, Seed = options.Seed, CacheDirectory = options.CacheDirectory,
+                TrainFraction = options.TrainFraction, ValidationFraction = options.ValidationFraction,
+            }, measureProgress, backend);
+            var evaluated = NativeMi.Evaluation.EvaluationRunner.Run(new NativeMi.Evaluation.EvaluateOptions
+            {
+                Model = model, Layer = result.Layer, Pool = result.Pool, Seed = options.Seed, MaxGlosses = glosses, CacheDirectory = options.CacheDirectory,
+            }, evaluateProgress, backend);
+            runs[label] = (measured, evaluated);
+            using var files = new AtomicFileSet();
+            string measureFolder = Path.Combine(folder, "report", $"{label}-measure"), evaluateFolder = Path.Combine(folder, "report", $"{label}-evaluate");
+            Directory.CreateDirectory(measureFolder);
+            Directory.CreateDirectory(evaluateFolder);
+            NativeMi.Reporting.ResultWriter.Stage(measured, measureFolder, files);
+            NativeMi.Reporting.EvaluationWriter.Stage(evaluated, evaluateFolder, files);
+            files.Commit();
+            try
+            {
+                using var plot = new AtomicFileSet();
+                MeasureCommand.StagePlot(plot, measureFolder, measured);
+                plot.Commit();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                Console.Error.WriteLine($"warning: the plot of {measureFolder} was not written ({e.Message})");
+            }
+        }
+        string summary = Summary(result, runs["before"].Measure, runs["after"].Measure, runs["before"].Evaluate, runs["after"].Evaluate);
+        AtomicFile.WriteAllText(Path.Combine(folder, "report", "report.md"), summary);
+        Console.WriteLine(summary);
+    }
+
+    private static string Summary(FinetuneResult r, NativeMi.Measurement.MeasurementResult before, NativeMi.Measurement.MeasurementResult after,
+        NativeMi.Evaluation.EvaluationResult evaluatedBefore, NativeMi.Evaluation.EvaluationResult evaluatedAfter)
+    {
+        static string F(double v) => v.ToString("F3", CultureInfo.InvariantCulture);
+        static string I(NativeMi.Information.Interval? i) => i is { } x ? $"[{F(x.Lower)}, {F(x.Upper)}]" : "";
+        static string M(NativeMi.Evaluation.MetricEstimate m) => m.Lower is double lo && m.Upper is double hi ? $"{F(m.Value)} [{F(lo)}, {F(hi)}]" : F(m.Value);
+        var text = new StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"# Recoverability fine-tuning: before and after\n\nFine-tuned layer {r.Layer} ({r.Pool.ToString().ToLowerInvariant()} pooling), ");
+        text.Append(CultureInfo.InvariantCulture, $"{r.Epochs[^1].Steps} steps on {r.TrainSentences:N0} training sentences. Each figure below comes from a fresh probe ");
+        text.Append("(measure) or from cosine similarity alone (evaluate); the fine-tuning probe is not used. Intervals are 95% bootstrap intervals of each run ");
+        text.Append("on its own; they are not intervals of the difference.\n\n");
+        text.Append(CultureInfo.InvariantCulture, $"## I_BA ({before.HeadlineTarget} target, bits per token, held-out sentences)\n\n| layer | before | after | after - before |\n|---:|---:|---:|---:|\n");
+        foreach (var (b, a) in before.Layers.Zip(after.Layers))
+        {
+            var fb = b.For(before.HeadlineTarget);
+            var fa = a.For(after.HeadlineTarget);
+            text.Append(CultureInfo.InvariantCulture, $"| {b.Name}{(b.Layer == r.Layer ? " (tuned)" : "")} | {F(fb.BarberAgakovBits)} {I(fb.BarberAgakovInterval)} | {F(fa.BarberAgakovBits)} {I(fa.BarberAgakovInterval)} | {F(fa.BarberAgakovBits - fb.BarberAgakovBits)} |\n");
+        }
+        text.Append(CultureInfo.InvariantCulture, $"\nForgetting (peak - last I_BA): before {F(before.Summary.PeakBarberAgakovBits - before.Summary.LastBarberAgakovBits)}, after {F(after.Summary.PeakBarberAgakovBits - after.Summary.LastBarberAgakovBits)} bits.\n\n");
+        text.Append(CultureInfo.InvariantCulture, $"## Understanding without task labels (evaluate, layer {r.Layer})\n\n| metric | before | after |\n|---|---:|---:|\n");
+        text.Append(CultureInfo.InvariantCulture, $"| gloss -> example R@1 | {M(evaluatedBefore.Retrieval.RecallAt1)} | {M(evaluatedAfter.Retrieval.RecallAt1)} |\n");
+        text.Append(CultureInfo.InvariantCulture, $"| gloss -> example R@10 | {M(evaluatedBefore.Retrieval.RecallAt10)} | {M(evaluatedAfter.Retrieval.RecallAt10)} |\n");
+        text.Append(CultureInfo.InvariantCulture, $"| gloss -> example MRR | {M(evaluatedBefore.Retrieval.MeanReciprocalRank)} | {M(evaluatedAfter.Retrieval.MeanReciprocalRank)} |\n");
+        if (evaluatedBefore.SameSense is { } sb && evaluatedAfter.SameSense is { } sa) text.Append(CultureInfo.InvariantCulture, $"| same sense ROC-AUC | {M(sb)} | {M(sa)} |\n");
+        text.Append("\nSide by side: `nativemi compare report/before-measure/results.json report/after-measure/results.json`.\n");
+        return text.ToString();
     }
 
     private static void Plot(string folder, FinetuneResult r)

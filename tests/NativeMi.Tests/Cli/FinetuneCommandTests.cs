@@ -17,7 +17,7 @@ public sealed class FinetuneCommandTests(ITestOutputHelper output) : IDisposable
     private (int Code, string Output, string Error) Finetune(string fixture, string corpus, string folder, params string[] extra)
     {
         var result = NativemiChild.Run(["finetune", "--model", Fixtures.Folder(fixture), "--corpus", corpus, "--out", folder, "--epochs", "2", "--lr", "1e-3",
-            "--batch-size", "16", "--backend", "cpu", .. extra]);
+            "--batch-size", "16", "--backend", "cpu", "--cache", _folder.Combine("cache"), .. extra]);
         output.WriteLine($"exit {result.Code}\n{result.Output}\n{result.Error}");
         return result;
     }
@@ -29,8 +29,9 @@ public sealed class FinetuneCommandTests(ITestOutputHelper output) : IDisposable
     {
         string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 400);
         string tuned = _folder.Combine("tuned");
-        var (code, _, error) = Finetune(fixture, corpus, tuned);
+        var (code, _, error) = Finetune(fixture, corpus, tuned, "--skip-report");
         Assert.True(code == 0, $"finetune exited {code}: {error}");
+        Assert.False(Directory.Exists(Path.Combine(tuned, "report")));
 
         JsonNode report = JsonNode.Parse(File.ReadAllText(Path.Combine(tuned, "finetune.json")))!;
         double before = (double)report["initial_validation_cross_entropy_bits"]!;
@@ -56,7 +57,7 @@ public sealed class FinetuneCommandTests(ITestOutputHelper output) : IDisposable
     {
         string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 120);
         string tuned = _folder.Combine("tuned");
-        var (code, _, error) = Finetune("bert-tiny", corpus, tuned, "--freeze-embeddings");
+        var (code, _, error) = Finetune("bert-tiny", corpus, tuned, "--freeze-embeddings", "--skip-report");
         Assert.True(code == 0, $"finetune exited {code}: {error}");
         using var original = SafetensorsFile.Open(Path.Combine(Fixtures.Folder("bert-tiny"), "model.safetensors"));
         using var trained = SafetensorsFile.Open(Path.Combine(tuned, "model.safetensors"));
@@ -64,6 +65,31 @@ public sealed class FinetuneCommandTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(original.ReadFloat32(word), trained.ReadFloat32(word));
         string query = trained.Tensors.Keys.First(n => n.EndsWith("attention.self.query.weight", StringComparison.Ordinal));
         Assert.NotEqual(original.ReadFloat32(query), trained.ReadFloat32(query));
+    }
+
+    [Fact]
+    public void TheReportMeasuresAndEvaluatesBothModelsWithFreshProbes()
+    {
+        string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 300);
+        string tuned = _folder.Combine("tuned");
+        var (code, stdout, error) = Finetune("bert-tiny", corpus, tuned, "--report-corpus", corpus, "--report-sentences", "300", "--report-glosses", "40");
+        Assert.True(code == 0, $"finetune exited {code}: {error}");
+        Assert.Contains("# Recoverability fine-tuning: before and after", stdout, StringComparison.Ordinal);
+        string report = Path.Combine(tuned, "report");
+        JsonNode before = JsonNode.Parse(File.ReadAllText(Path.Combine(report, "before-measure", "results.json")))!;
+        JsonNode after = JsonNode.Parse(File.ReadAllText(Path.Combine(report, "after-measure", "results.json")))!;
+        Assert.Equal(Path.GetFullPath(Fixtures.Folder("bert-tiny")), (string)before["model"]!["directory"]!);
+        Assert.Equal(tuned, (string)after["model"]!["directory"]!);
+        // The same sentences before and after, split the same way: the held-out targets are the same count.
+        Assert.Equal(before["corpus"]!["sentences"]!.ToJsonString(), after["corpus"]!["sentences"]!.ToJsonString());
+        Assert.Equal((int)before["layers"]![0]!["token"]!["held_out_targets"]!, (int)after["layers"]![0]!["token"]!["held_out_targets"]!);
+        foreach (string side in new[] { "before", "after" })
+            Assert.True(File.Exists(Path.Combine(report, $"{side}-evaluate", "evaluation.json")), $"{side}-evaluate/evaluation.json is missing");
+        string summary = File.ReadAllText(Path.Combine(report, "report.md"));
+        Assert.Contains("| 3 (tuned) |", summary, StringComparison.Ordinal);
+        Assert.Contains("same sense ROC-AUC", summary, StringComparison.Ordinal);
+        Assert.Equal(0, CliRunner.Run("compare", Path.Combine(report, "before-measure", "results.json"), Path.Combine(report, "after-measure", "results.json"),
+            "--out", _folder.Combine("compared")).Code);
     }
 
     [Fact]

@@ -30,6 +30,7 @@ internal static class FinetuneCommand
         var maxTrain = new Option<int?>("--max-train-sentences") { Description = "Train on at most this many sentences of the training split (a quick run)" };
         var maxValidation = new Option<int>("--max-validation-sentences") { Description = "Validation sentences scored after each epoch (the first of the split)", DefaultValueFactory = _ => 1000 };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Truncate sentences to this many tokens (default: the model's context)" };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints (also one after each epoch); a rerun with the same --out and settings resumes from the last one", DefaultValueFactory = _ => 100 };
         var skipReport = new Option<bool>("--skip-report") { Description = "Do not measure and evaluate the model before and after (report/ holds both when this is off)" };
         var reportCorpus = new Option<string?>("--report-corpus") { Description = "Corpus of the before/after measurement (default: measure's, data/wordnet-examples.txt)" };
         var reportSentences = new Option<int>("--report-sentences") { Description = "Sentences sampled by the before/after measurement (measure's --max-sentences)", DefaultValueFactory = _ => NativeMi.Measurement.MeasureOptions.DefaultMaxSentences };
@@ -40,10 +41,11 @@ internal static class FinetuneCommand
         MeasureCommand.AtLeast(epochs, 1);
         MeasureCommand.AtLeast(batchSize, 1);
         MeasureCommand.AtLeast(maxValidation, 1);
+        MeasureCommand.AtLeast(checkpointEvery, 1);
 
         var command = new Command("finetune", "Fine-tune a model for recoverability: the model and a positional probe on one layer's pooled vector, trained together on measure's training split")
         {
-            model, corpus, output, layer, pool, epochs, learningRate, probeLearningRate, batchSize, freeze, seed, maxNorm, maxTrain, maxValidation, maxTokens, skipReport, reportCorpus, reportSentences, reportGlosses, cache, backend, tf32,
+            model, corpus, output, layer, pool, epochs, learningRate, probeLearningRate, batchSize, freeze, seed, maxNorm, maxTrain, maxValidation, maxTokens, checkpointEvery, skipReport, reportCorpus, reportSentences, reportGlosses, cache, backend, tf32,
         };
         command.SetAction(parse => ErrorBoundary.Run(parse.GetValue(verbose), () =>
         {
@@ -67,7 +69,11 @@ internal static class FinetuneCommand
                 MaxValidationSentences = parse.GetValue(maxValidation),
                 MaxTokens = parse.GetValue(maxTokens),
                 CacheDirectory = parse.GetValue(cache),
+                // Beside the output folder, hidden: the output itself appears only when the run is complete.
+                CheckpointFolder = Path.Combine(Path.GetDirectoryName(folder)!, $".{Path.GetFileName(folder)}.checkpoint"),
+                CheckpointEvery = parse.GetValue(checkpointEvery),
             };
+            Directory.CreateDirectory(Path.GetDirectoryName(folder)!);
             using NativeMi.Compute.IComputeBackend compute = BackendChoice.Choose(parse.GetValue(backend)!, parse.GetValue(tf32));
             var clock = System.Diagnostics.Stopwatch.StartNew();
             FinetuneResult result;
@@ -82,6 +88,7 @@ internal static class FinetuneCommand
                 result = Finetuner.Run(options, compute, progress, interrupt.Token);
             }
             Write(folder, result, options, compute.Description, clock.Elapsed.TotalSeconds);
+            Finetuner.RemoveCheckpoint(options.CheckpointFolder);
             if (!parse.GetValue(skipReport))
                 Report(folder, result, options, compute, parse.GetValue(reportCorpus), parse.GetValue(reportSentences), parse.GetValue(reportGlosses));
             FinetuneEpoch last = result.Epochs[^1];

@@ -383,6 +383,31 @@ internal sealed class ProbeNetwork : IDisposable
         for (int i = 0; i < _parameters.Count; i++) _backend.CopyFromHost<float>(values[i], _parameters[i].Value);
     }
 
+    /// <summary>Every parameter with its AdamW moments (a checkpoint), in a fixed order.</summary>
+    public (string Name, float[] Value, float[] FirstMoment, float[] SecondMoment)[] State() => _parameters.Select(p =>
+    {
+        float[] value = new float[p.Length], m = new float[p.Length], v = new float[p.Length];
+        _backend.Download(p.Value, value);
+        _backend.Download(p.FirstMoment, m);
+        _backend.Download(p.SecondMoment, v);
+        return (p.Name, value, m, v);
+    }).ToArray();
+
+    /// <summary>Puts back what <see cref="State"/> returned (the same probe shape).</summary>
+    public void RestoreState(IReadOnlyList<(string Name, float[] Value, float[] FirstMoment, float[] SecondMoment)> state)
+    {
+        if (state.Count != _parameters.Count) throw new ArgumentException($"the state holds {state.Count} parameters; the probe has {_parameters.Count}", nameof(state));
+        for (int i = 0; i < _parameters.Count; i++)
+        {
+            Parameter p = _parameters[i];
+            if (state[i].Name != p.Name || state[i].Value.Length != p.Length)
+                throw new ArgumentException($"state entry {i} is {state[i].Name} of {state[i].Value.Length}; the probe's is {p.Name} of {p.Length}", nameof(state));
+            _backend.CopyFromHost<float>(state[i].Value, p.Value);
+            _backend.CopyFromHost<float>(state[i].FirstMoment, p.FirstMoment);
+            _backend.CopyFromHost<float>(state[i].SecondMoment, p.SecondMoment);
+        }
+    }
+
     public void Dispose()
     {
         foreach (var p in _parameters) { p.Value.Dispose(); p.Gradient.Dispose(); p.FirstMoment.Dispose(); p.SecondMoment.Dispose(); }

@@ -51,6 +51,10 @@ public sealed record FinetuneOptions
     public int? MaxTokens { get; init; }
     /// <summary>Cache root for built-in models (null: the default).</summary>
     public string? CacheDirectory { get; init; }
+    /// <summary>Folder of the resumable checkpoint (null: none); a checkpoint of the same settings found there is resumed.</summary>
+    public string? CheckpointFolder { get; init; }
+    /// <summary>Steps between checkpoints (one is also written after every epoch).</summary>
+    public int CheckpointEvery { get; init; } = 100;
 }
 
 /// <summary>One epoch's mean cross-entropies in bits per target token (the fine-tuning probe's, coarse classes).</summary>
@@ -104,6 +108,34 @@ public static class Finetuner
     public static string DefaultCorpusPath => Path.Combine(AppContext.BaseDirectory, "data", "wordnet-finetune.txt");
 
     private const double Ln2 = 0.69314718055994530942;
+
+    /// <summary>Removes the checkpoint of a run (call once its outputs are in place).</summary>
+    public static void RemoveCheckpoint(string folder) => Checkpoint.Remove(folder);
+
+    /// <summary>Everything that decides the trained weights: a checkpoint of other settings is never resumed.</summary>
+    private static string Fingerprint(FinetuneOptions o, string folder, string corpusPath, int layer, PoolingMode pool)
+    {
+        using var sha = System.Security.Cryptography.SHA256.Create();
+        byte[] corpus = sha.ComputeHash(File.ReadAllBytes(corpusPath));
+        string model = ModelIdentity(folder);
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"nativemi.finetune-checkpoint/1|{model}|{Convert.ToHexString(corpus)}|{layer}|{pool}|{o.Epochs}|{o.ModelLearningRate:R}|{o.ProbeLearningRate:R}|{o.BatchSize}|" +
+            $"{o.FreezeEmbeddings}|{o.Seed}|{o.MaxGradientNorm:R}|{o.MaxTrainSentences}|{o.MaxValidationSentences}|{o.Classes}|{o.ProbeHidden}|{o.TrainFraction:R}|" +
+            $"{o.ValidationFraction:R}|{o.MaxTokens}");
+    }
+
+    private static string ModelIdentity(string folder)
+    {
+        using var sha = System.Security.Cryptography.SHA256.Create();
+        foreach (string file in Directory.EnumerateFiles(folder).Order(StringComparer.Ordinal))
+        {
+            var info = new FileInfo(file);
+            byte[] line = System.Text.Encoding.UTF8.GetBytes($"{info.Name}:{info.Length}:{info.LastWriteTimeUtc.Ticks}\n");
+            sha.TransformBlock(line, 0, line.Length, null, 0);
+        }
+        sha.TransformFinalBlock([], 0, 0);
+        return Convert.ToHexString(sha.Hash!);
+    }
 
     /// <summary>Trains; the caller writes the result (the CLI's finetune command writes a model folder and a report).</summary>
     /// <exception cref="InputException">The corpus is missing or too small, or a setting is out of range.</exception>
@@ -190,27 +222,50 @@ public static class Finetuner
             return nats / count / Ln2;
         }
 
-        double initial = ValidationBits();
+        var epochs = new List<FinetuneEpoch>();
+        var steps = new List<(int, double, double)>();
+        int step = 0, firstEpoch = 1, firstStart = 0;
+        double epochNats = 0, initial;
+        long epochTargets = 0;
+        string fingerprint = Fingerprint(options, folder, corpusPath, layer, pool);
+        Checkpoint? resumed = options.CheckpointFolder is null ? null : Checkpoint.Load(options.CheckpointFolder, fingerprint);
+        if (resumed is not null)
+        {
+            model.RestoreState(resumed.Parameters, resumed.FirstMoments, resumed.SecondMoments, resumed.Step);
+            probe.RestoreState(resumed.Probe);
+            (step, firstEpoch, firstStart, epochNats, epochTargets, initial) =
+                (resumed.Step, resumed.Epoch, resumed.NextStart, resumed.EpochNats, resumed.EpochTargets, resumed.InitialValidationBits);
+            epochs.AddRange(resumed.Epochs);
+            steps.AddRange(resumed.Steps);
+            progress?.Report(new FinetuneEvent("train", step, 1, $"resuming from the checkpoint in {options.CheckpointFolder}: step {step}, epoch {firstEpoch}"));
+        }
+        else initial = ValidationBits();
         progress?.Report(new FinetuneEvent("validate", validation.Count, validation.Count,
             $"{train.Count:N0} training and {validation.Count:N0} validation sentences ({heldOut:N0} held out for measure, {excluded:N0} left out for evaluate); " +
             $"layer {layer}, {pool.ToString().ToLowerInvariant()} pooling; validation cross-entropy before: {initial:F4} bits"));
 
-        var epochs = new List<FinetuneEpoch>();
-        var steps = new List<(int, double, double)>();
-        var order = Enumerable.Range(0, train.Count).ToArray();
-        var random = new SplitMix64(options.Seed ^ 0x4654_554EUL);
-        int step = 0;
-        int stepsPerEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
-        for (int epoch = 1; epoch <= options.Epochs; epoch++)
+        void Save(int epoch, int nextStart)
         {
+            if (options.CheckpointFolder is null) return;
+            var (first, second) = model.DownloadMoments();
+            Checkpoint.Save(options.CheckpointFolder, new Checkpoint(fingerprint, step, epoch, nextStart, epochNats, epochTargets, initial, epochs.ToArray(),
+                steps.ToArray(), model.DownloadParameters(), first, second, probe.State()));
+            progress?.Report(new FinetuneEvent("train", step, 1, $"checkpoint: step {step}"));
+        }
+
+        int stepsPerEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
+        for (int epoch = firstEpoch; epoch <= options.Epochs; epoch++)
+        {
+            // Each epoch's order comes from its own seed, so a resumed run needs only the epoch number to find its place.
+            var order = Enumerable.Range(0, train.Count).ToArray();
+            var random = new SplitMix64(options.Seed ^ 0x4654_554EUL ^ ((ulong)epoch << 32));
             for (int i = order.Length - 1; i > 0; i--)
             {
-                int j = (int)(random.NextDouble() * (i + 1));
+                int j = random.NextInt(i + 1);
                 (order[i], order[j]) = (order[j], order[i]);
             }
-            double epochNats = 0;
-            long epochTargets = 0;
-            for (int start = 0; start < order.Length; start += options.BatchSize)
+            if (epoch != firstEpoch || resumed is null) (epochNats, epochTargets) = (0, 0);
+            for (int start = epoch == firstEpoch ? firstStart : 0; start < order.Length; start += options.BatchSize)
             {
                 cancellation.ThrowIfCancellationRequested();
                 var members = order.Skip(start).Take(options.BatchSize).Select(i => train[i]).ToArray();
@@ -225,11 +280,13 @@ public static class Finetuner
                 epochTargets += batch.TargetCount;
                 steps.Add((step, nats / batch.TargetCount / Ln2, norm));
                 progress?.Report(new FinetuneEvent("train", step, (long)stepsPerEpoch * options.Epochs));
+                if (step % options.CheckpointEvery == 0 && start + options.BatchSize < order.Length) Save(epoch, start + options.BatchSize);
             }
             double validationBits = ValidationBits();
             epochs.Add(new FinetuneEpoch(epoch, step, epochNats / epochTargets / Ln2, validationBits));
             progress?.Report(new FinetuneEvent("train", step, (long)stepsPerEpoch * options.Epochs,
                 $"epoch {epoch}: training cross-entropy {epochs[^1].TrainCrossEntropyBits:F4} bits, validation {validationBits:F4} bits"));
+            Save(epoch + 1, 0);
         }
 
         IReadOnlyDictionary<string, float[]> parameters = model.DownloadParameters();

@@ -175,6 +175,51 @@ public sealed class TrainableTransformer : IDisposable
         return named;
     }
 
+    /// <summary>AdamW's first and second moments of every parameter under its checkpoint name (empty before the first step).</summary>
+    public (IReadOnlyDictionary<string, float[]> First, IReadOnlyDictionary<string, float[]> Second) DownloadMoments() =>
+        _firstMoments is null || _secondMoments is null
+            ? (new Dictionary<string, float[]>(), new Dictionary<string, float[]>())
+            : (Named(_firstMoments), Named(_secondMoments));
+
+    /// <summary>
+    /// Puts a checkpoint back: every parameter, AdamW's moments (none before the first step) and the step count, so training goes on
+    /// as if it had not stopped.
+    /// </summary>
+    public void RestoreState(IReadOnlyDictionary<string, float[]> parameters, IReadOnlyDictionary<string, float[]> first,
+        IReadOnlyDictionary<string, float[]> second, int stepCount)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(first);
+        ArgumentNullException.ThrowIfNull(second);
+        Fill(_weights, parameters, "parameter");
+        if (stepCount > 0)
+        {
+            _firstMoments ??= _weights.AllocateLike(Backend);
+            _secondMoments ??= _weights.AllocateLike(Backend);
+            Fill(_firstMoments, first, "first moment");
+            Fill(_secondMoments, second, "second moment");
+        }
+        StepCount = stepCount;
+    }
+
+    // One download, every slot inserted, one upload per buffer: fused buffers (q/k/v, gate/up) hold several tensors.
+    private void Fill(TransformerWeights set, IReadOnlyDictionary<string, float[]> values, string what)
+    {
+        foreach (var group in set.Tensors.GroupBy(t => t.Select(set)!, ReferenceEqualityComparer.Instance))
+        {
+            var buffer = (DeviceBuffer<float>)group.Key!;
+            var host = new float[buffer.Length];
+            Backend.Download(buffer, host);
+            foreach (TensorSlot slot in group)
+            {
+                if (!values.TryGetValue(slot.Name, out float[]? value)) throw new ArgumentException($"the checkpoint has no {what} '{slot.Name}'", nameof(values));
+                slot.Insert(value, host);
+            }
+            Backend.CopyFromHost<float>(host, buffer);
+        }
+    }
+
     /// <summary>Overwrites parameter <paramref name="name"/> with <paramref name="values"/> (the checkpoint's layout).</summary>
     /// <exception cref="KeyNotFoundException">The forward pass reads no tensor of that name.</exception>
     public void SetParameter(string name, ReadOnlySpan<float> values)

@@ -93,6 +93,55 @@ public sealed class FinetuneCommandTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void AKilledRunResumesToTheSameWeightsAsAnUninterruptedOne()
+    {
+        string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 300);
+        string[] Args(string folder) =>
+        [
+            "finetune", "--model", Fixtures.Folder("bert-tiny"), "--corpus", corpus, "--out", folder, "--epochs", "2", "--lr", "1e-3", "--batch-size", "16",
+            "--backend", "cpu", "--skip-report", "--checkpoint-every", "4", "--cache", _folder.Combine("cache"),
+        ];
+        string whole = _folder.Combine("whole"), killed = _folder.Combine("killed");
+        Assert.Equal(0, NativemiChild.Run(Args(whole)).Code);
+
+        using (System.Diagnostics.Process process = NativemiChild.Start(Args(killed)))
+        {
+            // Killed (SIGKILL, no chance to clean up) just after its second checkpoint, in the middle of the first epoch.
+            string? line;
+            while ((line = process.StandardError.ReadLine()) is not null && !line.Contains("checkpoint: step 8", StringComparison.Ordinal)) { }
+            Assert.NotNull(line);
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+        }
+        Assert.False(Directory.Exists(killed), "the output folder appeared before the run was complete");
+        var (code, _, error) = NativemiChild.Run(Args(killed));
+        output.WriteLine(error);
+        Assert.True(code == 0, $"the resumed run exited {code}: {error}");
+        Assert.Contains("resuming from the checkpoint", error, StringComparison.Ordinal);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "model.safetensors")), File.ReadAllBytes(Path.Combine(killed, "model.safetensors")));
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "finetune-steps.csv")), File.ReadAllText(Path.Combine(killed, "finetune-steps.csv")));
+        Assert.Empty(Directory.GetFileSystemEntries(_folder.Path, ".killed.checkpoint*"));
+    }
+
+    [Fact]
+    public void ACheckpointOfOtherSettingsIsRefused()
+    {
+        string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 200);
+        string tuned = _folder.Combine("tuned");
+        using (System.Diagnostics.Process process = NativemiChild.Start(["finetune", "--model", Fixtures.Folder("bert-tiny"), "--corpus", corpus, "--out", tuned,
+                   "--epochs", "3", "--backend", "cpu", "--skip-report", "--checkpoint-every", "2"]))
+        {
+            string? line;
+            while ((line = process.StandardError.ReadLine()) is not null && !line.Contains("checkpoint: step 2", StringComparison.Ordinal)) { }
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+        }
+        var (code, _, error) = Finetune("bert-tiny", corpus, tuned, "--skip-report");
+        Assert.Equal(3, code);
+        Assert.Contains("a checkpoint of another fine-tuning run", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void AnExistingOutputFolderIsRefusedBeforeAnyWork()
     {
         string corpus = MeasurementTestSupport.WriteCorpus(_folder.Combine("corpus.txt"), 60);

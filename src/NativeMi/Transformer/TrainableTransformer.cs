@@ -601,7 +601,20 @@ public sealed class TrainableTransformer : IDisposable
             if (spec.QkNorm)
                 _b.HeadRmsNormBackward(a.QkvBeforeNorm!, w.QueryNorm!, w.KeyNorm!, qkv, gw.QueryNorm!, gw.KeyNorm!, Rows, spec.Heads, spec.KeyValueHeads, spec.HeadDim, Layout.NormEpsilon);
             _b.GemmEx(input, true, qkv, false, gw.QkvWeight, Width, Rows, QkvWidth, accumulate: false);
-            if (gw.QkvBias is { } qkvBias) _b.ColumnSums(qkv, qkvBias, Rows, QkvWidth);
+            if (gw.QkvBias is { } qkvBias)
+            {
+                _b.ColumnSums(qkv, qkvBias, Rows, QkvWidth);
+                // Without rotary positions or a key norm, the key bias adds q·b to every score of a query alike, which the softmax
+                // cancels: its gradient is exactly zero. Computed, it is rounding noise (~1e-7), which AdamW's normalisation would
+                // turn into steps of nearly the full learning rate; so it is set to the zero it is.
+                if (Layout.Positions != PositionEncoding.Rotary && !spec.QkNorm)
+                {
+                    var host = new float[QkvWidth];
+                    _b.Download(qkvBias, host);
+                    host.AsSpan(Attention.QueryWidth, Attention.KeyValueWidth).Clear();
+                    _b.CopyFromHost<float>(host, qkvBias);
+                }
+            }
             _b.GemmEx(qkv, false, w.QkvWeight, true, inputGradient, Rows, QkvWidth, Width, accumulate);
         }
 

@@ -285,9 +285,10 @@ public class FiniteDifferenceTests(ITestOutputHelper output)
             bool vector = model.ParameterShape(tensor).Count == 1;
             if (gradient.All(g => g == 0))
             {
-                // Nothing reads it (blocks above the pooled layer): L does not move either.
+                // Nothing reads it (blocks above the pooled layer), or its gradient is zero in exact arithmetic (a key bias without
+                // rotary positions, set to zero by the backward): L moves by rounding at most.
                 var (numericZero, _) = Directional(model, batch, layer, mode, c, tensor, gradient, RandomDirection(parameters[tensor], vector, random));
-                if (numericZero != 0) failures.Add($"{tensor}: zero gradient, but L moves ({numericZero:E2})");
+                if (Math.Abs(numericZero) > noise) failures.Add($"{tensor}: zero gradient, but L moves ({numericZero:E2}, rounding bound {noise:E2})");
                 continue;
             }
             foreach (var (label, direction) in new[] { ("random", RandomDirection(parameters[tensor], vector, random)), ("gradient", GradientDirection(parameters[tensor], vector, gradient)) })

@@ -12,7 +12,7 @@ namespace NativeMi.Compute.Cpu;
 /// blocks, and a register-tiled micro-kernel accumulates an MR × NR block of C with FMA (12 × 32 with AVX-512,
 /// 6 × 16 with AVX2, 4 × 4 scalar). Tiles of C (row block × column block) are spread over the thread pool;
 /// bias is added when a tile's last K block is stored and the activation follows while the tile is in cache
-/// (exact GELU vectorised, bit-identical to <see cref="CpuMath.GeluExact"/>).
+/// (vectorised through the element-wise operators, bit-identical to <see cref="CpuMath"/>).
 /// Every element of C is summed in one fixed order whatever the scheduling, so results are deterministic.
 /// </summary>
 public static class CpuGemm
@@ -402,19 +402,7 @@ public static class CpuGemm
             if (Activation != Activation.None)
             {
                 int rowEnd = Math.Min(M, ip1 * mr), colStart = jp0 * nr, colEnd = Math.Min(n, jp1 * nr);
-                for (int i = ip0 * mr; i < rowEnd; i++)
-                {
-                    float* row = C + (long)i * n;
-                    int j = colStart;
-                    if (Activation == Activation.GeluExact)
-                    {
-                        if (Selected == Path.Avx512)
-                            for (; j + 16 <= colEnd; j += 16) GeluExact(Vector512.Load(row + j)).Store(row + j);
-                        else if (Selected == Path.Avx2)
-                            for (; j + 8 <= colEnd; j += 8) GeluExact(Vector256.Load(row + j)).Store(row + j);
-                    }
-                    Epilogue(row, null, j, colEnd, Activation);
-                }
+                for (int i = ip0 * mr; i < rowEnd; i++) Epilogue(C + (long)i * n, null, colStart, colEnd, Activation);
             }
         }
 
@@ -448,16 +436,6 @@ public static class CpuGemm
             }
         }
     }
-
-    /// <summary><see cref="CpuMath.GeluExact"/> on 16 lanes, operation for operation, so results are bit-identical.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> GeluExact(Vector512<float> x) =>
-        Vector512.Create(0.5f) * x * (Vector512<float>.One + CpuMath.Erf(x * Vector512.Create(0.70710678118654752f)));
-
-    /// <summary><see cref="CpuMath.GeluExact"/> on 8 lanes, operation for operation, so results are bit-identical.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> GeluExact(Vector256<float> x) =>
-        Vector256.Create(0.5f) * x * (Vector256<float>.One + CpuMath.Erf(x * Vector256.Create(0.70710678118654752f)));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Kernel(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
@@ -660,18 +638,27 @@ public static class CpuGemm
         Store256(c + 5 * ldc, c50, c51, load, bias);
     }
 
+    /// <summary>The element width of the activation: the micro-kernel's, so a forced path forces both.</summary>
+    private static VectorWidth EpilogueWidth => Selected switch
+    {
+        Path.Avx512 => VectorWidth.Vector512,
+        Path.Avx2 => VectorWidth.Vector256,
+        _ => VectorWidth.Scalar,
+    };
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Epilogue(float* row, float* bias, int colStart, int colEnd, Activation activation)
     {
         if (bias != null)
             for (int j = colStart; j < colEnd; j++) row[j] += bias[j];
+        var values = new Span<float>(row + colStart, colEnd - colStart);
         switch (activation)
         {
             case Activation.GeluExact:
-                for (int j = colStart; j < colEnd; j++) row[j] = CpuMath.GeluExact(row[j]);
+                VectorLoop.Apply<GeluExactOperator>(values, values, EpilogueWidth);
                 break;
             case Activation.GeluTanh:
-                for (int j = colStart; j < colEnd; j++) row[j] = CpuMath.GeluTanh(row[j]);
+                foreach (ref float v in values) v = CpuMath.GeluTanh(v);
                 break;
         }
     }
@@ -727,85 +714,28 @@ public sealed class PackedMatrix
     }
 }
 
-/// <summary>Scalar math shared by the CPU kernels.</summary>
+/// <summary>
+/// Scalar forms of the CPU kernels' element-wise functions. Each is the scalar lane of the operator the vector
+/// kernels run (ElementwiseOperators.cs), so a value computed here equals the kernels' value bit for bit.
+/// </summary>
 public static class CpuMath
 {
     /// <summary>
     /// erf(x) for single precision, as a rational function of x² on [-4, 4] (the approximation Eigen
-    /// uses); absolute error below 1e-7 against the exact value, far inside the 1e-4 parity budget.
+    /// uses); absolute error below 4e-7 against the exact value (largest just inside ±4), far inside the 1e-4 parity budget.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Erf(float x)
-    {
-        x = Math.Clamp(x, -4f, 4f);
-        float x2 = x * x;
-        float p = -2.72614225801306e-10f;
-        p = MathF.FusedMultiplyAdd(p, x2, 2.77068142495902e-08f);
-        p = MathF.FusedMultiplyAdd(p, x2, -2.10102402082508e-06f);
-        p = MathF.FusedMultiplyAdd(p, x2, -5.69250639462346e-05f);
-        p = MathF.FusedMultiplyAdd(p, x2, -7.34990630326855e-04f);
-        p = MathF.FusedMultiplyAdd(p, x2, -2.95459980854025e-03f);
-        p = MathF.FusedMultiplyAdd(p, x2, -1.60960333262415e-02f);
-        float q = -1.45660718464996e-05f;
-        q = MathF.FusedMultiplyAdd(q, x2, -2.13374055278905e-04f);
-        q = MathF.FusedMultiplyAdd(q, x2, -1.68282697438203e-03f);
-        q = MathF.FusedMultiplyAdd(q, x2, -7.37332916720468e-03f);
-        q = MathF.FusedMultiplyAdd(q, x2, -1.42647390514189e-02f);
-        return x * p / q;
-    }
-
-    /// <summary><see cref="Erf(float)"/> on 8 lanes with the same fused multiply-adds, so each lane is bit-identical to it.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> Erf(Vector256<float> x)
-    {
-        x = Vector256.Min(Vector256.Max(x, Vector256.Create(-4f)), Vector256.Create(4f));
-        Vector256<float> x2 = x * x;
-        Vector256<float> p = Vector256.Create(-2.72614225801306e-10f);
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(2.77068142495902e-08f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.10102402082508e-06f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-5.69250639462346e-05f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-7.34990630326855e-04f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-2.95459980854025e-03f));
-        p = Fma.MultiplyAdd(p, x2, Vector256.Create(-1.60960333262415e-02f));
-        Vector256<float> q = Vector256.Create(-1.45660718464996e-05f);
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-2.13374055278905e-04f));
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.68282697438203e-03f));
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-7.37332916720468e-03f));
-        q = Fma.MultiplyAdd(q, x2, Vector256.Create(-1.42647390514189e-02f));
-        return x * p / q;
-    }
-
-    /// <summary><see cref="Erf(float)"/> on 16 lanes with the same fused multiply-adds (AVX-512 only).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> Erf(Vector512<float> x)
-    {
-        x = Vector512.Min(Vector512.Max(x, Vector512.Create(-4f)), Vector512.Create(4f));
-        Vector512<float> x2 = x * x;
-        Vector512<float> p = Vector512.Create(-2.72614225801306e-10f);
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(2.77068142495902e-08f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-2.10102402082508e-06f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-5.69250639462346e-05f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-7.34990630326855e-04f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-2.95459980854025e-03f));
-        p = Avx512F.FusedMultiplyAdd(p, x2, Vector512.Create(-1.60960333262415e-02f));
-        Vector512<float> q = Vector512.Create(-1.45660718464996e-05f);
-        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-2.13374055278905e-04f));
-        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-1.68282697438203e-03f));
-        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-7.37332916720468e-03f));
-        q = Avx512F.FusedMultiplyAdd(q, x2, Vector512.Create(-1.42647390514189e-02f));
-        return x * p / q;
-    }
+    public static float Erf(float x) => ErfOperator.Invoke(x);
 
     /// <summary>Exact GELU.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float GeluExact(float x) => 0.5f * x * (1f + Erf(x * 0.70710678118654752f));
+    public static float GeluExact(float x) => GeluExactOperator.Invoke(x);
 
-    /// <summary>d/dx of exact GELU: Φ(x) + x·φ(x).</summary>
+    /// <summary>d/dx of exact GELU: Φ(x) + x·φ(x) (what the backward kernel multiplies the upstream gradient by).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float GeluExactDerivative(float x) =>
-        0.5f * (1f + Erf(x * 0.70710678118654752f)) + x * 0.3989422804014327f * MathF.Exp(-0.5f * x * x);
+    public static float GeluExactDerivative(float x) => GeluExactDerivativeOperator.Invoke(x);
 
-    /// <summary>GPT-2's tanh GELU.</summary>
+    /// <summary>GPT-2's tanh GELU (scalar only, not yet an operator).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float GeluTanh(float x) =>
         0.5f * x * (1f + MathF.Tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));

@@ -272,14 +272,16 @@ internal readonly struct GatedOperator<TGate> : IBinaryOperator where TGate : IU
 /// </summary>
 internal readonly struct ExpOperator : IUnaryOperator
 {
-    private static readonly double C0 = BitConverter.UInt64BitsToDouble(0x3ebc6af84b912394);
-    private static readonly double C1 = BitConverter.UInt64BitsToDouble(0x3f2ebfce50fac4f3);
-    private static readonly double C2 = BitConverter.UInt64BitsToDouble(0x3f962e42ff0c52d6);
-    private static readonly double InvLn2NExact = BitConverter.UInt64BitsToDouble(0x40471547652b82fe);
-    private const double Shift = 6755399441055744.0; // 0x1.8p52
-    private static readonly float Overflow = BitConverter.UInt32BitsToSingle(0x42b17217);      // above: +inf
-    private static readonly float Underflow = BitConverter.UInt32BitsToSingle(0xc2cff1b4);     // below: 0
-    private static readonly float MayUnderflow = BitConverter.UInt32BitsToSingle(0xc2ce8ecf);  // below: the smallest subnormal
+    // Constants rather than static fields, so that the loops (optimised before the type is initialised) need no
+    // class-initialisation check; each literal is the shortest decimal that rounds to the bits in its comment.
+    private const double C0 = 1.6938359250920212e-06;        // 0x3ebc6af84b912394
+    private const double C1 = 0.00023459809789509004;        // 0x3f2ebfce50fac4f3
+    private const double C2 = 0.021660849396613134;          // 0x3f962e42ff0c52d6
+    private const double InvLn2NExact = 46.16624130844683;   // 0x40471547652b82fe, 32/ln 2
+    private const double Shift = 6755399441055744.0;         // 0x1.8p52
+    private const float Overflow = 88.7228317f;              // 0x42b17217; above: +inf
+    private const float Underflow = -103.972076f;            // 0xc2cff1b4; below: 0
+    private const float MayUnderflow = -103.278923f;         // 0xc2ce8ecf; below: the smallest subnormal
 
     /// <summary>2^(i/32) with i·2^47 subtracted from the bits, i = 0..31.</summary>
     private static ReadOnlySpan<ulong> Table =>

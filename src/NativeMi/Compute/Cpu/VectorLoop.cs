@@ -82,6 +82,9 @@ internal static class VectorLoop
         Apply<TOp>(x, y, destination, Widest);
 
     /// <summary>destination[i] = TOp(x[i]) with vectors no wider than <paramref name="width"/>.</summary>
+    // Optimised at once: tier-0 code of these loops is several times slower, and a short run (a benchmark, a small
+    // batch) can end before tiering replaces it.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Apply<TOp>(ReadOnlySpan<float> x, Span<float> destination, VectorWidth width) where TOp : IUnaryOperator
     {
         if (destination.Length < x.Length) throw new ArgumentException($"destination holds {destination.Length} elements; needs {x.Length}", nameof(destination));
@@ -98,6 +101,7 @@ internal static class VectorLoop
     }
 
     /// <summary>destination[i] = TOp(x[i], y[i]) with vectors no wider than <paramref name="width"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Apply<TOp>(ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> destination, VectorWidth width) where TOp : IBinaryOperator
     {
         if (y.Length < x.Length || destination.Length < x.Length)

@@ -1,32 +1,60 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
 namespace NativeMi.Compute.Cpu;
+
+/// <summary>The GEMM micro-kernels: the register width each accumulates C in.</summary>
+internal enum GemmPath
+{
+    /// <summary>4 × 4 floats, multiply then add.</summary>
+    Scalar,
+    /// <summary>8 × 12 with Vector128 FMA (AdvSimd, or SSE with FMA3).</summary>
+    Vector128,
+    /// <summary>6 × 16 with AVX2 FMA.</summary>
+    Vector256,
+    /// <summary>12 × 32 with AVX-512 FMA.</summary>
+    Vector512,
+}
 
 /// <summary>
 /// Single-precision GEMM for the CPU backend: C[m,n] = act(A[m,k] · B[k,n] + bias[n]), row-major, B stored [k, n]
 /// (or either operand transposed in storage). Laid out as BLIS and MLAS do: both operands are packed into
 /// contiguous zero-padded panels (A in MR-row panels, B in NR-column panels), the K dimension is cut into KC
 /// blocks, and a register-tiled micro-kernel accumulates an MR × NR block of C with FMA (12 × 32 with AVX-512,
-/// 6 × 16 with AVX2, 4 × 4 scalar). Tiles of C (row block × column block) are spread over the thread pool;
+/// 6 × 16 with AVX2, 8 × 12 with 128-bit vectors (ARM64's AdvSimd, or x86 with FMA but not AVX2), 4 × 4 scalar). Tiles of C (row block × column block) are spread over the thread pool;
 /// bias is added when a tile's last K block is stored and the activation follows while the tile is in cache
 /// (vectorised through the element-wise operators, bit-identical to <see cref="CpuMath"/>).
-/// Every element of C is summed in one fixed order whatever the scheduling, so results are deterministic.
+/// Every element of C is summed in one fixed order whatever the scheduling, so results are deterministic, and the
+/// vector paths, which differ only in how many elements a register holds, give the same bits as each other.
 /// </summary>
 public static class CpuGemm
 {
-    private enum Path { Scalar, Avx2, Avx512 }
-
     // Vector512.IsHardwareAccelerated is false on Skylake-X / Cascade Lake (the runtime prefers 256-bit code there
     // to avoid frequency drops), yet a dense GEMM gains from 512-bit FMA regardless, so the choice follows the ISA.
-    private static readonly Path Selected =
-        Avx512F.IsSupported ? Path.Avx512 : Avx2.IsSupported && Fma.IsSupported ? Path.Avx2 : Path.Scalar;
+    // The 128-bit path needs FMA in hardware: emulated, its fused multiply-adds would be far slower than the scalar path.
+    /// <summary>The micro-kernel this process uses; the others can be forced through the internal overloads.</summary>
+    internal static readonly GemmPath Selected =
+        Avx512F.IsSupported ? GemmPath.Vector512
+        : Avx2.IsSupported && Fma.IsSupported ? GemmPath.Vector256
+        : Vector128.IsHardwareAccelerated && (Fma.IsSupported || AdvSimd.IsSupported) ? GemmPath.Vector128
+        : GemmPath.Scalar;
+
+    /// <summary>Whether <paramref name="path"/> runs as vector instructions here (so a test may force it).</summary>
+    internal static bool IsSupported(GemmPath path) => path switch
+    {
+        GemmPath.Scalar => true,
+        GemmPath.Vector128 => Vector128.IsHardwareAccelerated,
+        GemmPath.Vector256 => Vector256.IsHardwareAccelerated,
+        GemmPath.Vector512 => Avx512F.IsSupported,
+        _ => false,
+    };
 
     // K block: with K = 384 (the models' hidden size) a tile is finished in one pass, so C is written once.
     private const int KC = 384;
-    private const int Mr512 = 12, Nr512 = 32, Mr256 = 6, Nr256 = 16, MrScalar = 4, NrScalar = 4;
+    private const int Mr512 = 12, Nr512 = 32, Mr256 = 6, Nr256 = 16, Mr128 = 8, Nr128 = 12, MrScalar = 4, NrScalar = 4;
     private const int MaxTile = 16 * 32;
     // Packed B is prefetched this many floats (8 K steps of a 32-wide panel) ahead of the loads.
     private const int PrefetchFloats = 512;
@@ -34,8 +62,11 @@ public static class CpuGemm
     private const int BlockBytes = 512 * 1024;
     private const int MaxRowPanels = 8;
 
-    /// <summary>The instruction-set path the micro-kernel uses on this process: "avx512", "avx2" or "scalar".</summary>
-    public static string ActivePath => Selected switch { Path.Avx512 => "avx512", Path.Avx2 => "avx2", _ => "scalar" };
+    /// <summary>The instruction-set path the micro-kernel uses on this process: "avx512", "avx2", "vector128" or "scalar".</summary>
+    public static string ActivePath => Name(Selected);
+
+    internal static string Name(GemmPath path) =>
+        path switch { GemmPath.Vector512 => "avx512", GemmPath.Vector256 => "avx2", GemmPath.Vector128 => "vector128", _ => "scalar" };
 
     /// <summary>Computes the product into <paramref name="c"/>, overwriting it.</summary>
     /// <param name="a">A, row-major [m, k].</param>
@@ -65,9 +96,15 @@ public static class CpuGemm
     /// <param name="transposeA">A is stored as its transpose, [k, m].</param>
     /// <param name="transposeB">B is stored as its transpose, [n, k].</param>
     /// <param name="accumulate">Add to the existing contents of C instead of overwriting them.</param>
-    public static unsafe void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> bias, Span<float> c,
-        int m, int k, int n, Activation activation, bool transposeA, bool transposeB, bool accumulate)
+    public static void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> bias, Span<float> c,
+        int m, int k, int n, Activation activation, bool transposeA, bool transposeB, bool accumulate) =>
+        Multiply(a, b, bias, c, m, k, n, activation, transposeA, transposeB, accumulate, Selected);
+
+    /// <summary>The product on the micro-kernel <paramref name="path"/> rather than this process's.</summary>
+    internal static unsafe void Multiply(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> bias, Span<float> c,
+        int m, int k, int n, Activation activation, bool transposeA, bool transposeB, bool accumulate, GemmPath path)
     {
+        if (!IsSupported(path)) throw new PlatformNotSupportedException($"the {Name(path)} GEMM path is not accelerated on this machine");
         if (m < 0 || k < 0 || n < 0) throw new ArgumentOutOfRangeException(nameof(m), $"negative shape {m}×{k}×{n}");
         if (a.Length < (long)m * k) throw new ArgumentException($"A holds {a.Length} elements; needs {(long)m * k}", nameof(a));
         if (b.Length < (long)k * n) throw new ArgumentException($"B holds {b.Length} elements; needs {(long)k * n}", nameof(b));
@@ -84,12 +121,12 @@ public static class CpuGemm
                 {
                     float* row = pc + (long)i * n;
                     if (!accumulate) new Span<float>(row, n).Clear();
-                    Epilogue(row, biasPointer, 0, n, activation);
+                    Epilogue(row, biasPointer, 0, n, activation, EpilogueWidth(path));
                 }
                 return;
             }
 
-            var (mr, nr) = Tiling();
+            var (mr, nr) = Tiling(path);
             int mPanels = (m + mr - 1) / mr, nPanels = (n + nr - 1) / nr;
             long packedA = (long)mPanels * mr * k, packedB = (long)nPanels * nr * k;
             if (packedA + 16 > Array.MaxLength || packedB + 16 > Array.MaxLength)
@@ -104,7 +141,7 @@ public static class CpuGemm
                     {
                         A = pa, B = pb, C = pc, Bias = biasPointer,
                         PackedA = Align64(fa), PackedB = Align64(fb),
-                        M = m, K = k, N = n, Mr = mr, Nr = nr, MPanels = mPanels, NPanels = nPanels,
+                        M = m, K = k, N = n, Mr = mr, Nr = nr, MPanels = mPanels, NPanels = nPanels, Path = path,
                         TransposeA = transposeA, TransposeB = transposeB, Accumulate = accumulate, Activation = activation,
                     };
                     job.Run();
@@ -124,11 +161,15 @@ public static class CpuGemm
     /// Packs a constant right operand B [k, n] once, in the panel layout the micro-kernel reads, so that
     /// later products with it skip the packing (which dominates when A has few rows, as at batch size 1).
     /// </summary>
-    public static unsafe PackedMatrix PackB(ReadOnlySpan<float> b, int k, int n)
+    public static PackedMatrix PackB(ReadOnlySpan<float> b, int k, int n) => PackB(b, k, n, Selected);
+
+    /// <summary><see cref="PackB(ReadOnlySpan{float}, int, int)"/> for the micro-kernel <paramref name="path"/>, which products with it then use.</summary>
+    internal static unsafe PackedMatrix PackB(ReadOnlySpan<float> b, int k, int n, GemmPath path)
     {
+        if (!IsSupported(path)) throw new PlatformNotSupportedException($"the {Name(path)} GEMM path is not accelerated on this machine");
         if (k < 1 || n < 1) throw new ArgumentOutOfRangeException(nameof(k), $"cannot pack a {k}×{n} matrix");
         if (b.Length < (long)k * n) throw new ArgumentException($"B holds {b.Length} elements; needs {(long)k * n}", nameof(b));
-        var (_, nr) = Tiling();
+        var (_, nr) = Tiling(path);
         int nPanels = (n + nr - 1) / nr;
         long length = (long)nPanels * nr * k + 16;
         if (length > Array.MaxLength) throw new ArgumentException($"a {k}×{n} matrix is too large to pack");
@@ -138,7 +179,7 @@ public static class CpuGemm
         {
             var job = new Job { B = pb, PackedB = Align64(pd), K = k, N = n, Nr = nr, NPanels = nPanels };
             for (int panel = 0; panel < nPanels; panel++) job.PackBPanel(panel);
-            return new PackedMatrix(data, (int)(Align64(pd) - pd), k, n, nr);
+            return new PackedMatrix(data, (int)(Align64(pd) - pd), k, n, nr, path);
         }
     }
 
@@ -152,12 +193,17 @@ public static class CpuGemm
     /// <param name="n">Columns of B.</param>
     /// <param name="format">Float16 or BFloat16.</param>
     /// <param name="transposed">B is stored as its transpose.</param>
-    public static unsafe PackedMatrix PackB(ReadOnlySpan<ushort> b, int k, int n, WeightFormat format, bool transposed)
+    public static PackedMatrix PackB(ReadOnlySpan<ushort> b, int k, int n, WeightFormat format, bool transposed) =>
+        PackB(b, k, n, format, transposed, Selected);
+
+    /// <summary>The 16-bit <see cref="PackB(ReadOnlySpan{ushort}, int, int, WeightFormat, bool)"/> for the micro-kernel <paramref name="path"/>.</summary>
+    internal static unsafe PackedMatrix PackB(ReadOnlySpan<ushort> b, int k, int n, WeightFormat format, bool transposed, GemmPath path)
     {
+        if (!IsSupported(path)) throw new PlatformNotSupportedException($"the {Name(path)} GEMM path is not accelerated on this machine");
         if (format == WeightFormat.Float32) throw new ArgumentException("16-bit packing needs Float16 or BFloat16", nameof(format));
         if (k < 1 || n < 1) throw new ArgumentOutOfRangeException(nameof(k), $"cannot pack a {k}×{n} matrix");
         if (b.Length < (long)k * n) throw new ArgumentException($"B holds {b.Length} elements; needs {(long)k * n}", nameof(b));
-        var (_, nr) = Tiling();
+        var (_, nr) = Tiling(path);
         int nPanels = (n + nr - 1) / nr;
         long length = (long)nPanels * nr * k + 32;
         if (length > Array.MaxLength) throw new ArgumentException($"a {k}×{n} matrix is too large to pack");
@@ -166,7 +212,7 @@ public static class CpuGemm
         {
             ushort* aligned = (ushort*)(((nuint)pd + 63) & ~(nuint)63);
             for (int panel = 0; panel < nPanels; panel++) PackPanel(pb, aligned, k, n, nr, panel, transposed);
-            return new PackedMatrix(data, (int)(aligned - pd), k, n, nr, format);
+            return new PackedMatrix(data, (int)(aligned - pd), k, n, nr, format, path);
         }
     }
 
@@ -202,7 +248,10 @@ public static class CpuGemm
         }
     }
 
-    /// <summary>C[m,n] = act(A[m,k] · B + bias) with B packed by <see cref="PackB(ReadOnlySpan{float}, int, int)"/> or its 16-bit form.</summary>
+    /// <summary>
+    /// C[m,n] = act(A[m,k] · B + bias) with B packed by <see cref="PackB(ReadOnlySpan{float}, int, int)"/> or its 16-bit form,
+    /// on the micro-kernel B was packed for.
+    /// </summary>
     public static unsafe void Multiply(ReadOnlySpan<float> a, PackedMatrix b, ReadOnlySpan<float> bias, Span<float> c, int m, Activation activation)
     {
         int k = b.K, n = b.N;
@@ -210,8 +259,8 @@ public static class CpuGemm
         if (a.Length < (long)m * k) throw new ArgumentException($"A holds {a.Length} elements; needs {(long)m * k}", nameof(a));
         if (c.Length < (long)m * n) throw new ArgumentException($"C holds {c.Length} elements; needs {(long)m * n}", nameof(c));
         if (!bias.IsEmpty && bias.Length < n) throw new ArgumentException($"bias holds {bias.Length} elements; needs {n}", nameof(bias));
-        var (mr, nr) = Tiling();
-        if (b.Nr != nr) throw new InvalidOperationException("the matrix was packed for another instruction-set path");
+        GemmPath path = b.Path;
+        var (mr, nr) = Tiling(path);
         if (m == 0) return;
         int mPanels = (m + mr - 1) / mr;
         float[] bufferA = ArrayPool<float>.Shared.Rent(mPanels * mr * k + 16);
@@ -224,7 +273,7 @@ public static class CpuGemm
                 {
                     A = pa, C = pc, Bias = bias.IsEmpty ? null : pbias,
                     PackedA = Align64(fa), BIsPacked = true,
-                    M = m, K = k, N = n, Mr = mr, Nr = nr, MPanels = mPanels, NPanels = (n + nr - 1) / nr,
+                    M = m, K = k, N = n, Mr = mr, Nr = nr, MPanels = mPanels, NPanels = (n + nr - 1) / nr, Path = path,
                     Activation = activation,
                 };
                 if (b.Format == WeightFormat.Float32) job.PackedB = fb + b.Offset;
@@ -242,8 +291,13 @@ public static class CpuGemm
         }
     }
 
-    private static (int Mr, int Nr) Tiling() =>
-        Selected switch { Path.Avx512 => (Mr512, Nr512), Path.Avx2 => (Mr256, Nr256), _ => (MrScalar, NrScalar) };
+    private static (int Mr, int Nr) Tiling(GemmPath path) => path switch
+    {
+        GemmPath.Vector512 => (Mr512, Nr512),
+        GemmPath.Vector256 => (Mr256, Nr256),
+        GemmPath.Vector128 => (Mr128, Nr128),
+        _ => (MrScalar, NrScalar),
+    };
 
     /// <summary>One multiplication: operand pointers, packed panels and the tiling of C.</summary>
     private sealed unsafe class Job
@@ -253,6 +307,7 @@ public static class CpuGemm
         public ushort* PackedB16;
         public WeightFormat Format16;
         public int M, K, N, Mr, Nr, MPanels, NPanels;
+        public GemmPath Path;
         public bool TransposeA, TransposeB, Accumulate, BIsPacked;
         public Activation Activation;
         private int _rowBlocks, _columnBlocks, _tiles;
@@ -402,7 +457,8 @@ public static class CpuGemm
             if (Activation != Activation.None)
             {
                 int rowEnd = Math.Min(M, ip1 * mr), colStart = jp0 * nr, colEnd = Math.Min(n, jp1 * nr);
-                for (int i = ip0 * mr; i < rowEnd; i++) Epilogue(C + (long)i * n, null, colStart, colEnd, Activation);
+                VectorWidth width = EpilogueWidth(Path);
+                for (int i = ip0 * mr; i < rowEnd; i++) Epilogue(C + (long)i * n, null, colStart, colEnd, Activation, width);
             }
         }
 
@@ -417,11 +473,11 @@ public static class CpuGemm
             float* c = C + (long)row0 * n + col0;
             if (rows == mr && cols == nr)
             {
-                Kernel(kc, pa, pb, c, n, load, bias == null ? null : bias + col0);
+                Kernel(Path, kc, pa, pb, c, n, load, bias == null ? null : bias + col0);
             }
             else
             {
-                Kernel(kc, pa, pb, edge, nr, false, null);
+                Kernel(Path, kc, pa, pb, edge, nr, false, null);
                 for (int r = 0; r < rows; r++)
                 {
                     float* src = edge + r * nr, dst = c + (long)r * n;
@@ -438,12 +494,13 @@ public static class CpuGemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Kernel(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
+    private static unsafe void Kernel(GemmPath path, int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
     {
-        switch (Selected)
+        switch (path)
         {
-            case Path.Avx512: Kernel512(kc, pa, pb, c, ldc, load, bias); break;
-            case Path.Avx2: Kernel256(kc, pa, pb, c, ldc, load, bias); break;
+            case GemmPath.Vector512: Kernel512(kc, pa, pb, c, ldc, load, bias); break;
+            case GemmPath.Vector256: Kernel256(kc, pa, pb, c, ldc, load, bias); break;
+            case GemmPath.Vector128: Kernel128(kc, pa, pb, c, ldc, load, bias); break;
             default: KernelScalar(kc, pa, pb, c, ldc, load, bias); break;
         }
     }
@@ -466,7 +523,7 @@ public static class CpuGemm
         v1.Store(c + 8);
     }
 
-    /// <summary>4×4 scalar micro-kernel for machines without AVX2/FMA (multiply then add, as without FMA hardware).</summary>
+    /// <summary>4×4 scalar micro-kernel for machines without vector FMA (multiply then add, as without FMA hardware).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void KernelScalar(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
     {
@@ -492,6 +549,54 @@ public static class CpuGemm
         if (load) { v0 += c[0]; v1 += c[1]; v2 += c[2]; v3 += c[3]; }
         if (bias != null) { v0 += bias[0]; v1 += bias[1]; v2 += bias[2]; v3 += bias[3]; }
         c[0] = v0; c[1] = v1; c[2] = v2; c[3] = v3;
+    }
+
+    /// <summary>
+    /// 8×12 micro-kernel: 24 Vector128 accumulators over <paramref name="kc"/> packed steps, sized for AdvSimd's 32
+    /// registers (x86 runs this path only without AVX2, or forced; there it has 32 registers only with AVX-512).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Kernel128(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
+    {
+        Vector128<float> c00 = default, c01 = default, c02 = default;
+        Vector128<float> c10 = default, c11 = default, c12 = default;
+        Vector128<float> c20 = default, c21 = default, c22 = default;
+        Vector128<float> c30 = default, c31 = default, c32 = default;
+        Vector128<float> c40 = default, c41 = default, c42 = default;
+        Vector128<float> c50 = default, c51 = default, c52 = default;
+        Vector128<float> c60 = default, c61 = default, c62 = default;
+        Vector128<float> c70 = default, c71 = default, c72 = default;
+        for (int p = 0; p < kc; p++, pa += Mr128, pb += Nr128)
+        {
+            Vector128<float> b0 = Vector128.Load(pb), b1 = Vector128.Load(pb + 4), b2 = Vector128.Load(pb + 8);
+            Vector128<float> x;
+            x = Vector128.Create(pa[0]); c00 = Vector128.FusedMultiplyAdd(x, b0, c00); c01 = Vector128.FusedMultiplyAdd(x, b1, c01); c02 = Vector128.FusedMultiplyAdd(x, b2, c02);
+            x = Vector128.Create(pa[1]); c10 = Vector128.FusedMultiplyAdd(x, b0, c10); c11 = Vector128.FusedMultiplyAdd(x, b1, c11); c12 = Vector128.FusedMultiplyAdd(x, b2, c12);
+            x = Vector128.Create(pa[2]); c20 = Vector128.FusedMultiplyAdd(x, b0, c20); c21 = Vector128.FusedMultiplyAdd(x, b1, c21); c22 = Vector128.FusedMultiplyAdd(x, b2, c22);
+            x = Vector128.Create(pa[3]); c30 = Vector128.FusedMultiplyAdd(x, b0, c30); c31 = Vector128.FusedMultiplyAdd(x, b1, c31); c32 = Vector128.FusedMultiplyAdd(x, b2, c32);
+            x = Vector128.Create(pa[4]); c40 = Vector128.FusedMultiplyAdd(x, b0, c40); c41 = Vector128.FusedMultiplyAdd(x, b1, c41); c42 = Vector128.FusedMultiplyAdd(x, b2, c42);
+            x = Vector128.Create(pa[5]); c50 = Vector128.FusedMultiplyAdd(x, b0, c50); c51 = Vector128.FusedMultiplyAdd(x, b1, c51); c52 = Vector128.FusedMultiplyAdd(x, b2, c52);
+            x = Vector128.Create(pa[6]); c60 = Vector128.FusedMultiplyAdd(x, b0, c60); c61 = Vector128.FusedMultiplyAdd(x, b1, c61); c62 = Vector128.FusedMultiplyAdd(x, b2, c62);
+            x = Vector128.Create(pa[7]); c70 = Vector128.FusedMultiplyAdd(x, b0, c70); c71 = Vector128.FusedMultiplyAdd(x, b1, c71); c72 = Vector128.FusedMultiplyAdd(x, b2, c72);
+        }
+        Store128(c + 0 * ldc, c00, c01, c02, load, bias);
+        Store128(c + 1 * ldc, c10, c11, c12, load, bias);
+        Store128(c + 2 * ldc, c20, c21, c22, load, bias);
+        Store128(c + 3 * ldc, c30, c31, c32, load, bias);
+        Store128(c + 4 * ldc, c40, c41, c42, load, bias);
+        Store128(c + 5 * ldc, c50, c51, c52, load, bias);
+        Store128(c + 6 * ldc, c60, c61, c62, load, bias);
+        Store128(c + 7 * ldc, c70, c71, c72, load, bias);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Store128(float* c, Vector128<float> v0, Vector128<float> v1, Vector128<float> v2, bool load, float* bias)
+    {
+        if (load) { v0 += Vector128.Load(c); v1 += Vector128.Load(c + 4); v2 += Vector128.Load(c + 8); }
+        if (bias != null) { v0 += Vector128.Load(bias); v1 += Vector128.Load(bias + 4); v2 += Vector128.Load(bias + 8); }
+        v0.Store(c);
+        v1.Store(c + 4);
+        v2.Store(c + 8);
     }
 
     /// <summary>12×32 micro-kernel: 24 Vector512 accumulators over <paramref name="kc"/> packed steps.</summary>
@@ -642,15 +747,16 @@ public static class CpuGemm
     }
 
     /// <summary>The element width of the activation: the micro-kernel's, so a forced path forces both.</summary>
-    private static VectorWidth EpilogueWidth => Selected switch
+    private static VectorWidth EpilogueWidth(GemmPath path) => path switch
     {
-        Path.Avx512 => VectorWidth.Vector512,
-        Path.Avx2 => VectorWidth.Vector256,
+        GemmPath.Vector512 => VectorWidth.Vector512,
+        GemmPath.Vector256 => VectorWidth.Vector256,
+        GemmPath.Vector128 => VectorWidth.Vector128,
         _ => VectorWidth.Scalar,
     };
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Epilogue(float* row, float* bias, int colStart, int colEnd, Activation activation)
+    private static unsafe void Epilogue(float* row, float* bias, int colStart, int colEnd, Activation activation, VectorWidth width)
     {
         if (bias != null)
             for (int j = colStart; j < colEnd; j++) row[j] += bias[j];
@@ -658,10 +764,10 @@ public static class CpuGemm
         switch (activation)
         {
             case Activation.GeluExact:
-                VectorLoop.Apply<GeluExactOperator>(values, values, EpilogueWidth);
+                VectorLoop.Apply<GeluExactOperator>(values, values, width);
                 break;
             case Activation.GeluTanh:
-                VectorLoop.Apply<GeluTanhOperator>(values, values, EpilogueWidth);
+                VectorLoop.Apply<GeluTanhOperator>(values, values, width);
                 break;
         }
     }
@@ -670,23 +776,25 @@ public static class CpuGemm
 /// <summary>A constant GEMM right operand in the CPU kernel's packed panel layout (see <see cref="CpuGemm.PackB(ReadOnlySpan{float}, int, int)"/>).</summary>
 public sealed class PackedMatrix
 {
-    internal PackedMatrix(float[] data, int offset, int k, int n, int nr)
+    internal PackedMatrix(float[] data, int offset, int k, int n, int nr, GemmPath path)
     {
         Data = data;
         Offset = offset;
         K = k;
         N = n;
         Nr = nr;
+        Path = path;
         Format = WeightFormat.Float32;
     }
 
-    internal PackedMatrix(ushort[] data, int offset, int k, int n, int nr, WeightFormat format)
+    internal PackedMatrix(ushort[] data, int offset, int k, int n, int nr, WeightFormat format, GemmPath path)
     {
         Data16 = data;
         Offset = offset;
         K = k;
         N = n;
         Nr = nr;
+        Path = path;
         Format = format;
     }
 
@@ -704,6 +812,8 @@ public sealed class PackedMatrix
     /// <summary>Columns of B.</summary>
     public int N { get; }
     internal int Nr { get; }
+    /// <summary>The micro-kernel the panels are laid out for (their width is its NR).</summary>
+    internal GemmPath Path { get; }
 
     /// <summary>Writes the first <c>destination.Length</c> elements of B in its original row-major [K, N] order.</summary>
     public void Unpack(Span<float> destination)

@@ -11,7 +11,7 @@ internal enum GemmPath
 {
     /// <summary>4 × 4 floats, multiply then add.</summary>
     Scalar,
-    /// <summary>8 × 12 with Vector128 FMA (AdvSimd, or SSE with FMA3).</summary>
+    /// <summary>8 × 12 with Vector128 FMA (AdvSimd; on x86 only when forced, since .NET 10 grants FMA3 only with AVX2).</summary>
     Vector128,
     /// <summary>6 × 16 with AVX2 FMA.</summary>
     Vector256,
@@ -24,7 +24,7 @@ internal enum GemmPath
 /// (or either operand transposed in storage). Laid out as BLIS and MLAS do: both operands are packed into
 /// contiguous zero-padded panels (A in MR-row panels, B in NR-column panels), the K dimension is cut into KC
 /// blocks, and a register-tiled micro-kernel accumulates an MR × NR block of C with FMA (12 × 32 with AVX-512,
-/// 6 × 16 with AVX2, 8 × 12 with 128-bit vectors (ARM64's AdvSimd, or x86 with FMA but not AVX2), 4 × 4 scalar). Tiles of C (row block × column block) are spread over the thread pool;
+/// 6 × 16 with AVX2, 8 × 12 with 128-bit vectors (ARM64's AdvSimd), 4 × 4 scalar). Tiles of C (row block × column block) are spread over the thread pool;
 /// bias is added when a tile's last K block is stored and the activation follows while the tile is in cache
 /// (vectorised through the element-wise operators, bit-identical to <see cref="CpuMath"/>).
 /// Every element of C is summed in one fixed order whatever the scheduling, so results are deterministic, and the
@@ -553,7 +553,7 @@ public static class CpuGemm
 
     /// <summary>
     /// 8×12 micro-kernel: 24 Vector128 accumulators over <paramref name="kc"/> packed steps, sized for AdvSimd's 32
-    /// registers (x86 runs this path only without AVX2, or forced; there it has 32 registers only with AVX-512).
+    /// registers (x86 runs this path only when forced, and has 32 vector registers only with AVX-512).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Kernel128(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)

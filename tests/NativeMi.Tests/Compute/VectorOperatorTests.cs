@@ -47,7 +47,7 @@ public class VectorOperatorTests(ITestOutputHelper output)
         ["gelu-exact"] = Of<GeluExactOperator>(x => 0.5 * x * Erfc(-x / Math.Sqrt(2)), -12, 12, Metric.AbsoluteOverMagnitude, 2.5e-7, f =>
         {
             Assert.Equal(float.PositiveInfinity, f(float.PositiveInfinity));
-            Assert.True(float.IsNaN(f(float.NegativeInfinity)), "−∞·0, as ½x(1 + erf) gives in PyTorch");
+            Assert.True(float.IsNaN(f(float.NegativeInfinity)), "−∞·0, as ½x(1 + erf) evaluates it");
         }),
         ["gelu-exact-derivative"] = Of<GeluExactDerivativeOperator>(
             x => 0.5 * Erfc(-x / Math.Sqrt(2)) + x * Math.Exp(-0.5 * x * x) / Math.Sqrt(2 * Math.PI), -12, 12, Metric.Absolute, 4e-7),
@@ -65,7 +65,8 @@ public class VectorOperatorTests(ITestOutputHelper output)
             Assert.Equal(BitConverter.SingleToInt32Bits(-0f), BitConverter.SingleToInt32Bits(f(-0f)));
             Assert.Equal(BitConverter.SingleToInt32Bits(-0f), BitConverter.SingleToInt32Bits(f(-30f)));
         }),
-        // Three roundings after exp (the sum, the quotient). Below −88.72, e^−x overflows float and the result is −0, as x / (1 + MathF.Exp(−x)) gives (the true value is below 3e-37).
+        // exp's rounding, then the sum's and the quotient's. Below −88.72, e^−x overflows float and the result is −0,
+        // as x / (1 + MathF.Exp(−x)) gives (the true value is below 3e-37).
         ["silu"] = Of<SiluOperator>(x => x < -88.72 ? double.NaN : x / (1 + Math.Exp(-x)), -88.7, 88.7, Metric.Ulp, 2.5, f =>
         {
             Assert.Equal(float.PositiveInfinity, f(float.PositiveInfinity));

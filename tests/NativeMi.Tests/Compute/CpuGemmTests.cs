@@ -6,6 +6,29 @@ using Xunit;
 
 namespace NativeMi.Tests.Compute;
 
+/// <summary>A theory on one GEMM micro-kernel path, forced in this process: skipped, with the reason, where the path is not accelerated.</summary>
+public sealed class GemmPathTheoryAttribute : TheoryAttribute
+{
+    /// <summary>Sets <see cref="FactAttribute.Skip"/> when the path would run in software here.</summary>
+    public GemmPathTheoryAttribute(int path)
+    {
+        if (!CpuGemm.IsSupported((GemmPath)path))
+            Skip = $"the {CpuGemm.Name((GemmPath)path)} GEMM path is not accelerated on this {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture} machine";
+    }
+}
+
+/// <summary>A fact on GEMM micro-kernel paths forced in this process: skipped, with the reason, unless all of them are accelerated.</summary>
+public sealed class GemmPathFactAttribute : FactAttribute
+{
+    /// <summary>Sets <see cref="FactAttribute.Skip"/> when any of the paths would run in software here.</summary>
+    public GemmPathFactAttribute(params int[] paths)
+    {
+        foreach (int path in paths)
+            if (!CpuGemm.IsSupported((GemmPath)path))
+                Skip = $"the {CpuGemm.Name((GemmPath)path)} GEMM path is not accelerated on this {System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture} machine";
+    }
+}
+
 /// <summary>CpuGemm against a double-precision reference, on awkward shapes and every operand layout.</summary>
 public class CpuGemmTests
 {
@@ -24,6 +47,46 @@ public class CpuGemmTests
                     foreach (bool bias in new[] { false, true })
                         foreach (Activation activation in Enum.GetValues<Activation>())
                             GemmChecks.AssertMatches(m, k, n, transposeA, transposeB, accumulate, bias, activation);
+    }
+
+    [GemmPathTheory((int)GemmPath.Scalar)]
+    [MemberData(nameof(Shapes))]
+    public void ScalarPathMatchesTheReference(int m, int k, int n) => GemmChecks.AssertPathMatches(m, k, n, GemmPath.Scalar);
+
+    [GemmPathTheory((int)GemmPath.Vector128)]
+    [MemberData(nameof(Shapes))]
+    public void Vector128PathMatchesTheReference(int m, int k, int n) => GemmChecks.AssertPathMatches(m, k, n, GemmPath.Vector128);
+
+    [GemmPathTheory((int)GemmPath.Vector256)]
+    [MemberData(nameof(Shapes))]
+    public void Vector256PathMatchesTheReference(int m, int k, int n) => GemmChecks.AssertPathMatches(m, k, n, GemmPath.Vector256);
+
+    [GemmPathTheory((int)GemmPath.Vector512)]
+    [MemberData(nameof(Shapes))]
+    public void Vector512PathMatchesTheReference(int m, int k, int n) => GemmChecks.AssertPathMatches(m, k, n, GemmPath.Vector512);
+
+    /// <summary>
+    /// The vector paths sum every element of C in the same order with the same fused multiply-adds (only the number
+    /// of elements per register differs), so each gives the bits of the 128-bit path: raw, packed, 16-bit packed,
+    /// accumulating, with bias and activations, across K blocks (k = 800 is three of them).
+    /// </summary>
+    [GemmPathFact((int)GemmPath.Vector128, (int)GemmPath.Vector256)]
+    public void The256BitPathGivesTheBitsOfThe128BitPath() => AssertSameBitsAs128(GemmPath.Vector256);
+
+    [GemmPathFact((int)GemmPath.Vector128, (int)GemmPath.Vector512)]
+    public void The512BitPathGivesTheBitsOfThe128BitPath() => AssertSameBitsAs128(GemmPath.Vector512);
+
+    private static void AssertSameBitsAs128(GemmPath other)
+    {
+        foreach (var (m, k, n) in new[] { (1, 1, 1), (5, 3, 17), (37, 19, 129), (129, 257, 31), (30, 800, 70), (64, 384, 1536) })
+            foreach (Activation activation in Enum.GetValues<Activation>())
+                foreach (bool accumulate in new[] { false, true })
+                {
+                    string what = $"{m}×{k}×{n} {activation} accumulate={accumulate} on {CpuGemm.Name(other)}";
+                    var results = new[] { GemmPath.Vector128, other }.Select(p => GemmChecks.AllForms(m, k, n, activation, accumulate, p)).ToArray();
+                    for (int form = 0; form < results[0].Length; form++)
+                        Assert.True(results[0][form].AsSpan().SequenceEqual(results[1][form]), $"{what}: form {form} differs from the 128-bit path");
+                }
     }
 
     [Theory]
@@ -142,11 +205,14 @@ public class CpuGemmTests
     /// </summary>
     [Theory]
     [InlineData("avx2", "DOTNET_EnableAVX512F=0", "DOTNET_EnableAVX512=0")]
+    [InlineData("avx512", "DOTNET_PreferredVectorBitWidth=256")]
     [InlineData("scalar", "DOTNET_EnableAVX2=0")]
     [InlineData("scalar", "DOTNET_EnableHWIntrinsic=0")]
     public void ForcedInstructionSetPathsMatchTheReference(string expected, params string[] environment)
     {
         if (expected == "avx2" && !(Avx2.IsSupported && Fma.IsSupported)) expected = "scalar";
+        // Where the runtime prefers 256-bit code (Skylake-X), the kernel still takes AVX-512 and the epilogue its width.
+        if (expected == "avx512" && !Avx512F.IsSupported) expected = CpuGemm.ActivePath;
         string output = RunProbe(environment);
         Assert.Contains($"path={expected}", output);
         Assert.Contains("failures=0", output);
@@ -203,13 +269,17 @@ public static class GemmChecks
     /// Largest |C - reference| over its tolerance: 1e-6 · sqrt(k + 1) · (1 + Σ|terms|), a few times the float
     /// rounding of a k-term sum, yet below the size of any single missing or doubled term.
     /// </summary>
-    public static double WorstError(int m, int k, int n, bool transposeA, bool transposeB, bool accumulate, bool bias, Activation activation, int seed = 1)
+    public static double WorstError(int m, int k, int n, bool transposeA, bool transposeB, bool accumulate, bool bias, Activation activation, int seed = 1) =>
+        WorstError(m, k, n, transposeA, transposeB, accumulate, bias, activation, seed, CpuGemm.Selected);
+
+    internal static double WorstError(int m, int k, int n, bool transposeA, bool transposeB, bool accumulate, bool bias, Activation activation, int seed,
+        GemmPath path)
     {
         var rng = new Random(seed + m * 7919 + k * 104729 + n * 31);
         float[] a = RandomArray(rng, m * k), b = RandomArray(rng, k * n), c0 = RandomArray(rng, m * n);
         float[] biasValues = bias ? RandomArray(rng, n) : [];
         float[] c = (float[])c0.Clone();
-        CpuGemm.Multiply(a, b, biasValues, c, m, k, n, activation, transposeA, transposeB, accumulate);
+        CpuGemm.Multiply(a, b, biasValues, c, m, k, n, activation, transposeA, transposeB, accumulate, path);
         double worst = 0;
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
@@ -241,16 +311,78 @@ public static class GemmChecks
             $"{activation} on {CpuGemm.ActivePath}: error {worst:F2}× the tolerance");
     }
 
+    /// <summary>
+    /// Every layout, bias and activation on a forced path against the reference, the products with B packed for that
+    /// path (fp32 and BF16, the latter equal to the fp32 product over the widened values) and the fused epilogue.
+    /// </summary>
+    internal static void AssertPathMatches(int m, int k, int n, GemmPath path)
+    {
+        foreach (bool transposeA in new[] { false, true })
+            foreach (bool transposeB in new[] { false, true })
+                foreach (bool accumulate in new[] { false, true })
+                    foreach (bool bias in new[] { false, true })
+                        foreach (Activation activation in Enum.GetValues<Activation>())
+                        {
+                            double worst = WorstError(m, k, n, transposeA, transposeB, accumulate, bias, activation, 1, path);
+                            Assert.True(worst <= 1, $"{m}×{k}×{n} transposeA={transposeA} transposeB={transposeB} accumulate={accumulate} bias={bias} " +
+                                $"{activation} on {CpuGemm.Name(path)}: error {worst:F2}× the tolerance");
+                        }
+        foreach (Activation activation in Enum.GetValues<Activation>())
+        {
+            float[][] forms = AllForms(m, k, n, activation, accumulate: false, path);
+            Assert.True(forms[0].AsSpan().SequenceEqual(forms[1]), $"{m}×{k}×{n} {activation} on {CpuGemm.Name(path)}: packed B differs from raw B");
+            Assert.True(forms[2].AsSpan().SequenceEqual(forms[3]), $"{m}×{k}×{n} {activation} on {CpuGemm.Name(path)}: BF16 panels differ from the widened fp32 product");
+        }
+        foreach (Activation activation in new[] { Activation.GeluExact, Activation.GeluTanh })
+            Assert.True(EpilogueIsBitExact(activation, path), $"{activation} epilogue on {CpuGemm.Name(path)} differs from CpuMath");
+    }
+
+    /// <summary>
+    /// One product in four forms on <paramref name="path"/>: raw B, B packed as fp32, BF16-rounded B packed as fp32 and
+    /// the same BF16 values packed 16-bit (transposed, as a Hugging Face weight), each into C = random when accumulating.
+    /// </summary>
+    internal static float[][] AllForms(int m, int k, int n, Activation activation, bool accumulate, GemmPath path)
+    {
+        var rng = new Random(m * 7919 + k * 104729 + n * 31);
+        float[] a = RandomArray(rng, m * k), b = RandomArray(rng, k * n), bias = RandomArray(rng, n), c0 = RandomArray(rng, m * n);
+        ushort[] bf16 = new ushort[k * n];
+        float[] widened = new float[k * n];
+        for (int p = 0; p < k; p++)
+            for (int j = 0; j < n; j++)
+            {
+                bf16[j * k + p] = SixteenBitWeights.ToBFloat16(b[p * n + j]);
+                widened[p * n + j] = SixteenBitWeights.Widen(bf16[j * k + p], WeightFormat.BFloat16);
+            }
+        float[] Run(Action<float[]> product)
+        {
+            float[] c = accumulate ? (float[])c0.Clone() : new float[m * n];
+            product(c);
+            return c;
+        }
+        return
+        [
+            Run(c => CpuGemm.Multiply(a, b, bias, c, m, k, n, activation, false, false, accumulate, path)),
+            accumulate ? Run(c => CpuGemm.Multiply(a, b, bias, c, m, k, n, activation, false, false, accumulate, path))
+                : Run(c => CpuGemm.Multiply(a, CpuGemm.PackB(b, k, n, path), bias, c, m, activation)),
+            accumulate ? Run(c => CpuGemm.Multiply(a, widened, bias, c, m, k, n, activation, false, false, accumulate, path))
+                : Run(c => CpuGemm.Multiply(a, CpuGemm.PackB(widened, k, n, path), bias, c, m, activation)),
+            accumulate ? Run(c => CpuGemm.Multiply(a, widened, bias, c, m, k, n, activation, false, false, accumulate, path))
+                : Run(c => CpuGemm.Multiply(a, CpuGemm.PackB(bf16, k, n, WeightFormat.BFloat16, transposed: true, path), bias, c, m, activation)),
+        ];
+    }
+
     /// <summary>The fused activation equals <see cref="CpuMath"/> applied afterwards, bit for bit.</summary>
-    public static bool EpilogueIsBitExact(Activation activation)
+    public static bool EpilogueIsBitExact(Activation activation) => EpilogueIsBitExact(activation, CpuGemm.Selected);
+
+    internal static bool EpilogueIsBitExact(Activation activation, GemmPath path)
     {
         const int m = 37, k = 50, n = 301;
         var rng = new Random(11);
         float[] a = RandomArray(rng, m * k), b = RandomArray(rng, k * n), bias = RandomArray(rng, n);
         for (int i = 0; i < a.Length; i++) a[i] *= 3;
         float[] plain = new float[m * n], fused = new float[m * n];
-        CpuGemm.Multiply(a, b, bias, plain, m, k, n, Activation.None);
-        CpuGemm.Multiply(a, b, bias, fused, m, k, n, activation);
+        CpuGemm.Multiply(a, b, bias, plain, m, k, n, Activation.None, false, false, false, path);
+        CpuGemm.Multiply(a, b, bias, fused, m, k, n, activation, false, false, false, path);
         for (int i = 0; i < plain.Length; i++)
         {
             float expected = activation == Activation.GeluExact ? CpuMath.GeluExact(plain[i]) : CpuMath.GeluTanh(plain[i]);

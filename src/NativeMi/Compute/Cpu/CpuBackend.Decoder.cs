@@ -116,18 +116,15 @@ public sealed partial class CpuBackend
             {
                 ReadOnlySpan<float> gate = x.AsSpan(row * 2 * width, width), up = x.AsSpan(row * 2 * width + width, width);
                 Span<float> target = y.AsSpan(row * width, width);
-                for (int j = 0; j < width; j++) target[j] = Gate(gate[j], activation) * up[j];
+                switch (activation)
+                {
+                    case GateActivation.Silu: VectorLoop.Apply<GatedOperator<SiluOperator>>(gate, up, target); break;
+                    case GateActivation.GeluExact: VectorLoop.Apply<GatedOperator<GeluExactOperator>>(gate, up, target); break;
+                    default: VectorLoop.Apply<GatedOperator<GeluTanhOperator>>(gate, up, target); break;
+                }
             }
         });
     }
-
-    /// <summary>The gate's activation, as the CUDA kernel computes it.</summary>
-    internal static float Gate(float x, GateActivation activation) => activation switch
-    {
-        GateActivation.Silu => x / (1f + MathF.Exp(-x)),
-        GateActivation.GeluExact => CpuMath.GeluExact(x),
-        _ => CpuMath.GeluTanh(x),
-    };
 
     /// <inheritdoc />
     public void ScaleInPlace(DeviceBuffer<float> buffer, float factor, long count)

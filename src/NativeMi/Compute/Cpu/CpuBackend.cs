@@ -53,7 +53,7 @@ public sealed partial class CpuBackend : IComputeBackend
 
     /// <inheritdoc />
     public string Description =>
-        $"cpu (GEMM kernel {CpuGemm.ActivePath}, other kernels {(Vector512.IsHardwareAccelerated ? "512" : Vector256.IsHardwareAccelerated ? "256" : "scalar")}-bit vectors, {Environment.ProcessorCount} threads)";
+        $"cpu (GEMM kernel {CpuGemm.ActivePath}, other kernels {(VectorLoop.Widest == VectorWidth.Scalar ? "scalar" : $"{32 * (int)VectorLoop.Widest}-bit vectors")}, {Environment.ProcessorCount} threads)";
 
     /// <summary>The managed array behind a buffer of this backend.</summary>
     public static T[] Array<T>(DeviceBuffer<T> buffer) where T : unmanaged => buffer switch

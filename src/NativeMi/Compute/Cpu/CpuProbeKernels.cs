@@ -161,45 +161,12 @@ public static class CpuProbeKernels
         }
     }
 
-    /// <summary>gradient[i] = upstream[i] · GELU'(preActivation[i]) (exact GELU), bit-identical to <see cref="CpuMath.GeluExactDerivative"/>.</summary>
-    public static void GeluBackward(ReadOnlySpan<float> preActivation, ReadOnlySpan<float> upstream, Span<float> gradient)
-    {
-        int i = 0, count = gradient.Length;
-        if (ExpF.IsVectorised)
-        {
-            ref float u0 = ref MemoryMarshal.GetReference(preActivation), g0 = ref MemoryMarshal.GetReference(upstream), d0 = ref MemoryMarshal.GetReference(gradient);
-            for (; i <= count - 8; i += 8)
-            {
-                Vector256<float> u = Vector256.LoadUnsafe(ref u0, (nuint)i);
-                (Vector256.LoadUnsafe(ref g0, (nuint)i) * GeluDerivative(u)).StoreUnsafe(ref d0, (nuint)i);
-            }
-        }
-        for (; i < count; i++) gradient[i] = upstream[i] * GeluDerivativeScalar(preActivation[i]);
-    }
+    /// <summary>gradient[i] = upstream[i] · GELU'(preActivation[i]) (exact GELU, <see cref="CpuMath.GeluExactDerivative"/>); upstream may be gradient.</summary>
+    public static void GeluBackward(ReadOnlySpan<float> preActivation, ReadOnlySpan<float> upstream, Span<float> gradient) =>
+        VectorLoop.Apply<GeluBackwardOperator>(preActivation[..gradient.Length], upstream, gradient);
 
-    /// <summary>output[i] = exact GELU of input[i], bit-identical to <see cref="CpuMath.GeluExact"/>.</summary>
-    public static void Gelu(ReadOnlySpan<float> input, Span<float> output)
-    {
-        int i = 0, count = output.Length;
-        if (Vector256.IsHardwareAccelerated && Fma.IsSupported)
-        {
-            ref float x0 = ref MemoryMarshal.GetReference(input), y0 = ref MemoryMarshal.GetReference(output);
-            for (; i <= count - 8; i += 8)
-            {
-                Vector256<float> x = Vector256.LoadUnsafe(ref x0, (nuint)i);
-                (Vector256.Create(0.5f) * x * (Vector256<float>.One + CpuMath.Erf(x * Vector256.Create(0.70710678118654752f)))).StoreUnsafe(ref y0, (nuint)i);
-            }
-        }
-        for (; i < count; i++) output[i] = CpuMath.GeluExact(input[i]);
-    }
-
-    /// <summary>The scalar GELU derivative with <see cref="ExpF.Exp(float)"/> (equal to MathF.Exp where glibc's expf runs).</summary>
-    private static float GeluDerivativeScalar(float x) =>
-        0.5f * (1f + CpuMath.Erf(x * 0.70710678118654752f)) + x * 0.3989422804014327f * ExpF.Exp(-0.5f * x * x);
-
-    private static Vector256<float> GeluDerivative(Vector256<float> x) =>
-        Vector256.Create(0.5f) * (Vector256<float>.One + CpuMath.Erf(x * Vector256.Create(0.70710678118654752f)))
-        + x * Vector256.Create(0.3989422804014327f) * ExpF.Exp(Vector256.Create(-0.5f) * x * x);
+    /// <summary>output[i] = exact GELU of input[i] (<see cref="CpuMath.GeluExact"/>).</summary>
+    public static void Gelu(ReadOnlySpan<float> input, Span<float> output) => VectorLoop.Apply<GeluExactOperator>(input[..output.Length], output);
 
     /// <summary>columnSums[j] = Σ_r matrix[r, j], rows added in order (columns split over threads).</summary>
     public static void ColumnSums(float[] matrix, Span<float> columnSums, int rows, int width)
@@ -229,93 +196,18 @@ public static class CpuProbeKernels
 }
 
 /// <summary>
-/// expf with the algorithm, constants and fused multiply-adds of glibc's x86-64 FMA variant (from Arm's
-/// optimized-routines, MIT / Apache-2.0: 2^(k/32) table and a cubic in double), so that results equal
-/// <see cref="MathF.Exp"/> on glibc (checked over all 2^32 inputs) while eight lanes run at once. Being our
-/// own code, it returns the same bits on every platform.
+/// expf as glibc's x86-64 FMA build computes it, equal to <see cref="MathF.Exp"/> on glibc (checked over all 2^32
+/// inputs) and the same on every platform; the scalar and 8-lane forms of the one implementation in ExpOperator.
 /// </summary>
 public static class ExpF
 {
-    private static readonly double C0 = BitConverter.UInt64BitsToDouble(0x3ebc6af84b912394);
-    private static readonly double C1 = BitConverter.UInt64BitsToDouble(0x3f2ebfce50fac4f3);
-    private static readonly double C2 = BitConverter.UInt64BitsToDouble(0x3f962e42ff0c52d6);
-    private static readonly double InvLn2NExact = BitConverter.UInt64BitsToDouble(0x40471547652b82fe);
-    private const double Shift = 6755399441055744.0; // 0x1.8p52
-    private static readonly float Overflow = BitConverter.UInt32BitsToSingle(0x42b17217);      // above: +inf
-    private static readonly float Underflow = BitConverter.UInt32BitsToSingle(0xc2cff1b4);     // below: 0
-    private static readonly float MayUnderflow = BitConverter.UInt32BitsToSingle(0xc2ce8ecf);  // below: the smallest subnormal
-
-    /// <summary>2^(i/32) with i·2^47 subtracted from the bits, i = 0..31.</summary>
-    private static ReadOnlySpan<ulong> Table =>
-    [
-        0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
-        0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
-        0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
-        0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
-        0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
-        0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
-        0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
-        0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
-    ];
-
     /// <summary>True when <see cref="Exp(Vector256{float})"/> runs on AVX2 + FMA.</summary>
     public static bool IsVectorised => Avx2.IsSupported && Fma.IsSupported;
 
     /// <summary>e^x for one float.</summary>
-    public static float Exp(float x)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(x);
-        uint abstop = (bits >> 20) & 0x7ff;
-        if (abstop >= 0x42b)
-        {
-            if (bits == 0xff800000u) return 0f;
-            if (abstop >= 0x7f8) return x + x;
-            if (x > Overflow) return float.PositiveInfinity;
-            if (x < Underflow) return 0f;
-            if (x < MayUnderflow) return float.Epsilon;
-        }
-        double xd = x;
-        double kd = Math.FusedMultiplyAdd(InvLn2NExact, xd, Shift);
-        ulong ki = BitConverter.DoubleToUInt64Bits(kd);
-        kd -= Shift;
-        double r = Math.FusedMultiplyAdd(InvLn2NExact, xd, -kd);
-        double s = BitConverter.UInt64BitsToDouble(Table[(int)(ki & 31)] + (ki << 47));
-        double z = Math.FusedMultiplyAdd(r, C0, C1);
-        double r2 = r * r;
-        double y = Math.FusedMultiplyAdd(r, C2, 1.0);
-        y = Math.FusedMultiplyAdd(z, r2, y);
-        return (float)(y * s);
-    }
+    public static float Exp(float x) => ExpOperator.Invoke(x);
 
-    /// <summary>e^x on eight lanes (requires <see cref="IsVectorised"/>).</summary>
+    /// <summary>e^x on eight lanes (requires <see cref="IsVectorised"/> to be fast).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Exp(Vector256<float> x)
-    {
-        (Vector256<double> lower, Vector256<double> upper) = Vector256.Widen(x);
-        Vector256<float> y = Vector256.Narrow(Core(lower), Core(upper));
-        // The special cases of the scalar code, as masks (NaN: x + x).
-        y = Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(MayUnderflow)), Vector256.Create(float.Epsilon), y);
-        y = Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256.Create(Underflow)), Vector256<float>.Zero, y);
-        y = Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256.Create(Overflow)), Vector256.Create(float.PositiveInfinity), y);
-        return Vector256.ConditionalSelect(Vector256.Equals(x, x), y, x + x);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<double> Core(Vector256<double> xd)
-    {
-        Vector256<double> invLn2N = Vector256.Create(InvLn2NExact), shift = Vector256.Create(Shift);
-        Vector256<double> kd = Fma.MultiplyAdd(invLn2N, xd, shift);
-        Vector256<ulong> ki = kd.AsUInt64();
-        kd -= shift;
-        Vector256<double> r = Fma.MultiplySubtract(invLn2N, xd, kd);
-        Vector256<ulong> t;
-        fixed (ulong* table = Table)
-            t = Avx2.GatherVector256(table, (ki & Vector256.Create(31UL)).AsInt64(), 8);
-        Vector256<double> s = (t + (ki << 47)).AsDouble();
-        Vector256<double> z = Fma.MultiplyAdd(r, Vector256.Create(C0), Vector256.Create(C1));
-        Vector256<double> r2 = r * r;
-        Vector256<double> y = Fma.MultiplyAdd(r, Vector256.Create(C2), Vector256<double>.One);
-        y = Fma.MultiplyAdd(z, r2, y);
-        return y * s;
-    }
+    public static Vector256<float> Exp(Vector256<float> x) => ExpOperator.Invoke(x);
 }

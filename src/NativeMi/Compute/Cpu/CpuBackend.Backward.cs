@@ -419,6 +419,14 @@ public sealed partial class CpuBackend
         _ => 1f,
     };
 
+    /// <summary>The gate's activation, one element: the same operators GatedActivation runs over whole rows.</summary>
+    internal static float Gate(float x, GateActivation activation) => activation switch
+    {
+        GateActivation.Silu => SiluOperator.Invoke(x),
+        GateActivation.GeluExact => GeluExactOperator.Invoke(x),
+        _ => GeluTanhOperator.Invoke(x),
+    };
+
     /// <summary>d/dx of <see cref="Gate"/>.</summary>
     internal static float GateDerivative(float x, GateActivation activation)
     {

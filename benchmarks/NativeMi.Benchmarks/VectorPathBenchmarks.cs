@@ -9,6 +9,7 @@ namespace NativeMi.Benchmarks;
 /// is the kernel an ARM64 machine now runs (here on x86 with AVX-512's 32 registers, which AdvSimd also has) and the
 /// scalar row the one it ran before, at minilm's feed-forward shapes for a batch of 32 (864 rows) and 8 (216 rows).
 /// </summary>
+[MedianColumn, MinColumn]
 public class GemmPathBenchmarks
 {
     private float[] _a = [], _bias = [], _c = [];
@@ -55,6 +56,7 @@ public class GemmPathBenchmarks
 }
 
 /// <summary>The element-wise operators over 2^20 floats at each width this machine accelerates, forced in-process.</summary>
+[MedianColumn, MinColumn]
 public class ActivationWidthBenchmarks
 {
     private readonly float[] _x = GemmPathBenchmarks.Fill(new Random(2), 1 << 20, 6f), _y = GemmPathBenchmarks.Fill(new Random(3), 1 << 20);

@@ -243,20 +243,8 @@ extern "C" __global__ void rotary_backward_inplace(float* qkv_gradient, const in
                                                    int rows, int heads, int kv_heads, int head_dim) {
     const int row = blockIdx.x;
     if (row >= rows) return;
-    const int half = head_dim / 2;
     const long long stride = (long long)(heads + 2 * kv_heads) * head_dim;
-    const double position = (double)positions[row];
-    float* base = qkv_gradient + row * stride;
-    for (int pair = threadIdx.x; pair < (heads + kv_heads) * half; pair += blockDim.x) {
-        const int head = pair / half, i = pair % half;
-        double s, c;
-        sincos(position * (double)inverse_frequencies[i], &s, &c);
-        const float sine = (float)s, cosine = (float)c;
-        float* x = base + (long long)head * head_dim;
-        const float first = x[i], second = x[i + half];
-        x[i] = first * cosine + second * sine;
-        x[i + half] = second * cosine - first * sine;
-    }
+    nativemi::rotate_half_row(qkv_gradient + row * stride, (double)positions[row], inverse_frequencies, heads, kv_heads, head_dim, -1.0f);
 }
 
 // One block per row: [q | k (heads) | v (heads)] -> [q | k (kv heads) | v (kv heads)], each key-value head the sum, in head order,
@@ -304,18 +292,7 @@ extern "C" __global__ void pool_sentences_backward(const float* __restrict__ lay
     const int s = blockIdx.x;
     if (s >= batch) return;
     const long long base = (long long)s * seq;
-    if (threadIdx.x == 0) {
-        int first = -1, last = -1, targets = 0;
-        for (int i = 0; i < seq; i++) {
-            if (attention_mask[base + i] == 0) continue;
-            if (first < 0) first = i;
-            last = i;
-            if (is_target[base + i] != 0) targets++;
-        }
-        first_real = first;
-        last_real = last;
-        target_count = targets;
-    }
+    if (threadIdx.x == 0) nativemi::sentence_extent(attention_mask, is_target, base, seq, first_real, last_real, target_count);
     __syncthreads();
     const bool needs_targets = mode == 0 || mode == 3;
     const bool nothing = first_real < 0 || (needs_targets && target_count == 0);

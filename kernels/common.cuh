@@ -143,6 +143,39 @@ __device__ __forceinline__ float gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(inner));
 }
 
+// Thread 0 of a pooling block finds sentence s's first and last real positions and its target count, for
+// pool_sentences and its backward alike (the caller synchronises before the others read them).
+__device__ __forceinline__ void sentence_extent(const int* __restrict__ attention_mask, const int* __restrict__ is_target, long long base,
+                                                int seq, int& first_real, int& last_real, int& target_count) {
+    int first = -1, last = -1, targets = 0;
+    for (int i = 0; i < seq; i++) {
+        if (attention_mask[base + i] == 0) continue;
+        if (first < 0) first = i;
+        last = i;
+        if (is_target[base + i] != 0) targets++;
+    }
+    first_real = first;
+    last_real = last;
+    target_count = targets;
+}
+
+// One row of Hugging Face's rotate-half rotation over every query and key head, the angle and its sine and cosine in
+// double; direction +1 rotates (rotary_inplace), -1 applies the transpose (its backward).
+__device__ __forceinline__ void rotate_half_row(float* base, double position, const float* __restrict__ inverse_frequencies, int heads,
+                                                int kv_heads, int head_dim, float direction) {
+    const int half = head_dim / 2;
+    for (int pair = threadIdx.x; pair < (heads + kv_heads) * half; pair += blockDim.x) {
+        const int head = pair / half, i = pair % half;
+        double s, c;
+        sincos(position * (double)inverse_frequencies[i], &s, &c);
+        const float sine = direction * (float)s, cosine = (float)c;
+        float* x = base + (long long)head * head_dim;
+        const float first = x[i], second = x[i + half];
+        x[i] = first * cosine - second * sine;
+        x[i + half] = second * cosine + first * sine;
+    }
+}
+
 }  // namespace nativemi
 
 namespace nativemi {

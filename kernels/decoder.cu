@@ -38,20 +38,8 @@ extern "C" __global__ void rotary_inplace(float* qkv, const int* __restrict__ po
                                           int rows, int heads, int kv_heads, int head_dim) {
     const int row = blockIdx.x;
     if (row >= rows) return;
-    const int half = head_dim / 2;
     const long long stride = (long long)(heads + 2 * kv_heads) * head_dim;
-    const double position = (double)positions[row];
-    float* base = qkv + row * stride;
-    for (int pair = threadIdx.x; pair < (heads + kv_heads) * half; pair += blockDim.x) {
-        const int head = pair / half, i = pair % half;
-        double s, c;
-        sincos(position * (double)inverse_frequencies[i], &s, &c);
-        const float sine = (float)s, cosine = (float)c;
-        float* x = base + (long long)head * head_dim;
-        const float first = x[i], second = x[i + half];
-        x[i] = first * cosine - second * sine;
-        x[i + half] = second * cosine + first * sine;
-    }
+    nativemi::rotate_half_row(qkv + row * stride, (double)positions[row], inverse_frequencies, heads, kv_heads, head_dim, 1.0f);
 }
 
 // One block per row: [q | k (kv heads) | v (kv heads)] -> [q | k (heads) | v (heads)], query head h reading key-value

@@ -13,18 +13,7 @@ extern "C" __global__ void pool_sentences(const float* __restrict__ layer, const
     const int s = blockIdx.x;
     if (s >= batch) return;
     const long long base = (long long)s * seq;
-    if (threadIdx.x == 0) {
-        int first = -1, last = -1, targets = 0;
-        for (int i = 0; i < seq; i++) {
-            if (attention_mask[base + i] == 0) continue;
-            if (first < 0) first = i;
-            last = i;
-            if (is_target[base + i] != 0) targets++;
-        }
-        first_real = first;
-        last_real = last;
-        target_count = targets;
-    }
+    if (threadIdx.x == 0) nativemi::sentence_extent(attention_mask, is_target, base, seq, first_real, last_real, target_count);
     __syncthreads();
 
     float* destination = output + (long long)s * width;

@@ -35,13 +35,7 @@ public sealed unsafe partial class CudaBackend
         if (slot.Pending)
             CudaDriverApi.Check(CudaDriverApi.EventSynchronize(slot.Copied!.DangerousGetHandle()), "cuEventSynchronize (upload staging)");
         slot.Pending = false;
-        if (slot.Memory is null || slot.Memory.Bytes < bytes)
-        {
-            slot.Memory?.Dispose();
-            slot.Memory = null;
-            // Grown in powers of two from 64 KiB, so a run settles on a few sizes instead of reallocating per batch.
-            slot.Memory = PinnedHostMemory.Allocate(_context, Math.Max(64L << 10, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes)));
-        }
+        EnsureCapacity(ref slot.Memory, bytes);
         slot.Copied ??= CudaEventHandle.Create(_context);
         void* staging = (void*)slot.Memory.DangerousGetHandle();
         Buffer.MemoryCopy(source, staging, slot.Memory.Bytes, bytes);
@@ -55,17 +49,22 @@ public sealed unsafe partial class CudaBackend
     private bool TryStagedDownload(void* destination, ulong source, long bytes)
     {
         if (bytes > StagingLimitBytes) return false;
-        if (_downloadStaging is null || _downloadStaging.Bytes < bytes)
-        {
-            _downloadStaging?.Dispose();
-            _downloadStaging = null;
-            _downloadStaging = PinnedHostMemory.Allocate(_context, Math.Max(64L << 10, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes)));
-        }
+        EnsureCapacity(ref _downloadStaging, bytes);
         void* staging = (void*)_downloadStaging.DangerousGetHandle();
         CudaDriverApi.Check(CudaDriverApi.CopyDeviceToHostAsync(staging, source, (nuint)bytes, Stream), "cuMemcpyDtoHAsync (staged)");
         SynchronizeChecked();
         Buffer.MemoryCopy(staging, destination, bytes, bytes);
         return true;
+    }
+
+    /// <summary>Replaces <paramref name="memory"/> by a larger pinned buffer when it holds fewer than <paramref name="bytes"/>.</summary>
+    private void EnsureCapacity([System.Diagnostics.CodeAnalysis.NotNull] ref PinnedHostMemory? memory, long bytes)
+    {
+        if (memory is not null && memory.Bytes >= bytes) return;
+        memory?.Dispose();
+        memory = null;
+        // Grown in powers of two from 64 KiB, so a run settles on a few sizes instead of reallocating per batch.
+        memory = PinnedHostMemory.Allocate(_context, Math.Max(64L << 10, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes)));
     }
 
     private void DisposeStaging()

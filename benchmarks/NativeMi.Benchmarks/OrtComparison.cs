@@ -25,14 +25,30 @@ public static class OrtComparison
     /// Idle time before each timed run. ORT's intra-op threads spin for a while after a run returns, and so do idle
     /// .NET pool threads; with 0 each system's run starts while the other's threads may still hold the cores.
     /// </param>
-    public static string Run(int runs, int[] batchSizes, int sequenceWords, int gapMilliseconds = 0)
+    public static string Run(int runs, int[] batchSizes, int sequenceWords, int gapMilliseconds = 0, bool ortSpinning = true) =>
+        Run(runs, batchSizes, sequenceWords, gapMilliseconds, ortSpinning, out _);
+
+    /// <summary>One cell of the comparison: a model at a batch size, both medians in milliseconds.</summary>
+    public sealed record Cell(string Model, int Batch, string Tokens, double OursMedianMs, double OrtMedianMs)
     {
+        /// <summary>Our time over ORT's (below 1: we are faster).</summary>
+        public double Ratio => OursMedianMs / OrtMedianMs;
+    }
+
+    /// <summary>As <see cref="Run(int, int[], int, int, bool)"/>, also returning every cell's medians.</summary>
+    /// <param name="ortSpinning">
+    /// False sets ORT's session.intra_op.allow_spinning to 0: its pool threads sleep as soon as a run ends instead of
+    /// spinning, so they no longer hold the cores while our next run starts.
+    /// </param>
+    public static string Run(int runs, int[] batchSizes, int sequenceWords, int gapMilliseconds, bool ortSpinning, out List<Cell> cells)
+    {
+        cells = [];
         var report = new StringBuilder();
         report.AppendLine(CultureInfo.InvariantCulture, $"# Forward pass: NativeMi CPU vs ONNX Runtime {typeof(InferenceSession).Assembly.GetName().Version}");
         report.AppendLine();
         report.AppendLine(CultureInfo.InvariantCulture, $"- machine: {CpuName()}, {Environment.ProcessorCount} logical cores, {Environment.OSVersion}, .NET {Environment.Version}");
         report.AppendLine(CultureInfo.InvariantCulture, $"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
-        report.AppendLine(CultureInfo.InvariantCulture, $"- threads: NativeMi thread pool on {Environment.ProcessorCount} cores; ORT intra-op threads = {Environment.ProcessorCount}, ORT_ENABLE_ALL");
+        report.AppendLine(CultureInfo.InvariantCulture, $"- threads: NativeMi thread pool on {Environment.ProcessorCount} cores; ORT intra-op threads = {Environment.ProcessorCount}, ORT_ENABLE_ALL, spinning {(ortSpinning ? "allowed (its default)" : "disabled")}");
         report.AppendLine(CultureInfo.InvariantCulture, $"- inputs: packaged WordNet sentences, our tokenizer, right padding; {runs} timed runs per cell after 3 untimed runs per batch size and {Warmup} warm-up runs per cell (the JIT has promoted the hot loops by then), alternating systems{(gapMilliseconds > 0 ? $", {gapMilliseconds} ms idle before each run" : ", back to back")}; every layer's hidden states returned by ours, last_hidden_state by ORT");
         report.AppendLine();
         report.AppendLine("| model | batch | tokens (padded) | NativeMi median ms | ORT median ms | NativeMi / ORT |");
@@ -49,6 +65,7 @@ public static class OrtComparison
                 InterOpNumThreads = 1,
                 ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
             };
+            if (!ortSpinning) options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
             using var session = new InferenceSession(BuiltinModels.GetOnnxPath(name), options);
             // Three untimed passes of both systems at every batch size first, so that the first cell (batch 1 of the
             // first model) does not pay for JIT tiering and thread-pool start-up that later cells find done.
@@ -82,6 +99,7 @@ public static class OrtComparison
                     theirs.Add(b);
                 }
                 double mo = Median(ours), mt = Median(theirs);
+                cells.Add(new Cell(name, batchSize, $"{batch.BatchSize}x{batch.SequenceLength}", mo, mt));
                 string line = string.Create(CultureInfo.InvariantCulture,
                     $"| {name} | {batchSize} | {batch.BatchSize}x{batch.SequenceLength} | {mo:F1} | {mt:F1} | {mo / mt:F2} |");
                 report.AppendLine(line);
@@ -115,7 +133,7 @@ public static class OrtComparison
         return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
-    private static string CpuName()
+    internal static string CpuName()
     {
         try
         {

@@ -16,8 +16,12 @@ namespace NativeMi.Benchmarks;
 public static class ProbeComparison
 {
     /// <summary>Runs the comparison with <paramref name="runs"/> timed epochs per side and returns a Markdown report.</summary>
-    public static string Run(int runs, string python = "/usr/bin/python3")
+    public static string Run(int runs, string python = "/usr/bin/python3") => Run(runs, out _, out _, python);
+
+    /// <summary>As <see cref="Run(int, string)"/>, also returning both medians (seconds per epoch; torch's null when skipped).</summary>
+    public static string Run(int runs, out double oursMedianSeconds, out double? torchMedianSeconds, string python = "/usr/bin/python3")
     {
+        torchMedianSeconds = null;
         var report = new StringBuilder();
         var train = SyntheticProbeData.Train();
         var validation = SyntheticProbeData.Validation();
@@ -30,6 +34,7 @@ public static class ProbeComparison
             if (i > 0) ours.Add(clock.Elapsed.TotalSeconds);
         }
         double oursMedian = Median(ours);
+        oursMedianSeconds = oursMedian;
         report.AppendLine("# Probe epoch: NativeMi CPU vs PyTorch CPU");
         report.AppendLine();
         report.AppendLine(CultureInfo.InvariantCulture, $"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}; {Environment.ProcessorCount} cores; {backend.Description}");
@@ -77,6 +82,7 @@ public static class ProbeComparison
             return report.ToString();
         }
         double torchMedian = JsonDocument.Parse(torchLine!).RootElement.GetProperty("median_s").GetDouble();
+        torchMedianSeconds = torchMedian;
         report.AppendLine(CultureInfo.InvariantCulture, $"| PyTorch | {torchMedian:F2} |");
         report.AppendLine();
         report.AppendLine(CultureInfo.InvariantCulture, $"NativeMi / PyTorch = {oursMedian / torchMedian:F2}");

@@ -2,14 +2,14 @@ using System.Globalization;
 using BenchmarkDotNet.Running;
 using NativeMi.Benchmarks;
 
-// `ort-compare [runs] [--gap-ms N] [--out file.md]` times our forward pass against ONNX Runtime side by side;
+// `ort-compare [runs] [--gap-ms N] [--ort-no-spin] [--out file.md]` times our forward pass against ONNX Runtime side by side;
 // anything else goes to BenchmarkDotNet.
 if (args.Length > 0 && args[0] == "ort-compare")
 {
     int runs = args.Length > 1 && int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out int r) ? r : 10;
     int gapIndex = Array.IndexOf(args, "--gap-ms");
     int gap = gapIndex >= 0 && gapIndex + 1 < args.Length ? int.Parse(args[gapIndex + 1], CultureInfo.InvariantCulture) : 0;
-    string report = OrtComparison.Run(runs, [1, 8, 32], sequenceWords: 8, gap);
+    string report = OrtComparison.Run(runs, [1, 8, 32], sequenceWords: 8, gap, ortSpinning: !args.Contains("--ort-no-spin"));
     int outIndex = Array.IndexOf(args, "--out");
     if (outIndex >= 0 && outIndex + 1 < args.Length) NativeMi.IO.AtomicFile.WriteAllText(args[outIndex + 1], report);
     Console.WriteLine(report);
@@ -39,5 +39,7 @@ if (args.Length > 0 && args[0] == "kernels")
     Console.WriteLine(QuickKernels.Run(rounds, args.Length > 2 ? args[2] : null));
     return 0;
 }
+// `bar [--quick] [--out file.md] [--nativemi path] [--skip-measure]`: every goal of the CPU speed bar in one pass (scripts/bench-bar.sh).
+if (args.Length > 0 && args[0] == "bar") return Bar.Run(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(ForwardBenchmarks).Assembly).Run(args);
 return 0;

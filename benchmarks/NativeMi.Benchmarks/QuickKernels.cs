@@ -23,8 +23,19 @@ public static class QuickKernels
     private sealed record Case(string Name, double Flops, Action Body);
 
     /// <summary>Runs the cases and returns a Markdown table.</summary>
-    public static string Run(int rounds, string? filter)
+    public static string Run(int rounds, string? filter) => Run(rounds, filter, out _);
+
+    /// <summary>One case's result: its name, 2·m·k·n (0 for cases that are not products) and median milliseconds.</summary>
+    public sealed record Timing(string Name, double Flops, double MedianMs)
     {
+        /// <summary>GFLOP/s at the median time (0 for cases without a FLOP count).</summary>
+        public double GflopsPerSecond => Flops / MedianMs / 1e6;
+    }
+
+    /// <summary>As <see cref="Run(int, string)"/>, also returning every case's median.</summary>
+    public static string Run(int rounds, string? filter, out List<Timing> timings)
+    {
+        timings = [];
         var cases = new List<Case>();
         cases.Add(new Case("FMA peak 512, 1 thread", 12.0 * 16 * 2 * PeakIterations, () => FmaPeakBenchmarks.Chains512(PeakIterations)));
         cases.Add(new Case($"FMA peak 512, {Environment.ProcessorCount} threads", Environment.ProcessorCount * 12.0 * 16 * 2 * PeakIterations,
@@ -86,6 +97,7 @@ public static class QuickKernels
         {
             var t = times[c].OrderBy(x => x).ToList();
             double median = t[t.Count / 2], min = t[0];
+            timings.Add(new Timing(c.Name, c.Flops, median));
             report.AppendLine(CultureInfo.InvariantCulture, $"| {c.Name} | {median:F3} | {min:F3} | {c.Flops / median / 1e6:F1} | {c.Flops / min / 1e6:F1} |");
         }
         return report.ToString();

@@ -1,0 +1,212 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+
+namespace NativeMi.Benchmarks;
+
+/// <summary>
+/// `bar`: the CPU speed bar of issue 13 in one rerunnable pass. It prints (and writes as Markdown) the forward pass
+/// against ONNX Runtime at batch 8 and 32 back to back, with an idle gap and with ORT's spinning disabled; each
+/// forward GEMM shape as a share of the measured FMA peak; one probe epoch against PyTorch; and the default
+/// `nativemi measure`'s wall time and peak RSS with an empty cache and with the embeddings cached. Every goal is
+/// listed with its measured value and whether it is met, beside the machine, the load and the date.
+/// </summary>
+public static class Bar
+{
+    private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
+
+    // The goals of issue 13, stated once here so that the summary and the details cannot disagree.
+    private const double ForwardRatioGoal = 0.83;
+    private const double GemmPeakShareGoal = 0.80;
+    private const double ProbeRatioGoal = 0.50;
+    // The default measure took about 60 s with an empty cache on a quiet machine when the goal was set; half of it.
+    private const double MeasureWallGoalSeconds = 30;
+
+    private sealed record Goal(string Name, string Measured, bool? Met);
+
+    /// <summary>Runs the bar; <paramref name="args"/> are the options after "bar".</summary>
+    public static int Run(string[] args)
+    {
+        bool quick = args.Contains("--quick");
+        string? outPath = Option(args, "--out");
+        string nativemi = Option(args, "--nativemi") ?? FindCli();
+        var goals = new List<Goal>();
+        var details = new StringBuilder();
+        string loadBefore = LoadAverage();
+        var clock = Stopwatch.StartNew();
+
+        int forwardRuns = quick ? 8 : 20;
+        foreach (var (label, gap, spinning) in new[] { ("back to back", 0, true), ("30 ms idle before each run", 30, true), ("back to back, ORT spinning disabled", 0, false) })
+        {
+            Progress($"forward vs ONNX Runtime, {label}");
+            string report = OrtComparison.Run(forwardRuns, [1, 8, 32], sequenceWords: 8, gap, spinning, out List<OrtComparison.Cell> cells);
+            details.AppendLine(CultureInfo.InvariantCulture, $"## Forward pass, {label}").AppendLine().AppendLine(Demote(report)).AppendLine();
+            foreach (OrtComparison.Cell cell in cells.Where(c => c.Batch is 8 or 32))
+                goals.Add(new Goal($"forward {cell.Model} batch {cell.Batch}, {label}: NativeMi / ORT <= {ForwardRatioGoal:F2}",
+                    $"{cell.Ratio:F2} ({cell.OursMedianMs:F1} / {cell.OrtMedianMs:F1} ms)", cell.Ratio <= ForwardRatioGoal));
+        }
+
+        Progress("GEMM shapes against the FMA peak");
+        string kernels = QuickKernels.Run(quick ? 7 : 15, "FMA peak|GEMM packed", out List<QuickKernels.Timing> timings);
+        // The all-threads loop is listed after the one-thread loop.
+        QuickKernels.Timing peak = timings.Last(t => t.Name.StartsWith("FMA peak", StringComparison.Ordinal));
+        details.AppendLine("## GEMM against the FMA peak").AppendLine()
+            .AppendLine(CultureInfo.InvariantCulture, $"The peak is the `{peak.Name}` loop: {peak.GflopsPerSecond:F1} GFLOP/s at its median. The GEMM rows are the forward pass's shapes (M = 216 and 864: batch 8 and 32 of 27 tokens) with packed weights.")
+            .AppendLine().AppendLine("```").Append(kernels).AppendLine("```").AppendLine();
+        foreach (QuickKernels.Timing gemm in timings.Where(t => t.Name.StartsWith("GEMM packed", StringComparison.Ordinal) && !t.Name.EndsWith("x32", StringComparison.Ordinal)))
+        {
+            double share = gemm.GflopsPerSecond / peak.GflopsPerSecond;
+            goals.Add(new Goal($"{gemm.Name}: share of the FMA peak >= {GemmPeakShareGoal:P0}", $"{share:P0} ({gemm.GflopsPerSecond:F1} GFLOP/s)", share >= GemmPeakShareGoal));
+        }
+
+        Progress("one probe epoch against PyTorch");
+        string probe = ProbeComparison.Run(quick ? 3 : 5, out double oursEpoch, out double? torchEpoch);
+        details.AppendLine("## Probe epoch").AppendLine().AppendLine(Demote(probe)).AppendLine();
+        goals.Add(torchEpoch is double torch
+            ? new Goal($"probe epoch: NativeMi / PyTorch <= {ProbeRatioGoal:F2}", $"{oursEpoch / torch:F2} ({oursEpoch:F2} / {torch:F2} s)", oursEpoch / torch <= ProbeRatioGoal)
+            : new Goal($"probe epoch: NativeMi / PyTorch <= {ProbeRatioGoal:F2}", $"PyTorch not run; NativeMi {oursEpoch:F2} s", null));
+
+        if (!args.Contains("--skip-measure"))
+        {
+            details.AppendLine("## Default measure").AppendLine();
+            if (!File.Exists(nativemi))
+            {
+                details.AppendLine(CultureInfo.InvariantCulture, $"Not run: no CLI at {nativemi} (build src/NativeMi.Cli in Release or pass --nativemi).").AppendLine();
+                goals.Add(new Goal("default measure", $"not run: no CLI at {nativemi}", null));
+            }
+            else
+            {
+                string cache = Directory.CreateTempSubdirectory("nativemi-bar-cache-").FullName;
+                try
+                {
+                    details.AppendLine("| run | wall s | peak RSS MiB | weights MiB | cached embeddings MiB | 2 x weights + embeddings MiB |").AppendLine("|---|---:|---:|---:|---:|---:|");
+                    foreach (string state in new[] { "empty cache", "embeddings cached" })
+                    {
+                        Progress($"default measure, {state}");
+                        var (wall, rssMiB) = TimeMeasure(nativemi, cache);
+                        double weightsMiB = Bytes(Path.Combine(cache, "models"), "model.safetensors") / 1048576.0;
+                        double embeddingsMiB = Bytes(Path.Combine(cache, "embeddings"), null) / 1048576.0;
+                        double memoryGoal = 2 * weightsMiB + embeddingsMiB;
+                        details.AppendLine(CultureInfo.InvariantCulture, $"| {state} | {wall:F1} | {rssMiB:F1} | {weightsMiB:F1} | {embeddingsMiB:F1} | {memoryGoal:F1} |");
+                        goals.Add(new Goal($"default measure, {state}: wall <= {MeasureWallGoalSeconds:F0} s", $"{wall:F1} s", state == "empty cache" ? wall <= MeasureWallGoalSeconds : null));
+                        goals.Add(new Goal($"default measure, {state}: peak RSS <= 2 x weights + cached embeddings", $"{rssMiB:F1} MiB of {memoryGoal:F1} MiB", rssMiB <= memoryGoal));
+                    }
+                    details.AppendLine().AppendLine("The wall-time goal applies to the run with an empty cache (import, forward and probes), as when it was set; the cached run is shown for the probe share.").AppendLine();
+                }
+                finally
+                {
+                    Directory.Delete(cache, recursive: true);
+                }
+            }
+        }
+
+        var report2 = new StringBuilder();
+        report2.AppendLine("# NativeMi CPU speed bar").AppendLine();
+        report2.AppendLine(CultureInfo.InvariantCulture, $"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}; commit {Commit()}; `bar{(quick ? " --quick" : "")}` took {clock.Elapsed.TotalMinutes:F1} min");
+        report2.AppendLine(CultureInfo.InvariantCulture, $"- machine: {OrtComparison.CpuName()}, {Environment.ProcessorCount} logical cores, {MemoryGiB():F1} GiB, {Environment.OSVersion}, .NET {Environment.Version}");
+        report2.AppendLine(CultureInfo.InvariantCulture, $"- load average before: {loadBefore}; after: {LoadAverage()} (this VM is noisy: every comparison alternates the two systems within one run)");
+        report2.AppendLine();
+        report2.AppendLine("| goal | measured | met |").AppendLine("|---|---:|:---:|");
+        foreach (Goal g in goals) report2.AppendLine(CultureInfo.InvariantCulture, $"| {g.Name} | {g.Measured} | {(g.Met is null ? "-" : g.Met.Value ? "yes" : "**no**")} |");
+        report2.AppendLine();
+        report2.AppendLine(CultureInfo.InvariantCulture, $"{goals.Count(g => g.Met == true)} of {goals.Count(g => g.Met is not null)} goals met.").AppendLine();
+        report2.Append(details);
+        string text = report2.ToString();
+        if (outPath is not null) NativeMi.IO.AtomicFile.WriteAllText(outPath, text);
+        Console.WriteLine(text);
+        return 0;
+    }
+
+    private static (double WallSeconds, double PeakRssMiB) TimeMeasure(string nativemi, string cache)
+    {
+        string output = Directory.CreateTempSubdirectory("nativemi-bar-measure-").FullName;
+        string timeFile = Path.Combine(output, "time.txt");
+        try
+        {
+            // GNU time reports the child's peak RSS from wait4's rusage, which no polling from here could match.
+            var start = new ProcessStartInfo("/usr/bin/time") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string a in new[] { "-f", "%e %M", "-o", timeFile, nativemi, "measure", "--out", Path.Combine(output, "run") }) start.ArgumentList.Add(a);
+            start.Environment["NATIVEMI_CACHE"] = cache;
+            using var child = Process.Start(start) ?? throw new InvalidOperationException("could not start /usr/bin/time");
+            Task<string> stdout = child.StandardOutput.ReadToEndAsync();
+            Task<string> stderr = child.StandardError.ReadToEndAsync();
+            child.WaitForExit();
+            if (child.ExitCode != 0)
+                throw new InvalidOperationException($"nativemi measure exited {child.ExitCode}: {stderr.Result.Trim()}");
+            _ = stdout.Result;
+            string[] fields = File.ReadAllText(timeFile).Trim().Split(' ');
+            return (double.Parse(fields[0], Invariant), double.Parse(fields[1], Invariant) / 1024);
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+
+    private static long Bytes(string folder, string? fileName) =>
+        !Directory.Exists(folder) ? 0 : Directory.EnumerateFiles(folder, fileName ?? "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+
+    // The sub-reports are whole documents; inside the bar their headings become sub-headings.
+    private static string Demote(string report) =>
+        string.Join('\n', report.Split('\n').Select(l => l.StartsWith('#') ? "##" + l : l));
+
+    private static string? Option(string[] args, string name)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
+
+    private static void Progress(string step) => Console.Error.WriteLine($"bar: {step}");
+
+    private static string FindCli()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "src", "NativeMi.Cli", "bin", "Release", "net10.0", "nativemi");
+            if (File.Exists(candidate)) return candidate;
+        }
+        return Path.Combine(Environment.CurrentDirectory, "src", "NativeMi.Cli", "bin", "Release", "net10.0", "nativemi");
+    }
+
+    private static string LoadAverage()
+    {
+        try
+        {
+            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+    }
+
+    private static double MemoryGiB()
+    {
+        try
+        {
+            string? line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal:", StringComparison.Ordinal));
+            return line is null ? double.NaN : double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], Invariant) / 1048576;
+        }
+        catch (IOException)
+        {
+            return double.NaN;
+        }
+    }
+
+    private static string Commit()
+    {
+        try
+        {
+            var start = new ProcessStartInfo("git") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string a in new[] { "-C", AppContext.BaseDirectory, "rev-parse", "--short", "HEAD" }) start.ArgumentList.Add(a);
+            using var git = Process.Start(start)!;
+            string sha = git.StandardOutput.ReadToEnd().Trim();
+            git.WaitForExit();
+            return git.ExitCode == 0 && sha.Length > 0 ? sha : "unknown";
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "unknown (no git)";
+        }
+    }
+}

@@ -1,4 +1,6 @@
+using NativeMi.Compute.Cpu;
 using NativeMi.Compute.Cuda;
+using NativeMi.Information;
 using NativeMi.IO;
 using NativeMi.Measurement;
 using NativeMi.Models;
@@ -183,8 +185,9 @@ public class MeasureRequestTests
         Assert.Equal([0, 6], o.Layers!);
         Assert.Equal((PoolingMode.Max, ProbeFamily.Bag, 64, 3, 2, 0.01f), (o.Pool!.Value, o.Probe, o.Hidden, o.Epochs, o.Patience, o.LearningRate));
         Assert.Equal(((int?)null, "token", 8, 16, 7UL, (int?)40, 0), (o.Classes, o.HeadlineTarget, o.BatchSize, o.ProbeBatchSize, o.Seed, o.MaxTokens, o.Bootstrap));
-        Assert.Equal((Information.FanoAlphabet.ObservedPlusOne, BaselineKind.RandomInit, "cache-folder"), (o.FanoAlphabet, o.Baseline, o.CacheDirectory));
-        Assert.Equal(2, request.OptionsFor(new Compute.Cpu.CpuBackend()).ProbeSeeds);
+        Assert.Equal((FanoAlphabet.ObservedPlusOne, BaselineKind.RandomInit, "cache-folder"), (o.FanoAlphabet, o.Baseline, o.CacheDirectory));
+        using var cpu = new CpuBackend();
+        Assert.Equal(2, request.OptionsFor(cpu).ProbeSeeds);
     }
 
     [Fact]
@@ -192,7 +195,8 @@ public class MeasureRequestTests
     {
         MeasureRequest request = MeasureRequest.FromJson("{}");
         Assert.Equal("cpu", request.Backend);
-        Assert.Equal(new MeasureOptions(), request.OptionsFor(new Compute.Cpu.CpuBackend()));
+        using var cpu = new CpuBackend();
+        Assert.Equal(new MeasureOptions(), request.OptionsFor(cpu));
     }
 
     [Theory]

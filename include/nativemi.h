@@ -16,7 +16,8 @@
  *
  * OWNERSHIP
  *   - A nativemi_model* comes from nativemi_open and is released with nativemi_close (exactly once;
- *     nativemi_close(NULL) is a no-op). A closed handle must not be used again.
+ *     nativemi_close(NULL) is a no-op). A closed handle must not be used again (a call that gets one, or any
+ *     value nativemi_open did not return, fails with NATIVEMI_ERROR_USAGE: handle values are never reused).
  *   - Every output array (ids, vectors, hidden states) is a caller-provided buffer with its capacity in
  *     elements; the engine never keeps a pointer to it after the call returns. A buffer that is too small
  *     is NATIVEMI_ERROR_USAGE with the required size in the message, and nothing is written to it.
@@ -24,6 +25,10 @@
  *     with nativemi_free_string. Strings returned as const char* (version, last error) belong to the engine:
  *     nativemi_version's lives forever, nativemi_last_error's until the next failing call on that thread.
  *   - Every input string is NUL-terminated UTF-8 and is only read during the call.
+ *
+ * FILES
+ *   The library reads the built-in models (models/), the packaged corpus (data/) and Hugging Face's tokenizers
+ *   (libhf_tokenizers.so) from its own folder: keep the folder scripts/build-native.sh publishes together.
  *
  * THREADING
  *   Every function may be called from any thread. Calls on different handles run in parallel. Calls on the
@@ -57,7 +62,7 @@ typedef enum nativemi_status {
     NATIVEMI_ERROR_USAGE = 2,
     /* A wrong input: a model folder, a checkpoint, a corpus, a tokenizer file. */
     NATIVEMI_ERROR_INPUT = 3,
-    /* The environment lacks something: no usable GPU, a missing native library, out of memory, an unwritable cache. */
+    /* The environment lacks something: no usable GPU, a missing native library, GPU memory, an unwritable cache. */
     NATIVEMI_ERROR_ENVIRONMENT = 4,
     /* The cancellation flag was raised (or the progress callback asked to stop). */
     NATIVEMI_CANCELLED = 130
@@ -84,7 +89,7 @@ typedef struct nativemi_model_info {
     size_t struct_size;
     /* Family as config.json's model_type says it: "bert", "roberta", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma". */
     char family[32];
-    /* "cpu" or "cuda" (the backend the handle runs on), with "emulated" appended for the CPU-emulated CUDA device. */
+    /* "cpu" or "cuda" (the backend the handle runs on), or "cuda-emulated" for the CPU-emulated CUDA device. */
     char backend[32];
     /* Transformer blocks L. */
     int32_t layers;
@@ -102,13 +107,16 @@ typedef struct nativemi_model_info {
     int32_t default_pool;
 } nativemi_model_info;
 
-/* Called during nativemi_measure. stage is a short name ("sample", "import", "forward", "probe", "bootstrap", ...);
-   completed of total units of that stage are done (total may be 0 when unknown); message is a human-readable line
-   or NULL. Both strings are valid only during the call. Return 0 to go on, nonzero to cancel the measurement. */
+/* Called during nativemi_measure. stage is a short name: "backend" (what "auto" or "cuda" chose), "sample", "import"
+   (a built-in model's first use), "pooling", "tokenise", "forward", "control", "probe", "probe done", and with a
+   baseline "baseline forward", "baseline probe", "baseline probe done"; completed of total units of that stage are done
+   (total may be 0 when unknown); message is a human-readable line or NULL. Both strings are valid only during the call.
+   Return 0 to go on, nonzero to cancel the measurement. */
 typedef int32_t (*nativemi_progress_fn)(void *user_data, const char *stage, int64_t completed, int64_t total,
                                        const char *message);
 
-/* The engine's version, e.g. "0.3.0+00ecd25". Never NULL; lives as long as the library. */
+/* The engine's version and the commit it was built from, e.g. "1.0.0+4cab1e4f0c...". Never NULL; lives as long as
+   the library. */
 const char *nativemi_version(void);
 
 /* NATIVEMI_ABI_VERSION of the library actually loaded (compare with the header's). */
@@ -140,7 +148,8 @@ nativemi_status nativemi_tokenize(nativemi_model *model, const char *text, int32
    out has shape [layer_count][sentence_count][width] and capacity out_capacity floats
    (at least layer_count * sentence_count * width). layers lists entry numbers in any order (each 0..entries-1);
    out's first axis follows that order. Sentences are run in batches of the engine's choosing; the vectors do not depend
-   on the batching beyond float rounding. */
+   on the batching beyond float rounding. A layer out of range or an unknown pool is NATIVEMI_ERROR_USAGE; a sentence with
+   nothing to pool (no text token for mean and max, such as "" for BERT) is NATIVEMI_ERROR_INPUT naming it. */
 nativemi_status nativemi_embed(nativemi_model *model, const char *const *sentences, size_t sentence_count,
                                const int32_t *layers, size_t layer_count, nativemi_pool pool,
                                float *out, size_t out_capacity);
@@ -157,16 +166,22 @@ nativemi_status nativemi_hidden(nativemi_model *model, const char *const *senten
 
 /* Runs a whole measurement, as `nativemi measure` does, and returns its results.json text in *results_json
    (release it with nativemi_free_string; NULL on failure).
-   options_json is a JSON object; every key is optional and unknown keys are refused:
+   options_json is a JSON object (NULL is NATIVEMI_ERROR_USAGE; "{}" means every default); every key is optional:
      "model" (string, default "minilm"), "backend" ("cpu", "cuda", "auto"; default "cpu"), "corpus" (path; default the
      packaged WordNet examples), "max_sentences" (int or null for all; default 8000), "layers" (array of ints; default
      all), "pool" ("mean", "cls", "last", "max"), "probe" ("positional", "bag", "linear"), "hidden" (int), "epochs" (int),
      "patience" (int), "learning_rate" (number), "classes" (int or null), "probe_seeds" (int), "target" ("coarse" or
      "token"), "batch_size" (int), "probe_batch_size" (int), "seed" (int), "max_tokens" (int), "bootstrap" (int),
      "fano_alphabet" ("vocab" or "observed"),
-     "baseline" ("none", "random-init", "shuffled"), "cache" (folder of the embedding cache).
+     "baseline" ("none", "random-init", "shuffled"), "cache" (folder of the embedding cache and of the imported built-in
+     models). "probe_seeds" defaults to 1 on the CPU and 3 on a GPU, as the command's --probe-seeds. An unknown key, a key
+     given twice, a value of the wrong type or out of the command's range is NATIVEMI_ERROR_USAGE naming the key and what
+     was expected; a layer the model lacks, a missing corpus or model is NATIVEMI_ERROR_INPUT.
    progress may be NULL. cancel may be NULL; when it points to a flag, raising it (any nonzero value, from any thread)
-   stops the measurement within about 50 ms of engine time and returns NATIVEMI_CANCELLED. */
+   stops the measurement and returns NATIVEMI_CANCELLED: the flag is read every 50 ms (and before each progress call), and
+   the run stops at the engine's next check, after each forward batch, each probe mini-batch and between the run's steps
+   (loading a model and hashing its weights are not interrupted: a second or two for minilm). A progress callback that
+   returns nonzero cancels the same way and is not called again. */
 nativemi_status nativemi_measure(const char *options_json, nativemi_progress_fn progress, void *user_data,
                                  const volatile int32_t *cancel, char **results_json);
 

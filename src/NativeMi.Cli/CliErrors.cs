@@ -2,22 +2,19 @@ using System.CommandLine;
 
 namespace NativeMi.Cli;
 
-/// <summary>Exit codes of the nativemi command (documented in the README).</summary>
+/// <summary>Exit codes of the nativemi command (documented in the README); the engine's <see cref="ExitStatus"/> numbers.</summary>
 internal static class ExitCodes
 {
-    public const int Success = 0;
+    public const int Success = (int)ExitStatus.Success;
     /// <summary>An internal error: a bug. The message asks for a report; --verbose shows the stack.</summary>
-    public const int Internal = 1;
+    public const int Internal = (int)ExitStatus.Internal;
     /// <summary>The command line is wrong (unknown option, missing argument, bad value).</summary>
-    public const int Usage = 2;
+    public const int Usage = (int)ExitStatus.Usage;
     /// <summary>An input is wrong: a file, a folder, a model, a corpus.</summary>
-    public const int Input = 3;
+    public const int Input = (int)ExitStatus.Input;
     /// <summary>The environment lacks something: no GPU, a missing native library, an unwritable output.</summary>
-    public const int Environment = 4;
+    public const int Environment = (int)ExitStatus.Environment;
 }
-
-/// <summary>A bad option value found by a command's own parsing (exit 2, like System.CommandLine's errors).</summary>
-internal sealed class UsageException(string message) : Exception(message);
 
 /// <summary>Options shared by the commands that load a model.</summary>
 internal static class ModelOptions
@@ -44,59 +41,30 @@ internal static class ErrorBoundary
         {
             return body();
         }
-        catch (UsageException e)
-        {
-            return Fail(ExitCodes.Usage, e, verbose);
-        }
-        catch (InputException e)
-        {
-            return Fail(ExitCodes.Input, e, verbose);
-        }
-        catch (FileNotFoundException e)
-        {
-            return Fail(ExitCodes.Input, e, verbose);
-        }
-        catch (DirectoryNotFoundException e)
-        {
-            return Fail(ExitCodes.Input, e, verbose);
-        }
-        catch (EnvironmentException e)
-        {
-            return Fail(ExitCodes.Environment, e, verbose);
-        }
-        catch (NativeMi.IO.OutputWriteException e)
-        {
-            return Fail(ExitCodes.Environment, e, verbose);
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            return Fail(ExitCodes.Environment, e, verbose);
-        }
-        catch (OperationCanceledException)
-        {
-            Console.Error.WriteLine("nativemi: cancelled");
-            return 130;
-        }
+#pragma warning disable CA1031 // the boundary of the command: every exception becomes a message and an exit code
         catch (Exception e)
+#pragma warning restore CA1031
         {
-            Console.Error.WriteLine($"nativemi: internal error: {e.Message}");
-            if (verbose) Console.Error.WriteLine(e);
-            else Console.Error.WriteLine("(run again with --verbose for details; this is a bug, please report it)");
-            return ExitCodes.Internal;
+            ExitStatus status = ErrorClassification.Classify(e);
+            switch (status)
+            {
+                case ExitStatus.Cancelled:
+                    Console.Error.WriteLine("nativemi: cancelled");
+                    break;
+                case ExitStatus.Internal:
+                    Console.Error.WriteLine($"nativemi: internal error: {e.Message}");
+                    if (verbose) Console.Error.WriteLine(e);
+                    else Console.Error.WriteLine("(run again with --verbose for details; this is a bug, please report it)");
+                    break;
+                default:
+                    Console.Error.WriteLine($"nativemi: error: {e.Message}");
+                    if (verbose) Console.Error.WriteLine(e);
+                    break;
+            }
+            return (int)status;
         }
     }
 
-    /// <summary>
-    /// <paramref name="message"/> on one line: each run of white space holding a line break or a tab becomes one space,
-    /// so that a library's multi-line message (allowed values one per line, a list of paths tried) stays one line.
-    /// </summary>
-    public static string OneLine(string message) =>
-        System.Text.RegularExpressions.Regex.Replace(message.Trim(), @"[ ]*[\r\n\t]+\s*", " ");
-
-    private static int Fail(int code, Exception e, bool verbose)
-    {
-        Console.Error.WriteLine($"nativemi: error: {e.Message}");
-        if (verbose) Console.Error.WriteLine(e);
-        return code;
-    }
+    /// <inheritdoc cref="ErrorClassification.OneLine"/>
+    public static string OneLine(string message) => ErrorClassification.OneLine(message);
 }

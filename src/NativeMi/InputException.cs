@@ -34,3 +34,14 @@ public class EnvironmentException : Exception
     /// <summary>Creates the exception.</summary>
     public EnvironmentException(string message, Exception? inner = null) : base(message, inner) { }
 }
+
+/// <summary>
+/// A wrong argument rather than a wrong file: an unknown option, a value of the wrong type or out of range, a buffer too
+/// small. An <see cref="InputException"/> (it names the option and what was expected), classified apart from the other
+/// input errors as <see cref="ExitStatus.Usage"/>, the exit status of a command line the parser refused.
+/// </summary>
+public sealed class UsageException : InputException
+{
+    /// <summary>Creates the exception.</summary>
+    public UsageException(string message, Exception? inner = null) : base(message, inner) { }
+}

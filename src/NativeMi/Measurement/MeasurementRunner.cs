@@ -47,14 +47,20 @@ public static class MeasurementRunner
         int distinctSentences = texts.Distinct(StringComparer.Ordinal).Count();
         progress?.Report(new MeasureEvent("sample", sample.Length, distinctSentences, options.Corpus is null ? "the packaged WordNet examples" : corpusPath));
 
+        // Checked between the steps that run seconds without a check of their own (reading and hashing the corpus, loading
+        // the model, hashing its weights), so a cancelled run stops at the next step rather than after all of them.
+        cancellation.ThrowIfCancellationRequested();
         string modelDirectory = ModelResolver.Resolve(options.Model, cacheRoot, progress is null ? null : new ImportLog(progress));
+        cancellation.ThrowIfCancellationRequested();
         using TransformerModel model = TransformerModel.Load(modelDirectory, backend, new ModelLoadOptions { AllowNonFiniteWeights = options.AllowNonFiniteWeights, WidenSixteenBitWeights = options.WidenSixteenBitWeights });
         if (model.NonFiniteWeightCount > 0)
             warnings.Add($"the weights hold {model.NonFiniteWeightCount} NaN or infinite value(s), loaded because non-finite weights were allowed");
         // Checked now, not after the forward pass: a layer the model does not have must not cost the embeddings first.
         bool final = model.Config.HasFinalEntry;
         int[] selected = SelectEntries(options.Layers, model.Config.NumLayers, final);
+        cancellation.ThrowIfCancellationRequested();
         string identity = ModelIdentity(modelDirectory);
+        cancellation.ThrowIfCancellationRequested();
         // Decoders see a token's context only to its left, so their last token summarises the sentence; encoders pool the mean.
         bool poolByDefault = options.Pool is null;
         PoolingMode pool = options.Pool ?? (model.Config.Layout.Attention.Causal ? PoolingMode.Last : PoolingMode.Mean);

@@ -52,6 +52,8 @@ public static class ProbeTrainer
                     long targetSum = 0;
                     for (int start = 0; start < order.Length; start += options.BatchSentences)
                     {
+                        // Checked per mini-batch too: an epoch over thousands of sentences would keep a cancelled run going for seconds.
+                        cancellation.ThrowIfCancellationRequested();
                         var members = order.AsSpan(start, Math.Min(options.BatchSentences, order.Length - start)).ToArray();
                         using var batch = trainBatches.Prepare(members);
                         lossSum += network.TrainStep(batch, ++step);

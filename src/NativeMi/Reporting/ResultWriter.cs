@@ -36,6 +36,9 @@ public static class ResultWriter
         return [json, layers, positions];
     }
 
+    /// <summary>The text of results.json (<see cref="ToJson"/> as a string): what a library caller gets without a file.</summary>
+    public static string ToJsonText(MeasurementResult result) => Encoding.UTF8.GetString(ToJson(result));
+
     /// <summary>results.json, schema "nativemi.measure/2" (docs/METHOD.md defines every figure).</summary>
     public static byte[] ToJson(MeasurementResult r)
     {

@@ -1,3 +1,5 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
 using System.Text;
 using NativeMi.IO;
 
@@ -10,6 +12,11 @@ namespace NativeMi.Text;
 /// </summary>
 internal sealed class HuggingFaceTokenizer
 {
+    /// <summary>The library's name in Tokenizers.DotNet's imports, and its file.</summary>
+    private const string ImportName = "hf_tokenizers", FileName = "libhf_tokenizers.so";
+
+    private static readonly bool ResolverRegistered = RegisterResolver();
+
     private readonly Tokenizers.DotNet.Tokenizer _tokenizer;
     private readonly string _source;
 
@@ -19,6 +26,28 @@ internal sealed class HuggingFaceTokenizer
         _source = source;
     }
 
+    /// <summary>
+    /// Lets the library be found beside the engine's files (<see cref="AppContext.BaseDirectory"/>) before the runtime's
+    /// default search. A NativeAOT program finds it there anyway, but a NativeAOT shared library (libnativemi.so) searches
+    /// the folder of the executable that loaded it, which is the caller's, not ours.
+    /// </summary>
+    private static bool RegisterResolver()
+    {
+        try
+        {
+            NativeLibrary.SetDllImportResolver(typeof(Tokenizers.DotNet.Tokenizer).Assembly, Resolve);
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            // The host registered its own resolver for Tokenizers.DotNet: its search stands.
+            return false;
+        }
+    }
+
+    private static nint Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath) =>
+        libraryName == ImportName && NativeLibrary.TryLoad(Path.Combine(AppContext.BaseDirectory, FileName), out nint handle) ? handle : 0;
+
     /// <summary>Loads the tokenizer.json text <paramref name="json"/>; <paramref name="source"/> names it in errors.</summary>
     /// <exception cref="ModelFormatException">The library refuses the definition.</exception>
     /// <exception cref="EnvironmentException">The native library is missing or the temporary file cannot be written.</exception>
@@ -26,6 +55,7 @@ internal sealed class HuggingFaceTokenizer
     {
         // The library reads only from a file path, so the definition goes through a private temporary file that
         // lives only while the library parses it.
+        _ = ResolverRegistered;
         string path = Path.Combine(Path.GetTempPath(), $"nativemi-tokenizer-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
         try
         {

@@ -10,7 +10,8 @@
 # python3-wheel on Debian). The tests run against the installed package and its bundled copy of the library
 # (NATIVEMI_LIBRARY is unset), with a fresh NATIVEMI_CACHE unless one is set. Exits with pytest's status.
 #
-# NATIVEMI_PYTHON picks the interpreter (default /usr/bin/python3, else python3 on PATH).
+# NATIVEMI_PYTHON picks the interpreter (default /usr/bin/python3, else python3 on PATH); NATIVEMI_NATIVE_DIR a native
+# folder built elsewhere instead of build/native.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -20,13 +21,20 @@ if [ -z "$python" ]; then
   if [ -x /usr/bin/python3 ]; then python=/usr/bin/python3; else python=python3; fi
 fi
 
-if [ ! -f build/native/libnativemi.so ]; then
+if [ -n "${NATIVEMI_NATIVE_DIR:-}" ]; then
+  # A native folder built elsewhere (setup.py bundles the same one).
+  if [ ! -f "$NATIVEMI_NATIVE_DIR/libnativemi.so" ]; then
+    echo "bindings/python/run-tests.sh: NATIVEMI_NATIVE_DIR=$NATIVEMI_NATIVE_DIR holds no libnativemi.so" >&2
+    exit 1
+  fi
+  export NATIVEMI_NATIVE_DIR
+elif [ ! -f build/native/libnativemi.so ]; then
   if [ ! -f scripts/build-native.sh ]; then
     echo "bindings/python/run-tests.sh: build/native/libnativemi.so is missing and scripts/build-native.sh does not exist" >&2
     exit 1
   fi
   echo "bindings/python/run-tests.sh: build/native/libnativemi.so is missing; building it with scripts/build-native.sh" >&2
-  bash scripts/build-native.sh
+  bash scripts/build-native.sh >/dev/null
 fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/nativemi-python-tests.XXXXXX")"

@@ -5,8 +5,7 @@ with the CLI, the `nativemi` command of the same checkout. A missing library FAI
 is built first); set NATIVEMI_TESTS_ALLOW_MISSING=1 to skip them instead.
 
 Unless NATIVEMI_CACHE is already set, the session uses a fresh cache folder (the built-in model is imported into it
-once), so the tests neither read nor write ~/.cache/nativemi. It must be set before the library is loaded: the .NET
-runtime inside it reads the environment when it starts.
+once), so the tests neither read nor write ~/.cache/nativemi; the `nativemi hidden` child process inherits it.
 """
 from __future__ import annotations
 

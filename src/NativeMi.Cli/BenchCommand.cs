@@ -152,7 +152,7 @@ internal static class BenchCommand
         if (note is not null) Console.WriteLine(note);
     }
 
-    private static void WriteOpsJson(Stream stream, string model, OpShapes shapes, IReadOnlyList<(IComputeBackend Backend, IReadOnlyList<OpTiming> Timings)> results, bool tf32)
+    internal static void WriteOpsJson(Stream stream, string model, OpShapes shapes, IReadOnlyList<(IComputeBackend Backend, IReadOnlyList<OpTiming> Timings)> results, bool tf32)
     {
         using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         json.WriteStartObject();
@@ -190,7 +190,7 @@ internal static class BenchCommand
         json.WriteEndObject();
     }
 
-    private static void WriteJson(Stream stream, string backend, string? note, IReadOnlyList<Row> rows)
+    internal static void WriteJson(Stream stream, string backend, string? note, IReadOnlyList<Row> rows)
     {
         using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         json.WriteStartObject();

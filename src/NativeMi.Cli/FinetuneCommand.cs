@@ -126,7 +126,7 @@ internal static class FinetuneCommand
             var entries = result.Parameters.Select(p => SafetensorsEntry.FromFloat32(p.Name, p.Shape, p.Values)).ToArray();
             SafetensorsWriter.Write(Path.Combine(staging, "model.safetensors"), entries,
                 new Dictionary<string, string> { ["format"] = "pt", ["nativemi"] = "finetune" });
-            File.WriteAllText(Path.Combine(staging, "finetune.json"), ReportJson(result, options, backend, seconds).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            File.WriteAllText(Path.Combine(staging, "finetune.json"), ReportText(result, options, backend, seconds));
             var csv = new StringBuilder("step,train_cross_entropy_bits,gradient_norm\n");
             foreach (var (step, bits, norm) in result.Steps) csv.Append(CultureInfo.InvariantCulture, $"{step},{bits:R},{norm:R}\n");
             File.WriteAllText(Path.Combine(staging, "finetune-steps.csv"), csv.ToString());
@@ -147,6 +147,10 @@ internal static class FinetuneCommand
             Console.Error.WriteLine($"warning: the loss plot was not written ({e.Message}); the model and the report are in {folder}");
         }
     }
+
+    /// <summary>finetune.json, schema "nativemi.finetune/1".</summary>
+    internal static string ReportText(FinetuneResult result, FinetuneOptions options, string backend, double seconds) =>
+        ReportJson(result, options, backend, seconds).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
 
     private static JsonObject ReportJson(FinetuneResult r, FinetuneOptions o, string backend, double seconds)
     {

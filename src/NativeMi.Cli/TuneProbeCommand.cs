@@ -113,7 +113,7 @@ internal static class TuneProbeCommand
             "(the narrowest, then least patient, then fastest-learning candidate within the tolerance of the best mean validation CE)");
     }
 
-    private static byte[] Json(MeasureOptions options, IReadOnlyList<CandidateScore> scores, CandidateScore chosen, double tolerance)
+    internal static byte[] Json(MeasureOptions options, IReadOnlyList<CandidateScore> scores, CandidateScore chosen, double tolerance)
     {
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))

@@ -117,7 +117,7 @@ internal sealed class KeyedByTargetJson(string note)
     public string Note { get; } = note;
 
     [JsonExtensionData]
-    public Dictionary<string, object> ByTarget { get; } = new(StringComparer.Ordinal);
+    public OrderedDictionary<string, object> ByTarget { get; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>A count, or "all" for null (no limit).</summary>

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using NativeMi.Compute;
 using NativeMi.Measurement;
 using NativeMi.Models;
@@ -18,8 +19,10 @@ namespace NativeMi.Cli;
 /// </summary>
 internal static class BenchCommand
 {
+    /// <summary>One shape's timings, as the table prints them and --json writes them.</summary>
     public sealed record Row(string Model, string Backend, int BatchSize, int SequenceLength, int Runs,
-        double PooledMedianMs, double PooledTokensPerSecond, double AllStatesMedianMs, double AllStatesTokensPerSecond);
+        double PooledMedianMs, [property: JsonPropertyName("pooled_tokens_per_s")] double PooledTokensPerSecond,
+        double AllStatesMedianMs, [property: JsonPropertyName("all_states_tokens_per_s")] double AllStatesTokensPerSecond);
 
     public static Command Create(Option<bool> verbose)
     {
@@ -152,70 +155,23 @@ internal static class BenchCommand
         if (note is not null) Console.WriteLine(note);
     }
 
-    private static void WriteOpsJson(Stream stream, string model, OpShapes shapes, IReadOnlyList<(IComputeBackend Backend, IReadOnlyList<OpTiming> Timings)> results, bool tf32)
+    private static string Machine => $"{Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}";
+
+    internal static void WriteOpsJson(Stream stream, string model, OpShapes shapes, IReadOnlyList<(IComputeBackend Backend, IReadOnlyList<OpTiming> Timings)> results, bool tf32)
     {
-        using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
-        json.WriteStartObject();
-        json.WriteString("schema", "nativemi.bench-ops/1");
-        json.WriteString("model", model);
-        json.WriteNumber("batch_size", shapes.Batch);
-        json.WriteNumber("sequence_length", shapes.Sequence);
-        json.WriteString("machine", $"{Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
-        json.WriteStartArray("backends");
-        foreach (var (backend, timings) in results)
+        var backends = results.Select(r =>
         {
-            DevicePeak? peak = backend.Name == "cuda" ? DevicePeak.For(backend.Description) : null;
-            string? note = PeakNote(backend, peak);
-            json.WriteStartObject();
-            json.WriteString("backend", backend.Description);
-            if (note is not null) json.WriteString("note", note);
-            json.WriteStartArray("ops");
-            foreach (OpTiming t in timings)
-            {
-                json.WriteStartObject();
-                json.WriteString("op", t.Op);
-                json.WriteString("role", t.Role);
-                json.WriteString("shape", t.Shape);
-                json.WriteNumber("median_ms", t.MedianMilliseconds);
-                json.WriteNumber("gflops_per_s", t.GigaflopsPerSecond);
-                json.WriteNumber("gbytes_per_s", t.GigabytesPerSecond);
-                if (note is null && t.FractionOfPeak(peak, tf32 && backend.Name == "cuda") is double fraction) json.WriteNumber("fraction_of_peak", fraction);
-                else json.WriteNull("fraction_of_peak");
-                json.WriteEndObject();
-            }
-            json.WriteEndArray();
-            json.WriteEndObject();
-        }
-        json.WriteEndArray();
-        json.WriteEndObject();
+            DevicePeak? peak = r.Backend.Name == "cuda" ? DevicePeak.For(r.Backend.Description) : null;
+            string? note = PeakNote(r.Backend, peak);
+            return new BenchOpsBackendJson(r.Backend.Description, note, [.. r.Timings.Select(t => new BenchOpJson(t.Op, t.Role, t.Shape, t.MedianMilliseconds,
+                t.GigaflopsPerSecond, t.GigabytesPerSecond, note is null ? t.FractionOfPeak(peak, tf32 && r.Backend.Name == "cuda") : null))]);
+        }).ToArray();
+        JsonSerializer.Serialize(stream, new BenchOpsJson("nativemi.bench-ops/1", model, shapes.Batch, shapes.Sequence, Machine, backends),
+            CliJsonContext.Default.BenchOpsJson);
     }
 
-    private static void WriteJson(Stream stream, string backend, string? note, IReadOnlyList<Row> rows)
-    {
-        using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
-        json.WriteStartObject();
-        json.WriteString("schema", "nativemi.bench/1");
-        json.WriteString("backend", backend);
-        if (note is not null) json.WriteString("note", note);
-        json.WriteString("machine", $"{Environment.ProcessorCount} logical CPUs, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}");
-        json.WriteStartArray("rows");
-        foreach (Row row in rows)
-        {
-            json.WriteStartObject();
-            json.WriteString("model", row.Model);
-            json.WriteString("backend", row.Backend);
-            json.WriteNumber("batch_size", row.BatchSize);
-            json.WriteNumber("sequence_length", row.SequenceLength);
-            json.WriteNumber("runs", row.Runs);
-            json.WriteNumber("pooled_median_ms", row.PooledMedianMs);
-            json.WriteNumber("pooled_tokens_per_s", row.PooledTokensPerSecond);
-            json.WriteNumber("all_states_median_ms", row.AllStatesMedianMs);
-            json.WriteNumber("all_states_tokens_per_s", row.AllStatesTokensPerSecond);
-            json.WriteEndObject();
-        }
-        json.WriteEndArray();
-        json.WriteEndObject();
-    }
+    internal static void WriteJson(Stream stream, string backend, string? note, IReadOnlyList<Row> rows) =>
+        JsonSerializer.Serialize(stream, new BenchJson("nativemi.bench/1", backend, note, Machine, rows), CliJsonContext.Default.BenchJson);
 
     private static int[] ParseSizes(string text)
     {

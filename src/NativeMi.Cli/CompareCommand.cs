@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Spectre.Console;
 
 namespace NativeMi.Cli;
@@ -58,37 +59,35 @@ internal static class CompareCommand
         if (!File.Exists(full)) throw new InputException($"{full}: results file not found");
         try
         {
-            using JsonDocument document = JsonDocument.Parse(File.ReadAllBytes(full));
-            JsonElement root = document.RootElement;
-            string schema = root.TryGetProperty("schema", out JsonElement s) && s.ValueKind == JsonValueKind.String ? s.GetString()! : "";
+            byte[] bytes = File.ReadAllBytes(full);
+            // The schema first: a file of another edition need not have the fields read below.
+            string schema = JsonSerializer.Deserialize(bytes, CompareJsonContext.Default.SchemaJson)?.Schema ?? "";
             if (schema == "nativemi.measure/1")
                 throw new InputException($"{full}: field 'schema' is \"{schema}\", written by an older nativemi whose figures are not the bounds of docs/METHOD.md's second edition; run measure again");
             if (schema != "nativemi.measure/2")
                 throw new InputException($"{full}: field 'schema' is \"{schema}\"; expected \"nativemi.measure/2\" (a results.json written by nativemi measure)");
-            static Interval? IntervalOf(JsonElement e) =>
-                e.ValueKind == JsonValueKind.Array ? new Interval(e[0].GetDouble(), e[1].GetDouble()) : null;
-            var rows = root.GetProperty("layers").EnumerateArray().Select(l =>
+            ComparedResultsJson results = JsonSerializer.Deserialize(bytes, CompareJsonContext.Default.ComparedResultsJson) ?? throw new JsonException("null");
+            static Interval? IntervalOf(double[]? pair) => pair switch
             {
-                JsonElement f = l.GetProperty(target);
-                double ba = f.GetProperty("ba_bits").GetDouble();
-                Interval? ci = IntervalOf(f.GetProperty("ba_ci"));
-                return new Row(l.GetProperty("name").GetString()!, l.GetProperty("layer").GetInt32(), l.GetProperty("depth").GetDouble(), f.GetProperty("acc").GetDouble(),
-                    f.GetProperty("fano_bits").GetDouble(), ba, ci?.Lower ?? ba, ci?.Upper ?? ba, f.GetProperty("gain_bits").GetDouble());
+                null => null,
+                [double lower, double upper] => new Interval(lower, upper),
+                _ => throw new JsonException($"an interval has {pair.Length} numbers; expected [lower, upper]"),
+            };
+            var rows = results.Layers.Select(l =>
+            {
+                ComparedFiguresJson f = target == "token" ? l.Token : l.Coarse;
+                Interval? ci = IntervalOf(f.BaCi);
+                return new Row(l.Name, l.Layer, l.Depth, f.Acc, f.FanoBits, f.BaBits, ci?.Lower ?? f.BaBits, ci?.Upper ?? f.BaBits, f.GainBits);
             }).ToArray();
-            JsonElement summary = root.GetProperty("summary").GetProperty(target);
-            JsonElement settings = root.GetProperty("settings"), corpus = root.GetProperty("corpus");
-            string model = root.GetProperty("model").GetProperty("name").GetString()!;
-            string probe = root.GetProperty("probe_family").GetString()!;
-            string label = $"{model} ({probe}, seed {settings.GetProperty("seed").GetUInt64()})";
-            JsonElement classes = settings.GetProperty("classes");
-            return new Run(label, model, full, probe, settings.GetProperty("pool").GetString()!, corpus.GetProperty("sampled").GetInt32(),
-                corpus.GetProperty("sentences").GetProperty("held_out").GetInt32(), corpus.GetProperty("sha256").GetString()!,
-                root.GetProperty("targets").GetProperty(target).GetProperty("h_x_bits").GetDouble(),
+            ComparedSummaryJson summary = target == "token" ? results.Summary.Token : results.Summary.Coarse;
+            string label = $"{results.Model.Name} ({results.ProbeFamily}, seed {results.Settings.Seed})";
+            JsonElement classes = results.Settings.Classes;
+            return new Run(label, results.Model.Name, full, results.ProbeFamily, results.Settings.Pool, results.Corpus.Sampled, results.Corpus.Sentences.HeldOut,
+                results.Corpus.Sha256, (target == "token" ? results.Targets.Token : results.Targets.Coarse).HXBits,
                 classes.ValueKind == JsonValueKind.Number ? classes.GetInt32().ToString(CultureInfo.InvariantCulture) : classes.GetString()!,
-                settings.GetProperty("fano_alphabet").GetString()!, rows, summary.GetProperty("peak_name").GetString()!, summary.GetProperty("peak_ba_bits").GetDouble(),
-                summary.GetProperty("forgetting").GetProperty("ba_bits").GetDouble(), IntervalOf(summary.GetProperty("forgetting").GetProperty("ci")));
+                results.Settings.FanoAlphabet, rows, summary.PeakName, summary.PeakBaBits, summary.Forgetting.BaBits, IntervalOf(summary.Forgetting.Ci));
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
             throw new InputException($"{full}: not a readable nativemi results.json: {e.Message}");
         }
@@ -145,3 +144,41 @@ internal static class CompareCommand
         MeasureTable.WriteTable(console, table);
     }
 }
+
+// The parts of results.json compare reads (the engine's Reporting/ResultJson.cs writes the whole file). Every field named
+// here must be present; the rest of the file is skipped.
+
+internal sealed record SchemaJson(string? Schema = null);
+
+internal sealed record ComparedResultsJson(ComparedModelJson Model, ComparedCorpusJson Corpus, ComparedSettingsJson Settings, string ProbeFamily,
+    ComparedTargetsJson Targets, IReadOnlyList<ComparedLayerJson> Layers, ComparedSummariesJson Summary);
+
+internal sealed record ComparedModelJson(string Name);
+
+internal sealed record ComparedCorpusJson([property: JsonPropertyName("sha256")] string Sha256, int Sampled, ComparedSplitJson Sentences);
+
+internal sealed record ComparedSplitJson(int HeldOut);
+
+/// <summary>The settings; "classes" is a count or "all".</summary>
+internal sealed record ComparedSettingsJson(ulong Seed, string Pool, JsonElement Classes, string FanoAlphabet);
+
+internal sealed record ComparedTargetsJson(ComparedTargetJson Token, ComparedTargetJson Coarse);
+
+internal sealed record ComparedTargetJson([property: JsonPropertyName("h_x_bits")] double HXBits);
+
+internal sealed record ComparedLayerJson(string Name, int Layer, double Depth, ComparedFiguresJson Token, ComparedFiguresJson Coarse);
+
+internal sealed record ComparedFiguresJson(double Acc, double FanoBits, double BaBits, double[]? BaCi, double GainBits);
+
+internal sealed record ComparedSummariesJson(ComparedSummaryJson Token, ComparedSummaryJson Coarse);
+
+internal sealed record ComparedSummaryJson(string PeakName, double PeakBaBits, ComparedDifferenceJson Forgetting);
+
+internal sealed record ComparedDifferenceJson(double BaBits, double[]? Ci);
+
+/// <summary>Source-generated reading of results.json for compare: a missing field or one of the wrong type is an error naming its path.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, RespectRequiredConstructorParameters = true,
+    RespectNullableAnnotations = true)]
+[JsonSerializable(typeof(SchemaJson))]
+[JsonSerializable(typeof(ComparedResultsJson))]
+internal sealed partial class CompareJsonContext : JsonSerializerContext;

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using NativeMi.IO;
 using NativeMi.Pooling;
 using NativeMi.Training;
@@ -126,7 +125,7 @@ internal static class FinetuneCommand
             var entries = result.Parameters.Select(p => SafetensorsEntry.FromFloat32(p.Name, p.Shape, p.Values)).ToArray();
             SafetensorsWriter.Write(Path.Combine(staging, "model.safetensors"), entries,
                 new Dictionary<string, string> { ["format"] = "pt", ["nativemi"] = "finetune" });
-            File.WriteAllText(Path.Combine(staging, "finetune.json"), ReportJson(result, options, backend, seconds).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            File.WriteAllText(Path.Combine(staging, "finetune.json"), ReportText(result, options, backend, seconds));
             var csv = new StringBuilder("step,train_cross_entropy_bits,gradient_norm\n");
             foreach (var (step, bits, norm) in result.Steps) csv.Append(CultureInfo.InvariantCulture, $"{step},{bits:R},{norm:R}\n");
             File.WriteAllText(Path.Combine(staging, "finetune-steps.csv"), csv.ToString());
@@ -148,47 +147,20 @@ internal static class FinetuneCommand
         }
     }
 
-    private static JsonObject ReportJson(FinetuneResult r, FinetuneOptions o, string backend, double seconds)
-    {
-        var epochs = new JsonArray();
-        foreach (FinetuneEpoch e in r.Epochs)
-            epochs.Add((JsonNode)new JsonObject { ["epoch"] = e.Epoch, ["steps"] = e.Steps, ["train_cross_entropy_bits"] = e.TrainCrossEntropyBits, ["validation_cross_entropy_bits"] = e.ValidationCrossEntropyBits });
-        return new JsonObject
-        {
-            ["schema"] = "nativemi.finetune/1",
-            ["source_model"] = r.SourceFolder,
-            ["backend"] = backend,
-            ["settings"] = new JsonObject
-            {
-                ["corpus"] = Path.GetFullPath(o.Corpus ?? Finetuner.DefaultCorpusPath),
-                ["layer"] = r.Layer,
-                ["pool"] = r.Pool.ToString().ToLowerInvariant(),
-                ["epochs"] = o.Epochs,
-                ["model_learning_rate"] = o.ModelLearningRate,
-                ["probe_learning_rate"] = o.ProbeLearningRate,
-                ["batch_size"] = o.BatchSize,
-                ["freeze_embeddings"] = o.FreezeEmbeddings,
-                ["seed"] = o.Seed,
-                ["max_grad_norm"] = o.MaxGradientNorm,
-                ["max_train_sentences"] = o.MaxTrainSentences,
-                ["max_validation_sentences"] = o.MaxValidationSentences,
-                ["probe_classes"] = o.Classes,
-                ["probe_hidden"] = o.ProbeHidden,
-            },
-            ["sentences"] = new JsonObject
-            {
-                ["train"] = r.TrainSentences,
-                ["validation"] = r.ValidationSentences,
-                ["held_out_for_measure"] = r.HeldOutSentences,
-                ["left_out_for_evaluate"] = r.ExcludedEvaluationSentences,
-            },
-            ["note"] = "Cross-entropies are the fine-tuning probe's own fit (coarse classes, bits per target token); they are not figures of the model. " +
-                       "The probe is discarded: measure the model with a fresh probe on the same split for before/after figures.",
-            ["initial_validation_cross_entropy_bits"] = r.InitialValidationCrossEntropyBits,
-            ["epochs"] = epochs,
-            ["seconds"] = seconds,
-        };
-    }
+    /// <summary>finetune.json, schema "nativemi.finetune/1".</summary>
+    internal static string ReportText(FinetuneResult r, FinetuneOptions o, string backend, double seconds) => JsonSerializer.Serialize(new FinetuneJson(
+        "nativemi.finetune/1",
+        r.SourceFolder,
+        backend,
+        new FinetuneSettingsJson(Path.GetFullPath(o.Corpus ?? Finetuner.DefaultCorpusPath), r.Layer, r.Pool.ToString().ToLowerInvariant(), o.Epochs,
+            o.ModelLearningRate, o.ProbeLearningRate, o.BatchSize, o.FreezeEmbeddings, o.Seed, o.MaxGradientNorm, o.MaxTrainSentences, o.MaxValidationSentences,
+            o.Classes, o.ProbeHidden),
+        new FinetuneSentencesJson(r.TrainSentences, r.ValidationSentences, r.HeldOutSentences, r.ExcludedEvaluationSentences),
+        "Cross-entropies are the fine-tuning probe's own fit (coarse classes, bits per target token); they are not figures of the model. " +
+            "The probe is discarded: measure the model with a fresh probe on the same split for before/after figures.",
+        r.InitialValidationCrossEntropyBits,
+        [.. r.Epochs.Select(e => new FinetuneEpochJson(e.Epoch, e.Steps, e.TrainCrossEntropyBits, e.ValidationCrossEntropyBits))],
+        seconds), CliJsonContext.Default.FinetuneJson) + "\n";
 
     /// <summary>
     /// The before/after report: measure (a fresh probe on measure's split of its corpus, with the fine-tuning's seed, so the

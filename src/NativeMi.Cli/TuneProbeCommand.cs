@@ -113,38 +113,9 @@ internal static class TuneProbeCommand
             "(the narrowest, then least patient, then fastest-learning candidate within the tolerance of the best mean validation CE)");
     }
 
-    private static byte[] Json(MeasureOptions options, IReadOnlyList<CandidateScore> scores, CandidateScore chosen, double tolerance)
-    {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
-        {
-            w.WriteStartObject();
-            w.WriteString("schema", "nativemi.tune-probe/1");
-            w.WriteString("model", options.Model);
-            w.WriteNumber("max_sentences", options.MaxSentences ?? 0);
-            w.WriteStartArray("layers");
-            foreach (int l in options.Layers!) w.WriteNumberValue(l);
-            w.WriteEndArray();
-            w.WriteNumber("tolerance_bits", tolerance);
-            w.WriteStartArray("candidates");
-            foreach (CandidateScore s in scores)
-            {
-                w.WriteStartObject();
-                w.WriteNumber("hidden", s.Candidate.Hidden);
-                w.WriteNumber("learning_rate", s.Candidate.LearningRate);
-                w.WriteNumber("patience", s.Candidate.Patience);
-                w.WriteNumber("mlp_lr_scale", s.Candidate.SecondStageLearningRateScale);
-                w.WriteStartArray("validation_coarse_ce_bits");
-                foreach (double v in s.ValidationCrossEntropyBits) w.WriteNumberValue(v);
-                w.WriteEndArray();
-                w.WriteNumber("mean_validation_coarse_ce_bits", s.MeanValidationCrossEntropyBits);
-                w.WriteNumber("probe_seconds", s.ProbeSeconds);
-                w.WriteBoolean("chosen", ReferenceEquals(s, chosen));
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }
-        return buffer.ToArray();
-    }
+    internal static byte[] Json(MeasureOptions options, IReadOnlyList<CandidateScore> scores, CandidateScore chosen, double tolerance) =>
+        JsonSerializer.SerializeToUtf8Bytes(new TuneProbeJson("nativemi.tune-probe/1", options.Model, options.MaxSentences ?? 0, options.Layers!, tolerance,
+            [.. scores.Select(s => new TuneProbeCandidateJson(s.Candidate.Hidden, s.Candidate.LearningRate, s.Candidate.Patience,
+                s.Candidate.SecondStageLearningRateScale, s.ValidationCrossEntropyBits, s.MeanValidationCrossEntropyBits, s.ProbeSeconds, ReferenceEquals(s, chosen)))]),
+            CliJsonContext.Default.TuneProbeJson);
 }

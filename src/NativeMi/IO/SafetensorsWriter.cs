@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace NativeMi.IO;
 
@@ -62,49 +63,58 @@ public static class SafetensorsWriter
 
     private static byte[] BuildHeader(IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata, bool checkData)
     {
-        var names = new HashSet<string>(StringComparer.Ordinal);
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
+        var header = new SafetensorsHeaderJson
         {
-            json.WriteStartObject();
-            if (metadata is { Count: > 0 })
+            Metadata = metadata is { Count: > 0 } ? new SortedDictionary<string, string>(metadata.ToDictionary(), StringComparer.Ordinal) : null,
+        };
+        long offset = 0;
+        foreach (SafetensorsEntry entry in entries)
+        {
+            if (entry.Name == "__metadata__" || header.Tensors.ContainsKey(entry.Name))
+                throw new ArgumentException($"tensor name '{entry.Name}' is reserved or repeated", nameof(entries));
+            long elements = 1;
+            foreach (long d in entry.Shape)
             {
-                json.WriteStartObject("__metadata__");
-                foreach (var (key, value) in metadata.OrderBy(p => p.Key, StringComparer.Ordinal)) json.WriteString(key, value);
-                json.WriteEndObject();
+                if (d < 0) throw new ArgumentException($"tensor '{entry.Name}' has a negative dimension", nameof(entries));
+                elements = checked(elements * d);
             }
-            long offset = 0;
-            foreach (SafetensorsEntry entry in entries)
-            {
-                if (entry.Name == "__metadata__" || !names.Add(entry.Name))
-                    throw new ArgumentException($"tensor name '{entry.Name}' is reserved or repeated", nameof(entries));
-                long elements = 1;
-                foreach (long d in entry.Shape)
-                {
-                    if (d < 0) throw new ArgumentException($"tensor '{entry.Name}' has a negative dimension", nameof(entries));
-                    elements = checked(elements * d);
-                }
-                long bytes = checked(elements * SafetensorsDTypes.SizeOf(entry.DType));
-                if (checkData && bytes != entry.Data.Length)
-                    throw new ArgumentException($"tensor '{entry.Name}': shape [{string.Join(", ", entry.Shape)}] x {SafetensorsDTypes.ToName(entry.DType)} needs {bytes} bytes, got {entry.Data.Length}", nameof(entries));
-                json.WriteStartObject(entry.Name);
-                json.WriteString("dtype", SafetensorsDTypes.ToName(entry.DType));
-                json.WriteStartArray("shape");
-                foreach (long d in entry.Shape) json.WriteNumberValue(d);
-                json.WriteEndArray();
-                json.WriteStartArray("data_offsets");
-                json.WriteNumberValue(offset);
-                json.WriteNumberValue(offset + bytes);
-                json.WriteEndArray();
-                json.WriteEndObject();
-                offset += bytes;
-            }
-            json.WriteEndObject();
+            long bytes = checked(elements * SafetensorsDTypes.SizeOf(entry.DType));
+            if (checkData && bytes != entry.Data.Length)
+                throw new ArgumentException($"tensor '{entry.Name}': shape [{string.Join(", ", entry.Shape)}] x {SafetensorsDTypes.ToName(entry.DType)} needs {bytes} bytes, got {entry.Data.Length}", nameof(entries));
+            header.Tensors.Add(entry.Name, new SafetensorsTensorJson(SafetensorsDTypes.ToName(entry.DType), entry.Shape, [offset, offset + bytes]));
+            offset += bytes;
         }
-        int padded = (int)((buffer.Length + 7) / 8 * 8);
-        byte[] header = new byte[padded];
-        buffer.ToArray().CopyTo(header, 0);
-        header.AsSpan((int)buffer.Length).Fill((byte)' ');
-        return header;
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header, SafetensorsJsonContext.Default.SafetensorsHeaderJson);
+        // Padded with spaces to a multiple of 8 bytes, so the tensor data that follows is aligned.
+        byte[] padded = new byte[(json.Length + 7) / 8 * 8];
+        json.CopyTo(padded, 0);
+        padded.AsSpan(json.Length).Fill((byte)' ');
+        return padded;
     }
 }
+
+/// <summary>
+/// A safetensors header: "__metadata__" first when there is any (its keys in ordinal order), then one entry per tensor,
+/// keyed by its name, in file order.
+/// </summary>
+internal sealed class SafetensorsHeaderJson
+{
+    [JsonPropertyName("__metadata__")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public SortedDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>The tensors by name, in the order added (values are <see cref="SafetensorsTensorJson"/>).</summary>
+    [JsonExtensionData]
+    public OrderedDictionary<string, object> Tensors { get; } = new(StringComparer.Ordinal);
+}
+
+/// <summary>One tensor's entry: element type, shape, and its [begin, end) byte range in the data after the header.</summary>
+internal sealed record SafetensorsTensorJson(
+    [property: JsonPropertyName("dtype")] string DType,
+    [property: JsonPropertyName("shape")] long[] Shape,
+    [property: JsonPropertyName("data_offsets")] long[] DataOffsets);
+
+/// <summary>Source-generated serialisation of the safetensors header: compact, the default encoder's escaping.</summary>
+[JsonSerializable(typeof(SafetensorsHeaderJson))]
+[JsonSerializable(typeof(SafetensorsTensorJson))]
+internal sealed partial class SafetensorsJsonContext : JsonSerializerContext;

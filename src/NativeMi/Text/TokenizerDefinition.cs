@@ -143,31 +143,12 @@ internal sealed class TokenizerDefinition
         definition.Prefix = [definition.Require(settings.Named("cls", "[CLS]"), "classification (cls_token)", file)];
         definition.Suffix = [definition.Require(settings.Named("sep", "[SEP]"), "separator (sep_token)", file)];
         bool lowercase = settings.DoLowerCase ?? true;
-        definition.Json = Write(w =>
+        definition.Json = JsonSerializer.SerializeToUtf8Bytes(new WordPieceTokenizerJson
         {
-            w.WriteStartObject("normalizer");
-            w.WriteString("type", "BertNormalizer");
-            w.WriteBoolean("clean_text", true);
-            w.WriteBoolean("handle_chinese_chars", settings.TokenizeChineseChars ?? true);
-            if (settings.StripAccents is bool strip) w.WriteBoolean("strip_accents", strip); else w.WriteNull("strip_accents");
-            w.WriteBoolean("lowercase", lowercase);
-            w.WriteEndObject();
-            w.WriteStartObject("pre_tokenizer");
-            w.WriteString("type", "BertPreTokenizer");
-            w.WriteEndObject();
-            w.WriteStartObject("decoder");
-            w.WriteString("type", "WordPiece");
-            w.WriteString("prefix", "##");
-            w.WriteBoolean("cleanup", true);
-            w.WriteEndObject();
-            w.WriteStartObject("model");
-            w.WriteString("type", "WordPiece");
-            w.WriteString("unk_token", unk);
-            w.WriteString("continuing_subword_prefix", "##");
-            w.WriteNumber("max_input_chars_per_word", 100);
-            WriteVocabulary(w, vocabulary);
-            w.WriteEndObject();
-        }, definition._added);
+            AddedTokens = AddedTokens(definition._added),
+            Normalizer = new BertNormalizerJson { HandleChineseChars = settings.TokenizeChineseChars ?? true, StripAccents = settings.StripAccents, Lowercase = lowercase },
+            Model = new WordPieceModelJson { UnkToken = unk, Vocab = vocabulary },
+        }, TokenizerJsonContext.Default.WordPieceTokenizerJson);
         return definition;
     }
 
@@ -224,36 +205,13 @@ internal sealed class TokenizerDefinition
             definition.AddFolderTokens(settings, defaults);
             if (settings.AddBosToken == true) definition.Prefix = [definition.Require(settings.Named("bos", "<|endoftext|>"), "beginning-of-sequence (bos_token)", vocabFile)];
         }
-        definition.Json = Write(w =>
+        definition.Json = JsonSerializer.SerializeToUtf8Bytes(new ByteLevelBpeTokenizerJson
         {
-            w.WriteNull("normalizer");
-            w.WriteStartObject("pre_tokenizer");
-            WriteByteLevel(w, addPrefixSpace);
-            w.WriteEndObject();
-            w.WriteStartObject("decoder");
-            WriteByteLevel(w, true);
-            w.WriteEndObject();
-            w.WriteStartObject("model");
-            w.WriteString("type", "BPE");
-            w.WriteNull("dropout");
-            w.WriteNull("unk_token");
-            w.WriteString("continuing_subword_prefix", "");
-            w.WriteString("end_of_word_suffix", "");
-            w.WriteBoolean("fuse_unk", false);
-            w.WriteBoolean("byte_fallback", false);
-            w.WriteBoolean("ignore_merges", false);
-            WriteVocabulary(w, vocabulary);
-            w.WriteStartArray("merges");
-            foreach (var (left, right) in merges)
-            {
-                w.WriteStartArray();
-                w.WriteStringValue(left);
-                w.WriteStringValue(right);
-                w.WriteEndArray();
-            }
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }, definition._added);
+            AddedTokens = AddedTokens(definition._added),
+            PreTokenizer = new ByteLevelJson { AddPrefixSpace = addPrefixSpace },
+            Decoder = new ByteLevelJson { AddPrefixSpace = true },
+            Model = new BpeModelJson { Vocab = vocabulary, Merges = merges },
+        }, TokenizerJsonContext.Default.ByteLevelBpeTokenizerJson);
         return definition;
     }
 
@@ -287,56 +245,8 @@ internal sealed class TokenizerDefinition
 
     private static string Shorten(string s) => s.Length <= 60 ? s : s[..60] + "...";
 
-    private static void WriteByteLevel(Utf8JsonWriter w, bool addPrefixSpace)
-    {
-        w.WriteString("type", "ByteLevel");
-        w.WriteBoolean("add_prefix_space", addPrefixSpace);
-        w.WriteBoolean("trim_offsets", true);
-        w.WriteBoolean("use_regex", true);
-    }
-
-    private static void WriteVocabulary(Utf8JsonWriter w, Dictionary<string, int> vocabulary)
-    {
-        w.WriteStartObject("vocab");
-        foreach (var (token, id) in vocabulary) w.WriteNumber(token, id);
-        w.WriteEndObject();
-    }
-
-    private static byte[] Write(Action<Utf8JsonWriter> body, List<(AddedTokenSpec Token, int Id)> added, Action<Utf8JsonWriter>? rest = null)
-    {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream))
-        {
-            w.WriteStartObject();
-            w.WriteString("version", "1.0");
-            w.WriteNull("truncation");
-            w.WriteNull("padding");
-            WriteAddedTokens(w, added);
-            w.WriteNull("post_processor");
-            body(w);
-            rest?.Invoke(w);
-            w.WriteEndObject();
-        }
-        return stream.ToArray();
-    }
-
-    private static void WriteAddedTokens(Utf8JsonWriter w, List<(AddedTokenSpec Token, int Id)> added)
-    {
-        w.WriteStartArray("added_tokens");
-        foreach (var (token, id) in added)
-        {
-            w.WriteStartObject();
-            w.WriteNumber("id", id);
-            w.WriteString("content", token.Content);
-            w.WriteBoolean("single_word", token.SingleWord);
-            w.WriteBoolean("lstrip", token.LeftStrip);
-            w.WriteBoolean("rstrip", token.RightStrip);
-            w.WriteBoolean("normalized", token.Normalized);
-            w.WriteBoolean("special", token.Special);
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
-    }
+    private static AddedTokenJson[] AddedTokens(List<(AddedTokenSpec Token, int Id)> added) =>
+        [.. added.Select(a => new AddedTokenJson(a.Id, a.Token.Content, a.Token.SingleWord, a.Token.LeftStrip, a.Token.RightStrip, a.Token.Normalized, a.Token.Special))];
 
     // ---- tokenizer.json ----
 
@@ -535,6 +445,10 @@ internal sealed class TokenizerDefinition
     }
 
     /// <summary>The tokenizer.json with our added tokens and without post-processor, truncation and padding.</summary>
+    /// <remarks>
+    /// Utf8JsonWriter rather than a serialised model: everything but those four fields is the input's own JSON, of whatever
+    /// structure its normalizer, pre-tokenizer, model and decoder have, copied through element by element.
+    /// </remarks>
     private static byte[] CopyWithout(JsonElement root, List<(AddedTokenSpec Token, int Id)> added)
     {
         using var stream = new MemoryStream();
@@ -562,5 +476,11 @@ internal sealed class TokenizerDefinition
             w.WriteEndObject();
         }
         return stream.ToArray();
+    }
+
+    private static void WriteAddedTokens(Utf8JsonWriter w, List<(AddedTokenSpec Token, int Id)> added)
+    {
+        w.WritePropertyName("added_tokens");
+        JsonSerializer.Serialize(w, AddedTokens(added), TokenizerJsonContext.Default.AddedTokenJsonArray);
     }
 }

@@ -1,4 +1,5 @@
-using System.Text.Json.Nodes;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using NativeMi.IO;
 
 namespace NativeMi.Training;
@@ -32,17 +33,11 @@ internal sealed record Checkpoint(string Fingerprint, int Step, int Epoch, int N
             probe.Add(SafetensorsEntry.FromFloat32($"{i:D2}.{name}.v", [v.Length], v));
         }
         SafetensorsWriter.Write(Path.Combine(fresh, "probe.safetensors"), probe);
-        var epochs = new JsonArray();
-        foreach (FinetuneEpoch e in c.Epochs) epochs.Add((JsonNode)new JsonArray(e.Epoch, e.Steps, e.TrainCrossEntropyBits, e.ValidationCrossEntropyBits));
-        var steps = new JsonArray();
-        foreach (var (step, bits, norm) in c.Steps) steps.Add((JsonNode)new JsonArray(step, bits, norm));
-        var state = new JsonObject
-        {
-            ["fingerprint"] = c.Fingerprint, ["step"] = c.Step, ["epoch"] = c.Epoch, ["next_start"] = c.NextStart, ["epoch_nats"] = c.EpochNats,
-            ["epoch_targets"] = c.EpochTargets, ["initial_validation_bits"] = c.InitialValidationBits, ["epochs"] = epochs, ["steps"] = steps,
-        };
+        var state = new CheckpointStateJson(c.Fingerprint, c.Step, c.Epoch, c.NextStart, c.EpochNats, c.EpochTargets, c.InitialValidationBits,
+            [.. c.Epochs.Select(e => new double[] { e.Epoch, e.Steps, e.TrainCrossEntropyBits, e.ValidationCrossEntropyBits })],
+            [.. c.Steps.Select(s => new double[] { s.Step, s.CrossEntropyBits, s.GradientNorm })]);
         // Written last: a folder with state.json is complete.
-        AtomicFile.WriteAllText(Path.Combine(fresh, StateFile), state.ToJsonString());
+        AtomicFile.WriteAllBytes(Path.Combine(fresh, StateFile), JsonSerializer.SerializeToUtf8Bytes(state, CheckpointJsonContext.Default.CheckpointStateJson));
         if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
         if (Directory.Exists(folder)) Directory.Move(folder, old);
         Directory.Move(fresh, folder);
@@ -55,8 +50,9 @@ internal sealed record Checkpoint(string Fingerprint, int Step, int Epoch, int N
     {
         string? source = new[] { folder, folder + ".old" }.FirstOrDefault(f => File.Exists(Path.Combine(f, StateFile)));
         if (source is null) return null;
-        JsonNode state = JsonNode.Parse(File.ReadAllText(Path.Combine(source, StateFile)))!;
-        if ((string?)state["fingerprint"] != fingerprint)
+        CheckpointStateJson state = JsonSerializer.Deserialize(File.ReadAllBytes(Path.Combine(source, StateFile)), CheckpointJsonContext.Default.CheckpointStateJson)
+            ?? throw new JsonException($"{Path.Combine(source, StateFile)}: null instead of a checkpoint state");
+        if (state.Fingerprint != fingerprint)
             throw new InputException($"{source}: a checkpoint of another fine-tuning run (other settings, model or corpus); remove it to start afresh, or rerun with the settings it was made with");
         using var model = SafetensorsFile.Open(Path.Combine(source, "model.safetensors"));
         using var moments = SafetensorsFile.Open(Path.Combine(source, "moments.safetensors"));
@@ -69,10 +65,10 @@ internal sealed record Checkpoint(string Fingerprint, int Step, int Epoch, int N
             string stem = k[..^".value".Length];
             return (stem[3..], probeFile.ReadFloat32(k), probeFile.ReadFloat32(stem + ".m"), probeFile.ReadFloat32(stem + ".v"));
         }).ToArray();
-        var epochs = state["epochs"]!.AsArray().Select(e => new FinetuneEpoch((int)e![0]!, (int)e[1]!, (double)e[2]!, (double)e[3]!)).ToArray();
-        var steps = state["steps"]!.AsArray().Select(e => ((int)e![0]!, (double)e[1]!, (double)e[2]!)).ToArray();
-        return new Checkpoint(fingerprint, (int)state["step"]!, (int)state["epoch"]!, (int)state["next_start"]!, (double)state["epoch_nats"]!,
-            (long)state["epoch_targets"]!, (double)state["initial_validation_bits"]!, epochs, steps, parameters, first, second, probe);
+        var epochs = state.Epochs.Select(e => new FinetuneEpoch((int)e[0], (int)e[1], e[2], e[3])).ToArray();
+        var steps = state.Steps.Select(e => ((int)e[0], e[1], e[2])).ToArray();
+        return new Checkpoint(fingerprint, state.Step, state.Epoch, state.NextStart, state.EpochNats, state.EpochTargets, state.InitialValidationBits,
+            epochs, steps, parameters, first, second, probe);
     }
 
     /// <summary>Removes the checkpoint once the run's outputs are in place.</summary>
@@ -85,3 +81,16 @@ internal sealed record Checkpoint(string Fingerprint, int Step, int Epoch, int N
     private static IEnumerable<SafetensorsEntry> Entries(IReadOnlyDictionary<string, float[]> tensors, string prefix) =>
         tensors.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => SafetensorsEntry.FromFloat32(prefix + t.Key, [t.Value.Length], t.Value));
 }
+
+/// <summary>
+/// state.json of a checkpoint: where the run was and the curves so far, their rows as number arrays ([epoch, steps, train CE
+/// bits, validation CE bits] and [step, CE bits, gradient norm]; the counts are whole numbers).
+/// </summary>
+internal sealed record CheckpointStateJson(string Fingerprint, int Step, int Epoch, int NextStart, double EpochNats, long EpochTargets,
+    double InitialValidationBits, IReadOnlyList<double[]> Epochs, IReadOnlyList<double[]> Steps);
+
+/// <summary>Source-generated serialisation of state.json (compact); reading it back requires every field.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, RespectRequiredConstructorParameters = true,
+    RespectNullableAnnotations = true)]
+[JsonSerializable(typeof(CheckpointStateJson))]
+internal sealed partial class CheckpointJsonContext : JsonSerializerContext;

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace NativeMi.IO.Onnx;
 
@@ -141,98 +142,80 @@ public static class OnnxBertImporter
         return new Vocabulary(tokens, normalized, Convert.ToHexStringLower(SHA256.HashData(bytes)), hadCarriageReturns, lowercase);
     }
 
-    private static string Json(Action<Utf8JsonWriter> write)
+    /// <summary>Indented JSON with a final newline, as transformers' save_pretrained writes these files.</summary>
+    private static string Json<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) => JsonSerializer.Serialize(value, type) + "\n";
+
+    private static string ConfigJson(OnnxBertGraph bert, Vocabulary vocab) => Json(new BertConfigJson(
+        Architectures: ["BertModel"],
+        AttentionProbsDropoutProb: 0.1,
+        ClassifierDropout: null,
+        HiddenAct: bert.HiddenAct,
+        HiddenDropoutProb: 0.1,
+        HiddenSize: bert.HiddenSize,
+        InitializerRange: 0.02,
+        IntermediateSize: bert.IntermediateSize,
+        LayerNormEps: bert.LayerNormEps,
+        MaxPositionEmbeddings: bert.MaxPositionEmbeddings,
+        ModelType: "bert",
+        NumAttentionHeads: bert.NumAttentionHeads,
+        NumHiddenLayers: bert.NumHiddenLayers,
+        PadTokenId: vocab.Tokens.ToList().IndexOf("[PAD]"),
+        PositionEmbeddingType: "absolute",
+        TorchDtype: "float32",
+        TypeVocabSize: bert.TypeVocabSize,
+        UseCache: true,
+        VocabSize: bert.VocabSize), ImportJsonContext.Default.BertConfigJson);
+
+    private static string TokenizerConfigJson(OnnxBertGraph bert, Vocabulary vocab) => Json(new BertTokenizerConfigJson(
+        CleanUpTokenizationSpaces: true,
+        ClsToken: "[CLS]",
+        DoBasicTokenize: true,
+        DoLowerCase: vocab.Lowercase,
+        MaskToken: "[MASK]",
+        ModelMaxLength: bert.MaxPositionEmbeddings,
+        NeverSplit: null,
+        PadToken: "[PAD]",
+        SepToken: "[SEP]",
+        StripAccents: null,
+        TokenizeChineseChars: true,
+        TokenizerClass: "BertTokenizer",
+        UnkToken: "[UNK]"), ImportJsonContext.Default.BertTokenizerConfigJson);
+
+    private static string SpecialTokensMapJson()
     {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
-        {
-            json.WriteStartObject();
-            write(json);
-            json.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
+        var map = new OrderedDictionary<string, string>(StringComparer.Ordinal);
+        foreach ((string role, string token) in SpecialTokens) map.Add(role, token);
+        return Json(map, ImportJsonContext.Default.OrderedDictionaryStringString);
     }
 
-    private static string ConfigJson(OnnxBertGraph bert, Vocabulary vocab) => Json(json =>
+    private static string ImportRecordJson(OnnxModel model, OnnxBertGraph bert, string onnxSha256, string vocabPath, Vocabulary vocab)
     {
-        json.WriteStartArray("architectures");
-        json.WriteStringValue("BertModel");
-        json.WriteEndArray();
-        json.WriteNumber("attention_probs_dropout_prob", 0.1);
-        json.WriteNull("classifier_dropout");
-        json.WriteString("hidden_act", bert.HiddenAct);
-        json.WriteNumber("hidden_dropout_prob", 0.1);
-        json.WriteNumber("hidden_size", bert.HiddenSize);
-        json.WriteNumber("initializer_range", 0.02);
-        json.WriteNumber("intermediate_size", bert.IntermediateSize);
-        json.WriteNumber("layer_norm_eps", bert.LayerNormEps);
-        json.WriteNumber("max_position_embeddings", bert.MaxPositionEmbeddings);
-        json.WriteString("model_type", "bert");
-        json.WriteNumber("num_attention_heads", bert.NumAttentionHeads);
-        json.WriteNumber("num_hidden_layers", bert.NumHiddenLayers);
-        json.WriteNumber("pad_token_id", vocab.Tokens.ToList().IndexOf("[PAD]"));
-        json.WriteString("position_embedding_type", "absolute");
-        json.WriteString("torch_dtype", "float32");
-        json.WriteNumber("type_vocab_size", bert.TypeVocabSize);
-        json.WriteBoolean("use_cache", true);
-        json.WriteNumber("vocab_size", bert.VocabSize);
-    });
-
-    private static string TokenizerConfigJson(OnnxBertGraph bert, Vocabulary vocab) => Json(json =>
-    {
-        json.WriteBoolean("clean_up_tokenization_spaces", true);
-        json.WriteString("cls_token", "[CLS]");
-        json.WriteBoolean("do_basic_tokenize", true);
-        json.WriteBoolean("do_lower_case", vocab.Lowercase);
-        json.WriteString("mask_token", "[MASK]");
-        json.WriteNumber("model_max_length", bert.MaxPositionEmbeddings);
-        json.WriteNull("never_split");
-        json.WriteString("pad_token", "[PAD]");
-        json.WriteString("sep_token", "[SEP]");
-        json.WriteNull("strip_accents");
-        json.WriteBoolean("tokenize_chinese_chars", true);
-        json.WriteString("tokenizer_class", "BertTokenizer");
-        json.WriteString("unk_token", "[UNK]");
-    });
-
-    private static string SpecialTokensMapJson() => Json(json =>
-    {
-        foreach ((string role, string token) in SpecialTokens) json.WriteString(role, token);
-    });
-
-    private static string ImportRecordJson(OnnxModel model, OnnxBertGraph bert, string onnxSha256, string vocabPath, Vocabulary vocab) => Json(json =>
-    {
-        json.WriteString("importer", "NativeMi.IO.Onnx.OnnxBertImporter");
-        json.WriteNumber("format_version", 1);
-        json.WriteString("source", model.FilePath);
-        json.WriteString("source_sha256", onnxSha256);
-        json.WriteString("source_producer", $"{model.ProducerName} {model.ProducerVersion}".Trim());
-        json.WriteNumber("source_ir_version", model.IrVersion);
-        json.WriteStartObject("source_opsets");
-        foreach (OnnxOpsetImport opset in model.OpsetImports) json.WriteNumber(opset.Domain.Length == 0 ? "ai.onnx" : opset.Domain, opset.Version);
-        json.WriteEndObject();
-        json.WriteString("vocab_source", vocabPath);
-        json.WriteString("vocab_sha256", vocab.Sha256);
-        json.WriteBoolean("vocab_line_endings_normalized", vocab.HadCarriageReturns);
-        json.WriteString("num_attention_heads_from", bert.HeadsEvidence);
-        json.WriteString("layer_norm_eps_from", bert.EpsEvidence);
-        json.WriteBoolean("do_lower_case_from_vocab", vocab.Lowercase);
-        json.WriteStartArray("hidden_state_values");
-        foreach (string name in bert.HiddenStateValueNames) json.WriteStringValue(name);
-        json.WriteEndArray();
-        json.WriteStartObject("mapping");
-        foreach (OnnxBertTensor tensor in bert.Tensors) json.WriteString(tensor.OnnxName, tensor.HfName);
-        json.WriteEndObject();
+        var opsets = new OrderedDictionary<string, long>(StringComparer.Ordinal);
+        // A domain imported twice (which ONNX does not allow) keeps its first place and its last version.
+        foreach (OnnxOpsetImport opset in model.OpsetImports) opsets[opset.Domain.Length == 0 ? "ai.onnx" : opset.Domain] = opset.Version;
+        var mapping = new OrderedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (OnnxBertTensor tensor in bert.Tensors) mapping.Add(tensor.OnnxName, tensor.HfName); // each initializer serves one HF tensor (OnnxBertGraph checks)
         // Initializers the HF model has no place for (e.g. the position_ids buffer), listed so nothing is dropped silently.
         var mapped = bert.Tensors.Select(t => t.OnnxName).ToHashSet(StringComparer.Ordinal);
-        json.WriteStartArray("unmapped_initializers");
-        foreach (OnnxTensor tensor in model.Graph.InitializerList.Where(t => !mapped.Contains(t.Name)))
-            json.WriteStringValue($"{tensor.Name} {tensor.DataType} {tensor.ShapeText}");
-        json.WriteEndArray();
-        json.WriteStartArray("transposed");
-        foreach (OnnxBertTensor tensor in bert.Tensors.Where(t => t.Transposed)) json.WriteStringValue(tensor.HfName);
-        json.WriteEndArray();
-    });
+        return Json(new ImportRecordJson(
+            Importer: "NativeMi.IO.Onnx.OnnxBertImporter",
+            FormatVersion: 1,
+            Source: model.FilePath,
+            SourceSha256: onnxSha256,
+            SourceProducer: $"{model.ProducerName} {model.ProducerVersion}".Trim(),
+            SourceIrVersion: model.IrVersion,
+            SourceOpsets: opsets,
+            VocabSource: vocabPath,
+            VocabSha256: vocab.Sha256,
+            VocabLineEndingsNormalized: vocab.HadCarriageReturns,
+            NumAttentionHeadsFrom: bert.HeadsEvidence,
+            LayerNormEpsFrom: bert.EpsEvidence,
+            DoLowerCaseFromVocab: vocab.Lowercase,
+            HiddenStateValues: bert.HiddenStateValueNames,
+            Mapping: mapping,
+            UnmappedInitializers: [.. model.Graph.InitializerList.Where(t => !mapped.Contains(t.Name)).Select(t => $"{t.Name} {t.DataType} {t.ShapeText}")],
+            Transposed: [.. bert.Tensors.Where(t => t.Transposed).Select(t => t.HfName)]), ImportJsonContext.Default.ImportRecordJson);
+    }
 
     private static void TryDeleteFolder(string path)
     {
@@ -241,3 +224,28 @@ public static class OnnxBertImporter
         catch (UnauthorizedAccessException) { }
     }
 }
+
+/// <summary>config.json of an imported model, in the key order transformers writes.</summary>
+internal sealed record BertConfigJson(IReadOnlyList<string> Architectures, double AttentionProbsDropoutProb, double? ClassifierDropout, string HiddenAct,
+    double HiddenDropoutProb, int HiddenSize, double InitializerRange, int IntermediateSize, double LayerNormEps, int MaxPositionEmbeddings, string ModelType,
+    int NumAttentionHeads, int NumHiddenLayers, int PadTokenId, string PositionEmbeddingType, string TorchDtype, int TypeVocabSize, bool UseCache, int VocabSize);
+
+/// <summary>tokenizer_config.json of an imported model.</summary>
+internal sealed record BertTokenizerConfigJson(bool CleanUpTokenizationSpaces, string ClsToken, bool DoBasicTokenize, bool DoLowerCase, string MaskToken,
+    int ModelMaxLength, IReadOnlyList<string>? NeverSplit, string PadToken, string SepToken, bool? StripAccents, bool TokenizeChineseChars, string TokenizerClass,
+    string UnkToken);
+
+/// <summary>import.json: where every file and tensor of an imported model came from.</summary>
+internal sealed record ImportRecordJson(string Importer, int FormatVersion, string Source, [property: JsonPropertyName("source_sha256")] string SourceSha256,
+    string SourceProducer, long SourceIrVersion, OrderedDictionary<string, long> SourceOpsets, string VocabSource,
+    [property: JsonPropertyName("vocab_sha256")] string VocabSha256, bool VocabLineEndingsNormalized, string NumAttentionHeadsFrom, string LayerNormEpsFrom,
+    bool DoLowerCaseFromVocab, IReadOnlyList<string> HiddenStateValues, OrderedDictionary<string, string> Mapping, IReadOnlyList<string> UnmappedInitializers,
+    IReadOnlyList<string> Transposed);
+
+/// <summary>Source-generated serialisation of the imported model's JSON files (indented, the default encoder's escaping).</summary>
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(BertConfigJson))]
+[JsonSerializable(typeof(BertTokenizerConfigJson))]
+[JsonSerializable(typeof(ImportRecordJson))]
+[JsonSerializable(typeof(OrderedDictionary<string, string>))]
+internal sealed partial class ImportJsonContext : JsonSerializerContext;

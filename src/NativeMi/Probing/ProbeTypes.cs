@@ -12,7 +12,7 @@ public enum ProbeFamily
 }
 
 /// <summary>Training settings of a probe.</summary>
-public sealed record ProbeOptions
+internal sealed record ProbeOptions
 {
     /// <summary>Probe family.</summary>
     public ProbeFamily Family { get; init; } = ProbeFamily.Positional;
@@ -50,7 +50,7 @@ public sealed record ProbeOptions
 }
 
 /// <summary>Sentence vectors and their target tokens, for one split.</summary>
-public sealed class ProbeDataset
+internal sealed class ProbeDataset
 {
     /// <summary>Creates the dataset; <paramref name="vectors"/> is [sentences, width].</summary>
     public ProbeDataset(int width, float[] vectors, IReadOnlyList<int[]> targets)
@@ -87,4 +87,4 @@ public sealed class ProbeDataset
 /// <param name="Improved">Whether this epoch is the best so far.</param>
 /// <param name="Stage">1-based training stage (the positional probe trains its linear path first, then the whole probe).</param>
 /// <param name="Stages">Number of stages.</param>
-public readonly record struct ProbeEpoch(int Epoch, int MaxEpochs, double TrainCrossEntropyBits, double ValidationCrossEntropyBits, bool Improved, int Stage = 1, int Stages = 1);
+internal readonly record struct ProbeEpoch(int Epoch, int MaxEpochs, double TrainCrossEntropyBits, double ValidationCrossEntropyBits, bool Improved, int Stage = 1, int Stages = 1);

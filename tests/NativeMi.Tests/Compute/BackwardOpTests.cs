@@ -37,11 +37,12 @@ public class BackwardOpTests
     }
 
     [Theory]
-    [InlineData(Activation.GeluExact)]
-    [InlineData(Activation.GeluTanh)]
-    [InlineData(Activation.None)]
-    public void ActivationBackwardIsTheDerivativeOfApplyActivation(Activation activation)
+    [InlineData(nameof(Activation.GeluExact))]
+    [InlineData(nameof(Activation.GeluTanh))]
+    [InlineData(nameof(Activation.None))]
+    public void ActivationBackwardIsTheDerivativeOfApplyActivation(string activationName)
     {
+        Activation activation = Enum.Parse<Activation>(activationName);
         const int N = 301;
         float[] x = Uniform(N, 4f), c = Uniform(N), gradient = new float[N];
         _b.ActivationBackward(new CpuBuffer<float>(x), new CpuBuffer<float>(c), new CpuBuffer<float>(gradient), N, activation);
@@ -54,11 +55,12 @@ public class BackwardOpTests
     }
 
     [Theory]
-    [InlineData(GateActivation.Silu)]
-    [InlineData(GateActivation.GeluExact)]
-    [InlineData(GateActivation.GeluTanh)]
-    public void GatedActivationBackwardIsTheDerivativeOfGatedActivation(GateActivation activation)
+    [InlineData(nameof(GateActivation.Silu))]
+    [InlineData(nameof(GateActivation.GeluExact))]
+    [InlineData(nameof(GateActivation.GeluTanh))]
+    public void GatedActivationBackwardIsTheDerivativeOfGatedActivation(string activationName)
     {
+        GateActivation activation = Enum.Parse<GateActivation>(activationName);
         const int Rows = 7, Width = 23;
         float[] gateUp = Uniform(2 * Rows * Width, 3f), c = Uniform(Rows * Width), gradient = new float[2 * Rows * Width];
         _b.GatedActivationBackward(new CpuBuffer<float>(gateUp), new CpuBuffer<float>(c), new CpuBuffer<float>(gradient), Rows, Width, activation);

@@ -198,7 +198,7 @@ public sealed class EvaluationSet
     /// The data rows of one file, each split into exactly the header's columns. The header must be the expected one, so
     /// that a file of the wrong kind (or an older layout) fails on its first line instead of giving wrong figures.
     /// </summary>
-    private static IEnumerable<(string Path, int Line, string[] Fields)> Rows(string folder, string name, string[] columns, Dictionary<string, string> hashes)
+    private static List<(string Path, int Line, string[] Fields)> Rows(string folder, string name, string[] columns, Dictionary<string, string> hashes)
     {
         string path = Path.Combine(folder, name);
         string expected = string.Join('\t', columns);

@@ -52,7 +52,9 @@ public sealed record ControlResult(LayerFigures Token, LayerFigures Coarse, Laye
     /// True when the control is worse than the training unigram on either target beyond sampling noise: the paired
     /// interval of the difference lies below zero (without resamples, the point estimate is below zero).
     /// </summary>
-    public bool WorseThanUnigram => new[] { "token", "coarse" }.Select(OverUnigram).Any(d => d.Interval is { } i ? i.Upper < 0 : d.Bits < 0);
+    public bool WorseThanUnigram => TargetNames.Select(OverUnigram).Any(d => d.Interval is { } i ? i.Upper < 0 : d.Bits < 0);
+
+    private static readonly string[] TargetNames = ["token", "coarse"];
 }
 
 /// <summary>One probe seed's fit on a layer.</summary>

@@ -55,7 +55,7 @@ internal sealed class ProbeDataset
     /// <summary>Creates the dataset; <paramref name="vectors"/> is [sentences, width].</summary>
     public ProbeDataset(int width, float[] vectors, IReadOnlyList<int[]> targets)
     {
-        if (width < 1) throw new ArgumentOutOfRangeException(nameof(width));
+        ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
         if (vectors.LongLength != (long)width * targets.Count)
             throw new ArgumentException($"vectors hold {vectors.LongLength} values; expected {targets.Count} sentences x {width}", nameof(vectors));
         if (targets.Any(t => t.Length == 0)) throw new ArgumentException("every sentence needs at least one target", nameof(targets));

@@ -115,8 +115,7 @@ internal static class Finetuner
     /// <summary>Everything that decides the trained weights: a checkpoint of other settings is never resumed.</summary>
     private static string Fingerprint(FinetuneOptions o, string folder, string corpusPath, int layer, PoolingMode pool)
     {
-        using var sha = System.Security.Cryptography.SHA256.Create();
-        byte[] corpus = sha.ComputeHash(File.ReadAllBytes(corpusPath));
+        byte[] corpus = System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(corpusPath));
         string model = ModelIdentity(folder);
         return string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"nativemi.finetune-checkpoint/1|{model}|{Convert.ToHexString(corpus)}|{layer}|{pool}|{o.Epochs}|{o.ModelLearningRate:R}|{o.ProbeLearningRate:R}|{o.BatchSize}|" +

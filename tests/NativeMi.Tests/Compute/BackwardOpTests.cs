@@ -12,10 +12,12 @@ namespace NativeMi.Tests.Compute;
 /// The bound, 1e-3 of the derivative, is about 50 times the fp32 rounding a difference quotient over 2h carries here, and far below
 /// what a wrong or missing term does.
 /// </summary>
-public class BackwardOpTests
+public sealed class BackwardOpTests : IDisposable
 {
     private readonly CpuBackend _b = new();
     private readonly Random _random = new(31);
+
+    public void Dispose() => _b.Dispose();
 
     private float[] Uniform(int count, float scale = 1f) => Enumerable.Range(0, count).Select(_ => (float)(_random.NextDouble() * 2 - 1) * scale).ToArray();
 

@@ -255,7 +255,7 @@ internal static class CpuGemm
     public static unsafe void Multiply(ReadOnlySpan<float> a, PackedMatrix b, ReadOnlySpan<float> bias, Span<float> c, int m, Activation activation)
     {
         int k = b.K, n = b.N;
-        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m));
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
         if (a.Length < (long)m * k) throw new ArgumentException($"A holds {a.Length} elements; needs {(long)m * k}", nameof(a));
         if (c.Length < (long)m * n) throw new ArgumentException($"C holds {c.Length} elements; needs {(long)m * n}", nameof(c));
         if (!bias.IsEmpty && bias.Length < n) throw new ArgumentException($"bias holds {bias.Length} elements; needs {n}", nameof(bias));

@@ -13,7 +13,7 @@ internal sealed unsafe partial class CudaBackend
     private nint _attentionSoftmaxBackward, _poolSentencesBackward, _sumOfSquaresPartial, _sumOfSquaresFinish;
     private CudaDeviceMemory? _backwardStatistics, _squarePartials, _attentionScoreGradients;
 
-    private void InitialiseBackwardKernels(IReadOnlyDictionary<string, nint> functions)
+    private void InitialiseBackwardKernels(Dictionary<string, nint> functions)
     {
         _activationForward = functions["activation_forward"];
         _activationBackward = functions["activation_backward"];

@@ -7,7 +7,7 @@ internal sealed unsafe partial class CudaBackend
 {
     private nint _rmsNorm, _headRmsNorm, _rotary, _expandKeyValueHeads, _gatedActivation, _scaleInPlace;
 
-    private void InitialiseDecoderKernels(IReadOnlyDictionary<string, nint> functions)
+    private void InitialiseDecoderKernels(Dictionary<string, nint> functions)
     {
         _rmsNorm = functions["rmsnorm_rows"];
         _headRmsNorm = functions["head_rmsnorm"];

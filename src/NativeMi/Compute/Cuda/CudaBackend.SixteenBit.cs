@@ -37,6 +37,7 @@ internal sealed class CudaSixteenBitWeight : DeviceBuffer<float>
     protected override void Dispose(bool disposing)
     {
         if (disposing) Memory.Dispose();
+        base.Dispose(disposing);
     }
 }
 
@@ -47,7 +48,7 @@ internal sealed unsafe partial class CudaBackend
     private nint _narrowTo16Bit, _widenFrom16Bit, _gatherRows16Bit, _embeddingGather16Bit;
     private CudaDeviceMemory? _narrowedInput;
 
-    private void InitialiseSixteenBitKernels(IReadOnlyDictionary<string, nint> functions)
+    private void InitialiseSixteenBitKernels(Dictionary<string, nint> functions)
     {
         _narrowTo16Bit = functions["narrow_to_16bit"];
         _widenFrom16Bit = functions["widen_from_16bit"];

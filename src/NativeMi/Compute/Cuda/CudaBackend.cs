@@ -46,6 +46,7 @@ internal sealed class CudaBuffer<T> : DeviceBuffer<T> where T : unmanaged
     protected override void Dispose(bool disposing)
     {
         if (disposing) Memory.Dispose();
+        base.Dispose(disposing);
     }
 }
 

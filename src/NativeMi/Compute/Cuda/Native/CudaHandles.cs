@@ -9,7 +9,8 @@ namespace NativeMi.Compute.Cuda.Native;
 /// </summary>
 internal sealed class CudaContextHandle : SafeHandle
 {
-    private CudaContextHandle() : base(0, ownsHandle: true) { }
+    /// <summary>An empty handle, as the interop marshaller creates them (CA1419); <see cref="RetainPrimary"/> is the way to get a live one.</summary>
+    public CudaContextHandle() : base(0, ownsHandle: true) { }
 
     /// <summary>The device ordinal the context belongs to.</summary>
     public int Device { get; private set; }
@@ -40,7 +41,7 @@ internal sealed class CudaContextHandle : SafeHandle
     internal void MakeCurrent() => CudaDriverApi.Check(CudaDriverApi.ContextSetCurrent(handle), "cuCtxSetCurrent");
 
     /// <summary>Makes the context current on a finalizer or other foreign thread before a release call; failures are ignored.</summary>
-    internal void MakeCurrentForRelease() => CudaDriverApi.ContextSetCurrent(handle);
+    internal void MakeCurrentForRelease() => _ = CudaDriverApi.ContextSetCurrent(handle);
 
     /// <inheritdoc />
     protected override bool ReleaseHandle() => CudaDriverApi.PrimaryContextRelease(Device) == 0;

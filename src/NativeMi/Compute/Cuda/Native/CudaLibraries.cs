@@ -46,7 +46,7 @@ internal sealed record LibraryProbe(CudaLibrary Library, IReadOnlyList<string> F
         string name = CudaLibraries.DisplayName(Library);
         if (Found) return $"{name}: {LoadedFrom}";
         var text = new System.Text.StringBuilder();
-        text.Append($"{name}: not found. Looked for {string.Join(", ", FileNames)} in:");
+        text.Append(System.Globalization.CultureInfo.InvariantCulture, $"{name}: not found. Looked for {string.Join(", ", FileNames)} in:");
         foreach (string attempt in Attempts) text.Append("\n  ").Append(attempt);
         foreach (string note in SkippedNotes) text.Append("\n  (").Append(note).Append(')');
         text.Append($"\n  Set {CudaLibraries.PathVariable} to the folder that holds it.");
@@ -294,7 +294,7 @@ internal static class CudaLibraries
         return folders;
     }
 
-    private static IEnumerable<string> SafeDirectories(string folder, string pattern)
+    private static string[] SafeDirectories(string folder, string pattern)
     {
         try
         {

@@ -245,7 +245,7 @@ internal sealed partial class PrebuiltKernels
                 if (TryLoad(KernelSource.Embedded(file), architecture, out _, out string reason)) matched++;
                 else firstReason ??= reason;
             }
-            text.Append('\n').Append($"  {architecture}: {matched} of {fileNames.Count} kernel files match the embedded sources");
+            text.Append('\n').Append(CultureInfo.InvariantCulture, $"  {architecture}: {matched} of {fileNames.Count} kernel files match the embedded sources");
             if (firstReason is not null) text.Append("; ").Append(firstReason);
         }
         return text.ToString();

@@ -10,7 +10,7 @@ using NativeMi.Pooling;
 namespace NativeMi.Benchmarks;
 
 /// <summary>An <see cref="IComputeBackend"/> decorator that adds each op's wall time to a per-op total.</summary>
-public sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
+internal sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
 {
     private readonly Dictionary<string, double> _milliseconds = new(StringComparer.Ordinal);
 
@@ -165,7 +165,7 @@ public sealed class TimingBackend(IComputeBackend inner) : IComputeBackend
 }
 
 /// <summary>`forward-profile [runs]`: share of forward-pass time per op at several batch sizes, and of one probe epoch.</summary>
-public static class ForwardProfile
+internal static class ForwardProfile
 {
     /// <summary>Runs the profile and returns a Markdown report.</summary>
     public static string Run(int runs, int[] batchSizes)

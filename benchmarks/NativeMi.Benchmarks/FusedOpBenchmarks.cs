@@ -52,6 +52,10 @@ public class FusedOpBenchmarks
     private float[] _layer = [];
     private int _adamStep;
 
+    /// <summary>Releases the backend (BenchmarkDotNet calls it once the benchmarks of an instance have run).</summary>
+    [GlobalCleanup]
+    public void Cleanup() => _backend.Dispose();
+
     [GlobalSetup]
     public void Setup()
     {
@@ -167,6 +171,10 @@ public class ProbeEpochBenchmarks
 {
     private readonly CpuBackend _backend = new();
     private ProbeDataset _train = null!, _validation = null!;
+
+    /// <summary>Releases the backend (BenchmarkDotNet calls it once the benchmarks of an instance have run).</summary>
+    [GlobalCleanup]
+    public void Cleanup() => _backend.Dispose();
 
     [GlobalSetup]
     public void Setup()

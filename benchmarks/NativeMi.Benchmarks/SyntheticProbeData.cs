@@ -7,7 +7,7 @@ namespace NativeMi.Benchmarks;
 /// sentences of 6..16 targets (mean ~11), d = 384, token ids from ~2500 classes. scripts/probe_epoch_torch.py
 /// builds the same target layout with the same formulas, so both sides train on identical shapes.
 /// </summary>
-public static class SyntheticProbeData
+internal static class SyntheticProbeData
 {
     /// <summary>Training sentences.</summary>
     public const int TrainSentences = 1400;

@@ -11,7 +11,7 @@ namespace NativeMi.Fuzz;
 /// or throws an <see cref="InputException"/> (a clear message about the input); any other exception
 /// is a finding. The same targets replay the committed corpus in the test suite.
 /// </summary>
-public static class FuzzTargets
+internal static class FuzzTargets
 {
     /// <summary>Target names, in the order the README lists them.</summary>
     public static readonly IReadOnlyList<string> Names = ["safetensors", "index", "configs", "onnx"];
@@ -107,7 +107,7 @@ public static class FuzzTargets
 }
 
 /// <summary>A private scratch folder for one fuzzing process, reused for every input.</summary>
-public sealed class FuzzWorkspace : IDisposable
+internal sealed class FuzzWorkspace : IDisposable
 {
     private bool _shardsWritten;
 
@@ -157,7 +157,7 @@ public sealed class FuzzWorkspace : IDisposable
 }
 
 /// <summary>The files of a small valid BERT and GPT-2 model folder (config and tokenizer only).</summary>
-public static class ModelFolderFiles
+internal static class ModelFolderFiles
 {
     /// <summary>One file the configs target can replace.</summary>
     public sealed record Variant(ArchitectureFamily Family, string FileName);

@@ -25,7 +25,7 @@ internal static class InspectCommand
             Row("width", c.HiddenSize.ToString(System.Globalization.CultureInfo.InvariantCulture));
             foreach (var (part, value) in c.Layout.Describe()) Row(part, value);
             Row("context", $"{c.MaxPositions} positions (max sequence {c.MaxSequenceLength})");
-            Row("vocabulary", c.VocabSize.ToString());
+            Row("vocabulary", c.VocabSize.ToString(System.Globalization.CultureInfo.InvariantCulture));
             Row("parameters", $"{loaded.ParameterCount:N0}");
             Row("checkpoint dtypes", string.Join(", ", loaded.CheckpointDTypes));
             Row("weights in memory", WeightMemory(loaded));

@@ -252,7 +252,7 @@ internal static class MeasureCommand
         : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n
         : throw new UsageException($"--classes must be a positive integer or 'all', got '{text}'");
 
-    private static IReadOnlyList<int>? ParseLayers(string text)
+    private static List<int>? ParseLayers(string text)
     {
         if (text == "all") return null;
         var result = new List<int>();

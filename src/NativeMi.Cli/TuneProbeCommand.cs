@@ -94,11 +94,13 @@ internal static class TuneProbeCommand
         return [.. new[] { 0, layers / 2, layers }.Distinct()];
     }
 
+    private static readonly string[] CandidateColumns = ["hidden", "lr", "patience", "mlp-lr-scale"];
+
     private static void Print(IReadOnlyList<CandidateScore> scores, CandidateScore chosen, IReadOnlyList<int> layers)
     {
         static string F(double v, string format = "F4") => v.ToString(format, CultureInfo.InvariantCulture);
         var table = new Table().Border(TableBorder.Rounded).Title("validation CE (bits, coarse target) of every candidate; held-out data unused");
-        foreach (string column in new[] { "hidden", "lr", "patience", "mlp-lr-scale" }.Concat(layers.Select(l => $"layer {l}")).Concat(["mean", "probes (s)", ""]))
+        foreach (string column in CandidateColumns.Concat(layers.Select(l => $"layer {l}")).Concat(["mean", "probes (s)", ""]))
             table.AddColumn(new TableColumn(Markup.Escape(column)).RightAligned());
         foreach (CandidateScore s in scores.OrderBy(s => s.MeanValidationCrossEntropyBits))
             table.AddRow(new[] { s.Candidate.Hidden.ToString(CultureInfo.InvariantCulture), s.Candidate.LearningRate.ToString(CultureInfo.InvariantCulture),

@@ -11,7 +11,7 @@ public class InputException : Exception
 }
 
 /// <summary>A model folder (config.json, weights, tokenizer files) is missing something or contradicts itself.</summary>
-public sealed class ModelFormatException : InputException
+internal sealed class ModelFormatException : InputException
 {
     /// <summary>Creates the exception for <paramref name="filePath"/>.</summary>
     public ModelFormatException(string filePath, string problem, Exception? inner = null)

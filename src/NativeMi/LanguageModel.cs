@@ -52,7 +52,10 @@ public sealed class LanguageModel : IDisposable
     /// folder on <paramref name="backend"/>.
     /// </summary>
     /// <param name="modelNameOrFolder">A built-in name or a model folder.</param>
-    /// <param name="backend">"cpu", "cuda" (an error when no usable GPU) or "auto" (see <see cref="BackendSelection.Choose"/>).</param>
+    /// <param name="backend">
+    /// "cpu", "cuda" or "auto". cuda is an error when no GPU is usable; auto falls back to the CPU. A CUDA device is used only
+    /// after every op matched the CPU backend on small random inputs; what was chosen, and why auto fell back, goes to <paramref name="log"/>.
+    /// </param>
     /// <param name="log">Receives the backend choice and a built-in model's import lines, on the calling thread; null for none.</param>
     /// <exception cref="UsageException">An empty model name or an unknown backend.</exception>
     /// <exception cref="InputException">Neither a built-in name nor a usable model folder; the message names the folder.</exception>
@@ -86,14 +89,15 @@ public sealed class LanguageModel : IDisposable
 
     /// <summary>
     /// Pooled sentence vectors at the chosen entries, shape [layers][sentences][width], pooled as a measurement pools
-    /// them (<see cref="TransformerModel.ForwardPooled"/>: mean and max over the real text tokens, special tokens and
-    /// padding excluded; cls and last at the first and last real token).
+    /// them (mean and max over the real text tokens, special tokens and padding excluded; cls and last at the first and
+    /// last real token).
     /// </summary>
     /// <param name="sentences">The sentences; run in batches of <see cref="BatchSize"/>, shortest first.</param>
     /// <param name="layers">Entry numbers in any order, each 0..Entries − 1; the result's first axis follows this order.</param>
     /// <param name="pool">The pooling; null for <see cref="LanguageModelDescription.DefaultPool"/>.</param>
     /// <exception cref="UsageException">An entry number out of range.</exception>
     /// <exception cref="InputException">A sentence has nothing to pool (no text token, for mean and max).</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The overloads differ in a required parameter (the destination span), so no call can bind to either by its optional pool alone.")]
     public float[] Embed(IReadOnlyList<string> sentences, IReadOnlyList<int> layers, PoolingMode? pool = null)
     {
         ArgumentNullException.ThrowIfNull(sentences);
@@ -107,6 +111,7 @@ public sealed class LanguageModel : IDisposable
     /// </summary>
     /// <exception cref="UsageException"><paramref name="destination"/> is too small (the message gives the size needed), or an entry number is out of range.</exception>
     /// <exception cref="InputException">A sentence has nothing to pool.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "As the other overload: the destination span is required.")]
     public void Embed(IReadOnlyList<string> sentences, IReadOnlyList<int> layers, Span<float> destination, PoolingMode? pool = null)
     {
         ArgumentNullException.ThrowIfNull(sentences);

@@ -7,7 +7,7 @@ namespace NativeMi;
 /// writes <see cref="Announcement"/> followed by the name to standard error and blocks the calling thread for good.
 /// Unset (as it always is outside tests), a point costs one null check.
 /// </summary>
-public static class TestPausePoint
+internal static class TestPausePoint
 {
     /// <summary>The environment variable naming the point to stop at.</summary>
     public const string EnvironmentVariable = "NATIVEMI_TEST_PAUSE_AT";

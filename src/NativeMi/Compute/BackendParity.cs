@@ -8,14 +8,14 @@ namespace NativeMi.Compute;
 /// <param name="Seed">Seed of the random inputs (the same seed gives the same inputs).</param>
 /// <param name="Tolerance">Largest relative L2 error ‖candidate − reference‖ / ‖reference‖ accepted for a float output.</param>
 /// <param name="GuardLength">Elements appended after every buffer and filled with a sentinel; any change there is a write outside the output.</param>
-public sealed record ParityOptions(int Seed = 20_240_531, double Tolerance = 1e-4, int GuardLength = 61);
+internal sealed record ParityOptions(int Seed = 20_240_531, double Tolerance = 1e-4, int GuardLength = 61);
 
 /// <summary>The outcome of one op on one shape.</summary>
 /// <param name="Op">The op ("Gemm", "Attention").</param>
 /// <param name="Shape">The shape and flags it ran with.</param>
 /// <param name="RelativeError">Largest relative L2 error over the op's float buffers (0 when it has none).</param>
 /// <param name="Failures">What went wrong; empty when the op matched.</param>
-public sealed record ParityResult(string Op, string Shape, double RelativeError, IReadOnlyList<string> Failures)
+internal sealed record ParityResult(string Op, string Shape, double RelativeError, IReadOnlyList<string> Failures)
 {
     /// <summary>Whether the op matched the reference.</summary>
     public bool Passed => Failures.Count == 0;
@@ -26,7 +26,7 @@ public sealed record ParityResult(string Op, string Shape, double RelativeError,
 /// <param name="Reference">The reference's description.</param>
 /// <param name="Tolerance">The relative L2 error threshold used.</param>
 /// <param name="Results">One entry per op and shape.</param>
-public sealed record ParityReport(string Candidate, string Reference, double Tolerance, IReadOnlyList<ParityResult> Results)
+internal sealed record ParityReport(string Candidate, string Reference, double Tolerance, IReadOnlyList<ParityResult> Results)
 {
     /// <summary>Whether every op matched.</summary>
     public bool Passed => Results.All(r => r.Passed);
@@ -54,7 +54,7 @@ public sealed record ParityReport(string Candidate, string Reference, double Tol
 /// tolerance, on NaN or infinity where the reference is finite, on any integer output that differs, on any change
 /// in the guard region after a buffer (a write outside it), and on an exception.
 /// </summary>
-public static class BackendParity
+internal static class BackendParity
 {
     private const float FloatSentinel = -1.2345678e30f;
     private const int IntSentinel = 0x5EED_BEEF;

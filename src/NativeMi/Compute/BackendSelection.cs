@@ -7,7 +7,7 @@ namespace NativeMi.Compute;
 /// The backend choice every program that runs a model shares (the CLI's --backend, <see cref="LanguageModel.Open"/>, the
 /// C ABI): cpu, cuda, or auto (CUDA when a usable GPU is present, else the CPU).
 /// </summary>
-public static class BackendSelection
+internal static class BackendSelection
 {
     /// <summary>The choices <see cref="Choose"/> accepts.</summary>
     public static IReadOnlyList<string> Choices { get; } = ["auto", "cpu", "cuda"];

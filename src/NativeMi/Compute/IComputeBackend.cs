@@ -2,7 +2,7 @@ using NativeMi.Pooling;
 namespace NativeMi.Compute;
 
 /// <summary>Element-wise function applied in a GEMM epilogue.</summary>
-public enum Activation
+internal enum Activation
 {
     /// <summary>Identity.</summary>
     None,
@@ -13,7 +13,7 @@ public enum Activation
 }
 
 /// <summary>The activation of a gated feed-forward layer's gate (SwiGLU: SiLU; GeGLU: a GELU).</summary>
-public enum GateActivation
+internal enum GateActivation
 {
     /// <summary>x · sigmoid(x) (SwiGLU: Llama, Mistral, Qwen).</summary>
     Silu,
@@ -25,7 +25,7 @@ public enum GateActivation
 
 /// <summary>A buffer of elements owned by a backend (host memory for the CPU, device memory for CUDA).</summary>
 /// <typeparam name="T">float for activations and weights, int for ids and masks.</typeparam>
-public abstract class DeviceBuffer<T> : IDisposable where T : unmanaged
+internal abstract class DeviceBuffer<T> : IDisposable where T : unmanaged
 {
     /// <summary>Number of elements.</summary>
     public abstract long Length { get; }
@@ -45,7 +45,7 @@ public abstract class DeviceBuffer<T> : IDisposable where T : unmanaged
 /// The op set every backend implements. The transformer forward pass and the probe trainer are written
 /// once against it. Shapes are row-major; a "row" is one token of one sentence.
 /// </summary>
-public interface IComputeBackend : IDisposable
+internal interface IComputeBackend : IDisposable
 {
     /// <summary>Short name ("cpu", "cuda").</summary>
     string Name { get; }
@@ -296,7 +296,7 @@ public interface IComputeBackend : IDisposable
 /// <param name="TargetsOutOfRange">Targets outside [0, classes).</param>
 /// <param name="PositionTrials">Entry p: items at position p.</param>
 /// <param name="PositionErrors">Entry p: wrong predictions at position p.</param>
-public sealed record PredictionCounts(long Errors, long[] TargetHistogram, long TargetsOutOfRange, long[] PositionTrials, long[] PositionErrors);
+internal sealed record PredictionCounts(long Errors, long[] TargetHistogram, long TargetsOutOfRange, long[] PositionTrials, long[] PositionErrors);
 
 /// <summary>Hyper-parameters of one AdamW step.</summary>
 /// <param name="LearningRate">lr.</param>
@@ -305,4 +305,4 @@ public sealed record PredictionCounts(long Errors, long[] TargetHistogram, long 
 /// <param name="Epsilon">Denominator guard.</param>
 /// <param name="WeightDecay">Decoupled weight decay λ (applied as p -= lr·λ·p).</param>
 /// <param name="Step">1-based step number, for bias correction.</param>
-public readonly record struct AdamWStep(float LearningRate, float Beta1, float Beta2, float Epsilon, float WeightDecay, int Step);
+internal readonly record struct AdamWStep(float LearningRate, float Beta1, float Beta2, float Epsilon, float WeightDecay, int Step);

@@ -7,7 +7,7 @@ namespace NativeMi.Compute;
 /// <param name="Fp32FlopsPerSecond">Dense fp32 FLOP/s without tensor cores.</param>
 /// <param name="Tf32FlopsPerSecond">Dense TF32 tensor-core FLOP/s.</param>
 /// <param name="BytesPerSecond">Memory bandwidth.</param>
-public sealed record DevicePeak(string Name, double Fp32FlopsPerSecond, double Tf32FlopsPerSecond, double BytesPerSecond)
+internal sealed record DevicePeak(string Name, double Fp32FlopsPerSecond, double Tf32FlopsPerSecond, double BytesPerSecond)
 {
     // Dense figures from NVIDIA's data sheets (SXM parts); the sparse tensor-core figures are twice the dense ones.
     private static readonly (string Match, DevicePeak Peak)[] Table =
@@ -34,7 +34,7 @@ public sealed record DevicePeak(string Name, double Fp32FlopsPerSecond, double T
 /// <param name="MedianMilliseconds">Median wall time of one call, synchronised.</param>
 /// <param name="Flops">Floating-point operations of one call.</param>
 /// <param name="Bytes">Bytes one call moves at least.</param>
-public sealed record OpTiming(string Op, string Role, string Shape, double MedianMilliseconds, double Flops, double Bytes)
+internal sealed record OpTiming(string Op, string Role, string Shape, double MedianMilliseconds, double Flops, double Bytes)
 {
     /// <summary>GFLOP/s at the median.</summary>
     public double GigaflopsPerSecond => Flops / (MedianMilliseconds * 1e6);
@@ -55,7 +55,7 @@ public sealed record OpTiming(string Op, string Role, string Shape, double Media
 /// The perf mode of the op cases (as ggml's test-backend-ops has one): every op of <see cref="IComputeBackend"/> at a
 /// model's shapes, timed on a backend (median of synchronised calls after warm-up), with its GFLOP/s and GB/s.
 /// </summary>
-public static class OpBenchmark
+internal static class OpBenchmark
 {
     /// <summary>Times every op of <see cref="ParityCases.Perf"/> at <paramref name="shapes"/> on <paramref name="backend"/>.</summary>
     public static IReadOnlyList<OpTiming> Run(IComputeBackend backend, OpShapes shapes, int warmup = 2, int runs = 10, int seed = 20_261_201,

@@ -12,7 +12,7 @@ namespace NativeMi.Compute;
 /// <param name="Causal">Decoder (causal) attention.</param>
 /// <param name="ProbeHidden">The probe's hidden width (the default probe's).</param>
 /// <param name="ProbeClasses">The probe's output classes (the default run's 1,000 + "other").</param>
-public sealed record OpShapes(int Batch, int Sequence, int Width, int Heads, int HeadDim, int Intermediate, int Vocabulary, bool Causal,
+internal sealed record OpShapes(int Batch, int Sequence, int Width, int Heads, int HeadDim, int Intermediate, int Vocabulary, bool Causal,
     int ProbeHidden = 256, int ProbeClasses = 1001)
 {
     /// <summary>Token rows of a batch.</summary>

@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 namespace NativeMi.Compute;
 
 /// <summary>How a constant weight (a GEMM matrix or an embedding table) is stored on a backend.</summary>
-public enum WeightFormat
+internal enum WeightFormat
 {
     /// <summary>IEEE single precision.</summary>
     Float32,
@@ -16,7 +16,7 @@ public enum WeightFormat
 }
 
 /// <summary>Conversions between 16-bit weight storage and fp32, shared by the loader and the CPU kernels.</summary>
-public static class SixteenBitWeights
+internal static class SixteenBitWeights
 {
     /// <summary>Bytes per element of <paramref name="format"/>.</summary>
     public static int BytesPerElement(WeightFormat format) => format == WeightFormat.Float32 ? 4 : 2;

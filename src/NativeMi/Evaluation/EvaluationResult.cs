@@ -1,6 +1,6 @@
 namespace NativeMi.Evaluation;
 
-/// <summary>The model an evaluation ran.</summary>
+/// <summary>The model an evaluation ran, as evaluation.json's "model" object records it.</summary>
 /// <param name="Name">What the user named (a built-in name or a folder).</param>
 /// <param name="Directory">The model folder.</param>
 /// <param name="Architecture">config.json's model_type.</param>
@@ -31,7 +31,11 @@ public sealed record EvaluationDataDescription(string Folder, IReadOnlyDictionar
 /// <param name="MaxGlosses">The subset's size, or null for the whole set.</param>
 public sealed record EvaluationSettings(string Layer, int LayerIndex, string Pool, int BatchSize, int MaxTokens, ulong Seed, int Bootstrap, int? MaxGlosses);
 
-/// <summary>Everything an evaluation run found, ready to be printed or written.</summary>
+/// <summary>
+/// Everything an evaluation found (<see cref="EvaluationRunner.Run(EvaluateOptions, IProgress{EvaluateEvent}?, CancellationToken)"/>):
+/// retrieval and same-sense scores with their intervals, each query's rank and each pair's cosine, and what the run read.
+/// <see cref="Reporting.EvaluationWriter.ToJson"/> renders it as evaluation.json.
+/// </summary>
 public sealed record EvaluationResult
 {
     /// <summary>Schema name and version of evaluation.json.</summary>
@@ -52,7 +56,7 @@ public sealed record EvaluationResult
     public required IReadOnlyList<int> Ranks { get; init; }
     /// <summary>Each pair's cosine, in the set's order.</summary>
     public required IReadOnlyList<double> PairScores { get; init; }
-    /// <summary>The evaluated set (for the per-item files' ids).</summary>
+    /// <summary>The evaluation set that was scored (the first glosses only when MaxGlosses was given): <see cref="Ranks"/> follows its Glosses, <see cref="PairScores"/> its Pairs.</summary>
     public required EvaluationSet Set { get; init; }
     /// <summary>Seconds per phase, and "total".</summary>
     public required IReadOnlyDictionary<string, double> TimingsSeconds { get; init; }

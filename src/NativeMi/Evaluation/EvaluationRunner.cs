@@ -9,7 +9,7 @@ using NativeMi.Transformer;
 
 namespace NativeMi.Evaluation;
 
-/// <summary>Every setting of an evaluation run.</summary>
+/// <summary>Every setting of an evaluation run (<see cref="EvaluationRunner.Run(EvaluateOptions, IProgress{EvaluateEvent}?, CancellationToken)"/>); the defaults are those of <c>nativemi evaluate</c>.</summary>
 public sealed record EvaluateOptions
 {
     /// <summary>Built-in model name or model folder.</summary>
@@ -57,9 +57,22 @@ public readonly record struct EvaluateEvent(string Phase, long Completed, long T
 /// </summary>
 public static class EvaluationRunner
 {
-    /// <summary>Runs an evaluation.</summary>
+    /// <summary>
+    /// Runs an evaluation on the CPU: reads the evaluation set, resolves the model (importing a built-in one into the cache on
+    /// first use), embeds every gloss and example, and scores retrieval and same-sense detection with bootstrap intervals.
+    /// </summary>
+    /// <param name="options">What to evaluate and how; <c>new EvaluateOptions()</c> is the default run of <c>nativemi evaluate</c>.</param>
+    /// <param name="progress">Receives progress events on the calling thread, in order.</param>
+    /// <param name="cancellation">Checked between batches; a cancelled run throws <see cref="OperationCanceledException"/>.</param>
+    /// <returns>The scores; <see cref="Reporting.EvaluationWriter.ToJson"/> renders them as evaluation.json.</returns>
     /// <exception cref="InputException">The model, the evaluation files or an option is unusable; the message says which and why.</exception>
-    public static EvaluationResult Run(EvaluateOptions options, IProgress<EvaluateEvent>? progress = null, IComputeBackend? backend = null,
+    /// <exception cref="EnvironmentException">The machine lacks something the run needs (memory, a writable cache folder).</exception>
+    public static EvaluationResult Run(EvaluateOptions options, IProgress<EvaluateEvent>? progress = null, CancellationToken cancellation = default) =>
+        Run(options, progress, backend: null, cancellation);
+
+    /// <summary>Runs an evaluation on <paramref name="backend"/> (null: a new CPU backend).</summary>
+    /// <exception cref="InputException">The model, the evaluation files or an option is unusable; the message says which and why.</exception>
+    internal static EvaluationResult Run(EvaluateOptions options, IProgress<EvaluateEvent>? progress, IComputeBackend? backend,
         CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -192,10 +205,10 @@ public static class EvaluationRunner
 /// <param name="SameSense">ROC-AUC; null when the set has no pairs of both kinds.</param>
 /// <param name="Ranks">Each gloss's rank of its first right example.</param>
 /// <param name="PairScores">Each pair's cosine.</param>
-public sealed record EvaluationScores(RetrievalFigures Retrieval, MetricEstimate? SameSense, IReadOnlyList<int> Ranks, IReadOnlyList<double> PairScores);
+internal sealed record EvaluationScores(RetrievalFigures Retrieval, MetricEstimate? SameSense, IReadOnlyList<int> Ranks, IReadOnlyList<double> PairScores);
 
 /// <summary>Scores embeddings of an <see cref="EvaluationSet"/>: the step after the forward pass, separate so that hand-made embeddings can be scored.</summary>
-public static class EvaluationScoring
+internal static class EvaluationScoring
 {
     /// <summary>Bootstrap seed offsets: retrieval and pairs draw from different streams of the run's seed.</summary>
     private const ulong RetrievalStream = 0x5245_5452_4945_5645UL, PairStream = 0x5341_4D45_5345_4E53UL;

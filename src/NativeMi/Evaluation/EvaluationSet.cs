@@ -32,13 +32,13 @@ public sealed record EvaluationPair(string Id, string Lemma, int First, int Seco
 public sealed class EvaluationSet
 {
     /// <summary>File of the glosses, inside the evaluation folder.</summary>
-    public const string GlossesFile = "glosses.tsv";
+    internal const string GlossesFile = "glosses.tsv";
     /// <summary>File of the example sentences.</summary>
-    public const string ExamplesFile = "examples.tsv";
+    internal const string ExamplesFile = "examples.tsv";
     /// <summary>File of the same-sense pairs.</summary>
-    public const string PairsFile = "pairs.tsv";
+    internal const string PairsFile = "pairs.tsv";
     /// <summary>File listing every text the evaluation embeds, for fine-tuning to leave out.</summary>
-    public const string HeldOutFile = "heldout-sentences.txt";
+    internal const string HeldOutFile = "heldout-sentences.txt";
 
     private static readonly string[] GlossColumns = ["synset", "lemmas", "definition"];
     private static readonly string[] ExampleColumns = ["example", "synset", "lemmas", "sentence"];
@@ -46,7 +46,7 @@ public sealed class EvaluationSet
 
     /// <summary>Builds a set from parts (tests build small ones by hand); checks what <see cref="Load"/> checks.</summary>
     /// <exception cref="ArgumentException">A gloss has no example, an index is out of range, or a pair joins an example to itself.</exception>
-    public EvaluationSet(IReadOnlyList<EvaluationGloss> glosses, IReadOnlyList<EvaluationExample> examples, IReadOnlyList<EvaluationPair> pairs, string folder = "")
+    internal EvaluationSet(IReadOnlyList<EvaluationGloss> glosses, IReadOnlyList<EvaluationExample> examples, IReadOnlyList<EvaluationPair> pairs, string folder = "")
     {
         ArgumentNullException.ThrowIfNull(glosses);
         ArgumentNullException.ThrowIfNull(examples);
@@ -71,7 +71,7 @@ public sealed class EvaluationSet
     public IReadOnlyDictionary<string, string> FileSha256 { get; private init; } = new Dictionary<string, string>();
 
     /// <summary>Every text the evaluation embeds: the definitions and the example sentences.</summary>
-    public IReadOnlySet<string> HeldOutTexts => _heldOut ??= Glosses.Select(g => g.Definition).Concat(Examples.Select(e => e.Sentence)).ToHashSet(StringComparer.Ordinal);
+    internal IReadOnlySet<string> HeldOutTexts => _heldOut ??= Glosses.Select(g => g.Definition).Concat(Examples.Select(e => e.Sentence)).ToHashSet(StringComparer.Ordinal);
     private HashSet<string>? _heldOut;
 
     /// <summary>
@@ -79,7 +79,7 @@ public sealed class EvaluationSet
     /// a fine-tuning corpus disjoint from the evaluation (data/wordnet-finetune.txt is the packaged corpus so filtered).
     /// Sentences are compared trimmed, as the corpus reader trims its lines.
     /// </summary>
-    public IEnumerable<string> ExcludeHeldOut(IEnumerable<string> corpus)
+    internal IEnumerable<string> ExcludeHeldOut(IEnumerable<string> corpus)
     {
         ArgumentNullException.ThrowIfNull(corpus);
         IReadOnlySet<string> heldOut = HeldOutTexts;
@@ -155,7 +155,7 @@ public sealed class EvaluationSet
     /// A smaller set: the first <paramref name="glossCount"/> glosses, their examples, and the pairs among those examples.
     /// For quick runs and tests; the figures of a subset are not comparable with the full set's.
     /// </summary>
-    public EvaluationSet Subset(int glossCount)
+    internal EvaluationSet Subset(int glossCount)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(glossCount, 1);
         if (glossCount >= Glosses.Count) return this;
@@ -198,7 +198,7 @@ public sealed class EvaluationSet
     /// The data rows of one file, each split into exactly the header's columns. The header must be the expected one, so
     /// that a file of the wrong kind (or an older layout) fails on its first line instead of giving wrong figures.
     /// </summary>
-    private static IEnumerable<(string Path, int Line, string[] Fields)> Rows(string folder, string name, string[] columns, Dictionary<string, string> hashes)
+    private static List<(string Path, int Line, string[] Fields)> Rows(string folder, string name, string[] columns, Dictionary<string, string> hashes)
     {
         string path = Path.Combine(folder, name);
         string expected = string.Join('\t', columns);

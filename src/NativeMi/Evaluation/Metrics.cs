@@ -3,14 +3,14 @@ using NativeMi.Information;
 
 namespace NativeMi.Evaluation;
 
-/// <summary>A figure and its bootstrap percentile interval (null bounds when no resample was drawn).</summary>
+/// <summary>An evaluation figure and its 95% bootstrap percentile interval (null bounds when no resample was drawn).</summary>
 /// <param name="Value">The figure on the whole set.</param>
 /// <param name="Lower">Lower end of the interval.</param>
 /// <param name="Upper">Upper end of the interval.</param>
 public sealed record MetricEstimate(double Value, double? Lower, double? Upper);
 
 /// <summary>Cosine similarity of pooled sentence vectors, with a zero vector similar to nothing (cosine 0).</summary>
-public static class CosineSimilarity
+internal static class CosineSimilarity
 {
     /// <summary>
     /// Rows of <paramref name="vectors"/> ([n·width]) scaled to unit length, so that a dot product is their cosine. A zero
@@ -39,7 +39,7 @@ public static class CosineSimilarity
 }
 
 /// <summary>Gloss-to-example retrieval: R@1, R@10 and MRR over queries, each with a bootstrap interval over queries.</summary>
-public static class RetrievalEvaluation
+internal static class RetrievalEvaluation
 {
     /// <summary>
     /// The rank of each query's first right answer: 1 + the number of wrong candidates whose cosine is at least the best right
@@ -114,7 +114,7 @@ public static class RetrievalEvaluation
     }
 }
 
-/// <summary>Retrieval figures over the queries.</summary>
+/// <summary>Gloss-to-example retrieval scores of an evaluation: each gloss is a query, every example sentence a candidate, ranked by cosine.</summary>
 /// <param name="RecallAt1">Share of queries whose first right answer ranks first.</param>
 /// <param name="RecallAt10">Share of queries with a right answer in the top 10.</param>
 /// <param name="MeanReciprocalRank">Mean over queries of 1 / the rank of the first right answer.</param>
@@ -122,7 +122,7 @@ public static class RetrievalEvaluation
 public sealed record RetrievalFigures(MetricEstimate RecallAt1, MetricEstimate RecallAt10, MetricEstimate MeanReciprocalRank, int Queries);
 
 /// <summary>Same-sense detection: ROC-AUC of pair scores, with a bootstrap interval over pairs.</summary>
-public static class SameSenseEvaluation
+internal static class SameSenseEvaluation
 {
     /// <summary>
     /// The exact ROC-AUC: the share of (positive, negative) pairs of items in which the positive scores higher, a tie

@@ -8,7 +8,7 @@ namespace NativeMi.IO;
 /// Writes files so that a reader never sees a half-written result: the content goes to a temporary
 /// file in the destination folder, is flushed, and is then renamed over the destination.
 /// </summary>
-public static partial class AtomicFile
+internal static partial class AtomicFile
 {
     /// <summary>Writes the file by calling <paramref name="write"/> on a temporary stream, then renames it into place.</summary>
     /// <param name="path">Destination path.</param>
@@ -216,7 +216,7 @@ public static partial class AtomicFile
 /// A crash while writing leaves every destination as it was; one during the renames leaves each destination
 /// either old or new, never partial, and a destination added after another is only new if that one is too.
 /// </summary>
-public sealed class AtomicFileSet : IDisposable
+internal sealed class AtomicFileSet : IDisposable
 {
     private readonly List<(string Temporary, string Path)> _staged = [];
     private int _renamed;
@@ -276,7 +276,7 @@ public sealed class OutputWriteException : IOException
     /// Why <paramref name="folder"/> could not be created or written: "'/a/b' is a file, not a folder" when an existing
     /// ancestor is a regular file (the system's own message is misleading there), else the message of <paramref name="cause"/>.
     /// </summary>
-    public static string FolderProblem(string folder, Exception cause)
+    internal static string FolderProblem(string folder, Exception cause)
     {
         ArgumentNullException.ThrowIfNull(cause);
         for (string? current = Path.GetFullPath(folder); !string.IsNullOrEmpty(current); current = Path.GetDirectoryName(current))

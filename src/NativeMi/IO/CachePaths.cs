@@ -4,7 +4,7 @@ namespace NativeMi.IO;
 /// Where NativeMi keeps what it can recompute: imported built-in models, sentence vectors, compiled kernels. One place for
 /// every part of the engine (the CUDA kernel cache must not depend on the model code to find it).
 /// </summary>
-public static class CachePaths
+internal static class CachePaths
 {
     /// <summary>The cache root used when none is given: $NATIVEMI_CACHE, else $XDG_CACHE_HOME/nativemi, else ~/.cache/nativemi.</summary>
     public static string Root()

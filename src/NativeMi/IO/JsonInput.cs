@@ -9,7 +9,7 @@ namespace NativeMi.IO;
 /// unhelpful <see cref="InvalidOperationException"/>; here the whole file is checked first and
 /// every problem becomes a <see cref="ModelFormatException"/> naming the file and line.
 /// </summary>
-public static class JsonInput
+internal static class JsonInput
 {
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 

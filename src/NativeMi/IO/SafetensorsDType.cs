@@ -1,7 +1,7 @@
 namespace NativeMi.IO;
 
 /// <summary>Element types a safetensors file may hold.</summary>
-public enum SafetensorsDType
+internal enum SafetensorsDType
 {
     /// <summary>Boolean, one byte.</summary>
     Bool,
@@ -32,7 +32,7 @@ public enum SafetensorsDType
 }
 
 /// <summary>Names and sizes of <see cref="SafetensorsDType"/> values as the format spells them.</summary>
-public static class SafetensorsDTypes
+internal static class SafetensorsDTypes
 {
     /// <summary>Size of one element in bytes.</summary>
     public static int SizeOf(SafetensorsDType dtype) => dtype switch

@@ -4,7 +4,7 @@ namespace NativeMi.IO;
 /// A safetensors file, or a sharded index, is malformed or lacks what was asked of it.
 /// The message always names the file and, where one is involved, the tensor.
 /// </summary>
-public sealed class SafetensorsException : InputException
+internal sealed class SafetensorsException : InputException
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="filePath">The file that is wrong.</param>

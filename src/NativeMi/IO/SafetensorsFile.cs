@@ -11,7 +11,7 @@ namespace NativeMi.IO;
 /// <param name="Shape">Dimensions, outermost first.</param>
 /// <param name="Begin">Start of its bytes, relative to the data section.</param>
 /// <param name="End">End of its bytes (exclusive), relative to the data section.</param>
-public sealed record SafetensorsTensorInfo(string Name, SafetensorsDType DType, long[] Shape, long Begin, long End)
+internal sealed record SafetensorsTensorInfo(string Name, SafetensorsDType DType, long[] Shape, long Begin, long End)
 {
     /// <summary>Number of elements (product of the shape; 1 for a scalar).</summary>
     public long ElementCount
@@ -35,7 +35,7 @@ public sealed record SafetensorsTensorInfo(string Name, SafetensorsDType DType, 
 /// A memory-mapped, validated safetensors file. Tensor bytes are read in place from the mapping.
 /// Every header field is checked when the file is opened; any problem raises <see cref="SafetensorsException"/>.
 /// </summary>
-public sealed unsafe partial class SafetensorsFile : IDisposable
+internal sealed unsafe partial class SafetensorsFile : IDisposable
 {
     /// <summary>Largest header accepted (the reference implementation uses the same 100 MB limit).</summary>
     public const long MaxHeaderBytes = 100_000_000;

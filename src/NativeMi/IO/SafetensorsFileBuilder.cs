@@ -7,7 +7,7 @@ namespace NativeMi.IO;
 /// states at a time), without holding them in memory. The layout is fixed up front; the content goes to a
 /// temporary file that <see cref="Commit"/> renames into place, so an interrupted run leaves nothing behind.
 /// </summary>
-public sealed class SafetensorsFileBuilder : IDisposable
+internal sealed class SafetensorsFileBuilder : IDisposable
 {
     private readonly string _path;
     private readonly string _temporary;

@@ -10,7 +10,7 @@ namespace NativeMi.IO;
 /// <param name="DType">Element type.</param>
 /// <param name="Shape">Dimensions, outermost first.</param>
 /// <param name="Data">Raw bytes; length must equal the element count times the element size.</param>
-public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, long[] Shape, ReadOnlyMemory<byte> Data)
+internal sealed record SafetensorsEntry(string Name, SafetensorsDType DType, long[] Shape, ReadOnlyMemory<byte> Data)
 {
     /// <summary>An F32 tensor.</summary>
     public static SafetensorsEntry FromFloat32(string name, long[] shape, float[] values) =>
@@ -22,7 +22,7 @@ public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, long[
 }
 
 /// <summary>Writes safetensors files (header padded to 8 bytes, tensors in the order given), atomically.</summary>
-public static class SafetensorsWriter
+internal static class SafetensorsWriter
 {
     /// <summary>Writes <paramref name="entries"/> to <paramref name="path"/> via a temporary file and rename.</summary>
     public static void Write(string path, IReadOnlyList<SafetensorsEntry> entries, IReadOnlyDictionary<string, string>? metadata = null)

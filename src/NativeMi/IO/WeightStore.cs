@@ -6,7 +6,7 @@ namespace NativeMi.IO;
 /// The weights of a model folder: a single <c>model.safetensors</c>, or shards listed by
 /// <c>model.safetensors.index.json</c>. Tensors are looked up by name across all files.
 /// </summary>
-public sealed class WeightStore : IDisposable
+internal sealed class WeightStore : IDisposable
 {
     private readonly List<SafetensorsFile> _files;
     private readonly Dictionary<string, SafetensorsFile> _byName;

@@ -1,7 +1,7 @@
 namespace NativeMi.Information;
 
 /// <summary>Exact (Clopper-Pearson) confidence limits for a binomial proportion.</summary>
-public static class ClopperPearson
+internal static class ClopperPearson
 {
     /// <summary>
     /// The one-sided upper limit at confidence 1 - <paramref name="alpha"/> for a proportion after

@@ -1,7 +1,7 @@
 namespace NativeMi.Information;
 
 /// <summary>Entropies in bits.</summary>
-public static class Entropy
+internal static class Entropy
 {
     /// <summary>Plug-in (maximum-likelihood) entropy in bits of a histogram; zero counts are ignored.</summary>
     /// <param name="counts">Non-negative counts, one per outcome.</param>

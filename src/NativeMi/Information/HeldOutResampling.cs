@@ -6,7 +6,7 @@ namespace NativeMi.Information;
 /// same draws: the same seed and sentence count give the same resamples, so differences between layers, or
 /// between a layer and the control, are paired and get intervals of their own.
 /// </summary>
-public sealed class HeldOutResampling
+internal sealed class HeldOutResampling
 {
     private readonly int[] _draws;
 

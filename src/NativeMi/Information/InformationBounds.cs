@@ -4,7 +4,7 @@ namespace NativeMi.Information;
 /// Lower bounds in bits on I(X; Z) from a probe's error rate or cross-entropy (METHOD.md, "Per-layer
 /// figures"). None of them is clipped: a negative value means "no evidence of information".
 /// </summary>
-public static class InformationBounds
+internal static class InformationBounds
 {
     /// <summary>
     /// Fano lower bound I_F = H(X) - H_b(P_e) - P_e log2(|X| - 1).

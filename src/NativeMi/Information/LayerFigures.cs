@@ -28,7 +28,7 @@ public enum FanoKind
 public sealed record TargetVariable(string Name, long AlphabetSize, TargetEntropies Entropies);
 
 /// <summary>Settings of <see cref="LayerFigures.Calculate"/>.</summary>
-public sealed record LayerFigureOptions
+internal sealed record LayerFigureOptions
 {
     /// <summary>Which |X| the Fano figures use.</summary>
     public FanoAlphabet Alphabet { get; init; } = FanoAlphabet.Vocabulary;
@@ -55,7 +55,7 @@ public sealed record LayerFigureOptions
     public int SparsePositionTargets { get; init; } = 30;
 }
 
-/// <summary>A two-sided interval [Lower, Upper].</summary>
+/// <summary>A two-sided interval [Lower, Upper]: the bootstrap percentile interval of a figure (95% unless said otherwise).</summary>
 /// <param name="Lower">Lower end.</param>
 /// <param name="Upper">Upper end.</param>
 public readonly record struct Interval(double Lower, double Upper)
@@ -75,7 +75,7 @@ public readonly record struct Interval(double Lower, double Upper)
 /// <param name="EntropyBits">H(X_i) over the whole corpus.</param>
 /// <param name="FanoBits">I_F for X_i with the layer's |X| (list-Fano for list decoding).</param>
 /// <param name="BarberAgakovBits">H(X_i) minus <paramref name="CrossEntropyBits"/>.</param>
-/// <param name="Sparse">Fewer held-out targets than <see cref="LayerFigureOptions.SparsePositionTargets"/>: the figures are shown but say little.</param>
+/// <param name="Sparse">Fewer than 30 held-out targets at this position: the figures are shown but say little.</param>
 public sealed record PositionFigures(
     int Position,
     int TargetCount,
@@ -180,7 +180,7 @@ public sealed record LayerFigures
     /// <param name="target">The target variable: its alphabet and population entropies.</param>
     /// <param name="options">Alphabet, list decoding, bootstrap and confidence settings.</param>
     /// <param name="resampling">The run's shared resamples; null draws them from the options' seed (the same draws for the same seed).</param>
-    public static LayerFigures Calculate(IReadOnlyList<SentenceOutcome> outcomes, TargetVariable target, LayerFigureOptions options,
+    internal static LayerFigures Calculate(IReadOnlyList<SentenceOutcome> outcomes, TargetVariable target, LayerFigureOptions options,
         HeldOutResampling? resampling = null)
     {
         ArgumentNullException.ThrowIfNull(outcomes);
@@ -354,7 +354,7 @@ public sealed record PairedDifference(string From, string To, double Bits, Inter
     /// The paired difference I_BA(<paramref name="from"/>) − I_BA(<paramref name="to"/>) of two figures of the same target,
     /// resampled with the same draws (both must come from one run's resampling).
     /// </summary>
-    public static PairedDifference Of(string fromLabel, LayerFigures from, string toLabel, LayerFigures to, double level = 0.95)
+    internal static PairedDifference Of(string fromLabel, LayerFigures from, string toLabel, LayerFigures to, double level = 0.95)
     {
         ArgumentNullException.ThrowIfNull(from);
         ArgumentNullException.ThrowIfNull(to);

@@ -4,7 +4,7 @@ namespace NativeMi.Information;
 /// What a probe did on one held-out sentence: for each of its target positions (in order, position
 /// index i = array index), the true token, whether the probe's top guess was right, and -log2 q(x | z, i).
 /// </summary>
-public sealed class SentenceOutcome
+internal sealed class SentenceOutcome
 {
     /// <summary>Creates the outcome; the three arrays must have the same, non-zero length.</summary>
     /// <param name="targets">True token id at each target position.</param>

@@ -4,7 +4,7 @@ namespace NativeMi.Information;
 /// Log-gamma, the regularized incomplete beta function and its inverse, written to stay accurate for
 /// the very unequal, very large shape parameters (up to about 10^7) that binomial confidence limits need.
 /// </summary>
-public static class SpecialFunctions
+internal static class SpecialFunctions
 {
     private const double HalfLogTwoPi = 0.91893853320467274178032973640562;
 

@@ -4,7 +4,7 @@ namespace NativeMi.Information;
 /// SplitMix64 (Steele, Lea and Flood 2014): a tiny seeded generator whose output depends only on the
 /// seed, never on the runtime, platform or process, unlike <see cref="Random"/> without a seed.
 /// </summary>
-public sealed class SplitMix64
+internal sealed class SplitMix64
 {
     private ulong _state;
 

@@ -42,7 +42,7 @@ public sealed record TargetEntropies
     /// and returns the exact entropies of that population. <paramref name="symbolOf"/> maps a raw symbol to the
     /// target variable's symbol (for a coarsened target f(X)); null keeps the symbols as they are.
     /// </summary>
-    public static TargetEntropies FromSequences(IEnumerable<int[]> sequences, Func<int, int>? symbolOf = null)
+    internal static TargetEntropies FromSequences(IEnumerable<int[]> sequences, Func<int, int>? symbolOf = null)
     {
         ArgumentNullException.ThrowIfNull(sequences);
         var overall = new Dictionary<int, long>();

@@ -11,7 +11,7 @@ namespace NativeMi.Measurement;
 /// <param name="Layer">"0".."L", or "final" (GPT-2's ln_f output).</param>
 /// <param name="RelativeError">‖candidate − reference‖ / ‖reference‖ over every real token of every batch.</param>
 /// <param name="Passed">Whether the error is within the tolerance (and finite).</param>
-public sealed record LayerAgreement(string Layer, double RelativeError, bool Passed);
+internal sealed record LayerAgreement(string Layer, double RelativeError, bool Passed);
 
 /// <summary>The forward pass of one model run on two backends over the same sentences.</summary>
 /// <param name="Model">The model folder.</param>
@@ -20,7 +20,7 @@ public sealed record LayerAgreement(string Layer, double RelativeError, bool Pas
 /// <param name="Sentences">Sentences compared (padding excluded from the errors).</param>
 /// <param name="Tolerance">Largest relative L2 error accepted per layer.</param>
 /// <param name="Layers">One entry per hidden-state entry.</param>
-public sealed record ForwardAgreementReport(string Model, string Candidate, string Reference, int Sentences, double Tolerance, IReadOnlyList<LayerAgreement> Layers)
+internal sealed record ForwardAgreementReport(string Model, string Candidate, string Reference, int Sentences, double Tolerance, IReadOnlyList<LayerAgreement> Layers)
 {
     /// <summary>Whether every layer agrees.</summary>
     public bool Passed => Layers.Count > 0 && Layers.All(l => l.Passed);
@@ -45,7 +45,7 @@ public sealed record ForwardAgreementReport(string Model, string Candidate, stri
 /// <param name="Candidate">The candidate's value.</param>
 /// <param name="Reference">The reference's value.</param>
 /// <param name="Interval">The reference's bootstrap interval.</param>
-public sealed record FigureAgreement(string Layer, string Figure, double Candidate, double Reference, Interval Interval)
+internal sealed record FigureAgreement(string Layer, string Figure, double Candidate, double Reference, Interval Interval)
 {
     /// <summary>Whether the candidate's value lies inside the reference's interval.</summary>
     public bool Passed => Interval.Contains(Candidate);
@@ -58,7 +58,7 @@ public sealed record FigureAgreement(string Layer, string Figure, double Candida
 /// <param name="Figures">Accuracy, I_F and I_BA (headline target) and the token I_BA of every measured layer.</param>
 /// <param name="CandidateSeconds">Wall time of the candidate's run.</param>
 /// <param name="ReferenceSeconds">Wall time of the reference's run.</param>
-public sealed record ProbeAgreementReport(string Candidate, string Reference, MeasureOptions Options, IReadOnlyList<FigureAgreement> Figures,
+internal sealed record ProbeAgreementReport(string Candidate, string Reference, MeasureOptions Options, IReadOnlyList<FigureAgreement> Figures,
     double CandidateSeconds, double ReferenceSeconds)
 {
     /// <summary>Whether every figure lies inside the reference's interval.</summary>
@@ -85,7 +85,7 @@ public sealed record ProbeAgreementReport(string Candidate, string Reference, Me
 /// norms over the whole gradient's (see <see cref="BackendAgreement.Backward"/>).</param>
 /// <param name="Passed">Whether the error is within the tolerance (and finite).</param>
 /// <param name="ZeroInExactArithmetic">The reference holds only rounding (below 1e-7 of the whole gradient's norm).</param>
-public sealed record TensorAgreement(string Tensor, double RelativeError, bool Passed, bool ZeroInExactArithmetic = false);
+internal sealed record TensorAgreement(string Tensor, double RelativeError, bool Passed, bool ZeroInExactArithmetic = false);
 
 /// <summary>The training forward and backward pass of one model run on two backends over the same batch.</summary>
 /// <param name="Model">The model folder.</param>
@@ -97,7 +97,7 @@ public sealed record TensorAgreement(string Tensor, double RelativeError, bool P
 /// <param name="Tolerance">Largest relative L2 error accepted per tensor.</param>
 /// <param name="PooledError">Relative L2 error of the pooled sentence vectors.</param>
 /// <param name="Tensors">One entry per parameter tensor.</param>
-public sealed record BackwardAgreementReport(string Model, string Candidate, string Reference, int Sentences, string Layer, Pooling.PoolingMode Pooling,
+internal sealed record BackwardAgreementReport(string Model, string Candidate, string Reference, int Sentences, string Layer, Pooling.PoolingMode Pooling,
     double Tolerance, double PooledError, IReadOnlyList<TensorAgreement> Tensors)
 {
     /// <summary>Whether the pooled vectors and every parameter's gradient agree.</summary>
@@ -127,7 +127,7 @@ public sealed record BackwardAgreementReport(string Model, string Candidate, str
 /// by layer, and a whole measurement whose figures must fall inside the reference run's bootstrap intervals (a probe
 /// trained on another backend follows a different rounding path, so its figures may differ by noise, not by more).
 /// </summary>
-public static class BackendAgreement
+internal static class BackendAgreement
 {
     /// <summary>Runs <paramref name="model"/> on both backends over <paramref name="sentences"/> and compares every layer.</summary>
     /// <param name="model">Built-in model name or model folder.</param>

@@ -4,7 +4,7 @@ using System.Text;
 namespace NativeMi.Measurement;
 
 /// <summary>Which split a sentence belongs to.</summary>
-public enum Split
+internal enum Split
 {
     /// <summary>Probe training.</summary>
     Train,
@@ -15,7 +15,7 @@ public enum Split
 }
 
 /// <summary>Seeded, content-based sampling and splitting: a sentence's fate depends only on its text and the seed.</summary>
-public static class CorpusSampler
+internal static class CorpusSampler
 {
     /// <summary>A uniform number in [0, 1) from the seed, a purpose tag and the sentence text.</summary>
     public static double Hash(ulong seed, string purpose, string text)

@@ -10,7 +10,7 @@ namespace NativeMi.Measurement;
 /// from the chunks already written. Each chunk is a safetensors file written atomically whose metadata
 /// carries the SHA-256 of its tensor bytes; a chunk that fails the check is rebuilt, never trusted.
 /// </summary>
-public sealed class EmbeddingCache
+internal sealed class EmbeddingCache
 {
     /// <summary>Sentences per chunk.</summary>
     public const int ChunkSize = 256;

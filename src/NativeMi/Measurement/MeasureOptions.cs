@@ -4,7 +4,7 @@ using NativeMi.Probing;
 
 namespace NativeMi.Measurement;
 
-/// <summary>Optional comparison run.</summary>
+/// <summary>The optional comparison run of a measurement, probed exactly like the model (<see cref="MeasureOptions.Baseline"/>).</summary>
 public enum BaselineKind
 {
     /// <summary>No baseline.</summary>
@@ -15,7 +15,11 @@ public enum BaselineKind
     Shuffled,
 }
 
-/// <summary>Every setting of a measurement run.</summary>
+/// <summary>
+/// Every setting of a measurement run (<see cref="MeasurementRunner.Run(MeasureOptions, IProgress{MeasureEvent}?, CancellationToken)"/>):
+/// the model, the corpus and its split, the probe and the bounds. The defaults are those of <c>nativemi measure</c>; each property
+/// names the CLI option it mirrors where the name differs. A run's results.json records every value used.
+/// </summary>
 public sealed record MeasureOptions
 {
     /// <summary>Built-in model name or model folder.</summary>
@@ -69,9 +73,15 @@ public sealed record MeasureOptions
     public double ValidationFraction { get; init; } = 0.1;
     /// <summary>Folder of the embedding cache; null for the default cache folder.</summary>
     public string? CacheDirectory { get; init; }
-    /// <summary>Load a model whose weights hold NaN or infinite values (refused by default; see <see cref="Models.ModelLoadOptions"/>).</summary>
+    /// <summary>
+    /// Load a model whose weights hold NaN or infinite values instead of refusing it (the default refuses, naming the file, the
+    /// tensor, how many there are and where the first is); the run then warns with the count. The CLI's --allow-nonfinite-weights.
+    /// </summary>
     public bool AllowNonFiniteWeights { get; init; }
-    /// <summary>Widen F16 and BF16 weights to fp32 at load (see <see cref="Models.ModelLoadOptions.WidenSixteenBitWeights"/>).</summary>
+    /// <summary>
+    /// Widen F16 and BF16 weights to fp32 at load (twice the memory) instead of keeping them 16-bit; on the CPU both give identical
+    /// hidden states. The CLI's --widen-16bit-weights.
+    /// </summary>
     public bool WidenSixteenBitWeights { get; init; }
 
     /// <summary>Sample size of the default run (docs/METHOD.md says how it was chosen).</summary>

@@ -17,17 +17,17 @@ public sealed record MeasureRequest
     /// <summary>The options; <see cref="MeasureOptions.ProbeSeeds"/> there is 1 unless <see cref="ProbeSeeds"/> is given.</summary>
     public MeasureOptions Options { get; init; } = new();
 
-    /// <summary>"auto", "cpu" or "cuda" (see <see cref="BackendSelection.Choose"/>).</summary>
+    /// <summary>"auto", "cpu" or "cuda", as <see cref="LanguageModel.Open"/> takes it.</summary>
     public string Backend { get; init; } = "cpu";
 
-    /// <summary>Probe seeds per layer when given; null lets <see cref="OptionsFor"/> choose by backend.</summary>
+    /// <summary>Probe seeds per layer when given; null lets the backend choose, as the CLI does (1 on the CPU, 3 on a GPU).</summary>
     public int? ProbeSeeds { get; init; }
 
     /// <summary>
     /// The options for a run on <paramref name="backend"/>: the given probe seeds, or the CLI's default for that backend
     /// (1 on the CPU; 3 on a GPU, where several seeds are affordable).
     /// </summary>
-    public MeasureOptions OptionsFor(IComputeBackend backend)
+    internal MeasureOptions OptionsFor(IComputeBackend backend)
     {
         ArgumentNullException.ThrowIfNull(backend);
         return Options with { ProbeSeeds = ProbeSeeds ?? (backend.Name == "cuda" ? 3 : 1) };

@@ -3,7 +3,7 @@ using NativeMi.Probing;
 
 namespace NativeMi.Measurement;
 
-/// <summary>Figures of one hidden-state entry.</summary>
+/// <summary>The figures of one probed hidden-state entry (a layer) of a measurement, on both target variables.</summary>
 public sealed record LayerResult
 {
     /// <summary>Index l (0 = embeddings); a model's "final" entry has L + 1.</summary>
@@ -50,7 +50,7 @@ public sealed record DepthSummary(string Target, int PeakLayer, string PeakName,
     PairedDifference Forgetting, double PeakGainBits, double LastGainBits)
 {
     /// <summary>Summarises I_BA over probed layers given in depth order (a model's "final" entry left out by the caller).</summary>
-    public static DepthSummary From(IReadOnlyList<LayerResult> layers, string target, double level = 0.95)
+    internal static DepthSummary From(IReadOnlyList<LayerResult> layers, string target, double level = 0.95)
     {
         ArgumentNullException.ThrowIfNull(layers);
         if (layers.Count == 0) throw new ArgumentException("no layers", nameof(layers));
@@ -69,7 +69,7 @@ public sealed record DepthSummary(string Target, int PeakLayer, string PeakName,
 public sealed record LayerDifferences(string Target, IReadOnlyList<PairedDifference> Consecutive)
 {
     /// <summary>The differences between each probed entry and the next.</summary>
-    public static LayerDifferences From(IReadOnlyList<LayerResult> layers, string target, double level = 0.95)
+    internal static LayerDifferences From(IReadOnlyList<LayerResult> layers, string target, double level = 0.95)
     {
         ArgumentNullException.ThrowIfNull(layers);
         var differences = new List<PairedDifference>();
@@ -92,10 +92,19 @@ public sealed record ClassDescription(int Count, int? Requested, long OtherToken
 /// <param name="Layers">Per-layer figures.</param>
 public sealed record BaselineResult(string Kind, IReadOnlyList<LayerResult> Layers);
 
-/// <summary>Description of the measured model.</summary>
+/// <summary>The model a measurement ran, as results.json's "model" object records it.</summary>
+/// <param name="Name">What was asked for: a built-in name or a model folder.</param>
+/// <param name="Directory">The model folder that was loaded (for a built-in model, its import in the cache).</param>
+/// <param name="Architecture">config.json's model_type ("bert", "gpt2", "llama", ...).</param>
+/// <param name="Family">The architecture family the engine ran it as.</param>
+/// <param name="Layers">Number of transformer blocks L.</param>
+/// <param name="Width">Hidden size: the width of every sentence vector probed.</param>
+/// <param name="VocabularySize">Tokenizer vocabulary size: the alphabet of the token target.</param>
+/// <param name="Parameters">Number of weights.</param>
+/// <param name="Identity">SHA-256 over the model folder's config, tokenizer and weight files: a fine-tuned or edited copy has another.</param>
 public sealed record ModelDescription(string Name, string Directory, string Architecture, string Family, int Layers, int Width, int VocabularySize, long Parameters, string Identity);
 
-/// <summary>Description of the corpus and its use.</summary>
+/// <summary>The corpus a measurement read, and how its sentences were sampled and split.</summary>
 /// <param name="Path">The corpus file.</param>
 /// <param name="Sha256">Its SHA-256.</param>
 /// <param name="Lines">Non-blank lines.</param>
@@ -110,20 +119,24 @@ public sealed record ModelDescription(string Name, string Directory, string Arch
 public sealed record CorpusDescription(string Path, string Sha256, int Lines, int PopulationSentences, long PopulationTargets, int Sampled, int Train, int Validation,
     int HeldOut, int Truncated, int DroppedWithoutTargets);
 
-/// <summary>Everything a measurement produced.</summary>
+/// <summary>
+/// Everything a measurement produced (<see cref="MeasurementRunner.Run(MeasureOptions, IProgress{MeasureEvent}?, CancellationToken)"/>):
+/// the per-layer information figures of docs/METHOD.md with their intervals, the control probe, the depth summaries and what
+/// the run read. <see cref="Reporting.ResultWriter"/> writes it as results.json (schema <see cref="Schema"/>), layers.csv and positions.csv.
+/// </summary>
 public sealed record MeasurementResult
 {
     /// <summary>Schema tag of results.json.</summary>
     public const string Schema = "nativemi.measure/2";
-    /// <summary>The model.</summary>
+    /// <summary>The model that was measured.</summary>
     public required ModelDescription Model { get; init; }
-    /// <summary>The corpus.</summary>
+    /// <summary>The corpus, its sample and its split.</summary>
     public required CorpusDescription Corpus { get; init; }
-    /// <summary>The options used.</summary>
+    /// <summary>The options the run used, defaults resolved (<see cref="MeasureOptions.Pool"/> is never null here).</summary>
     public required MeasureOptions Options { get; init; }
-    /// <summary>Backend description.</summary>
+    /// <summary>The compute backend the forward passes and probes ran on, as a line to show ("cpu (...)").</summary>
     public required string Backend { get; init; }
-    /// <summary>Seconds per phase.</summary>
+    /// <summary>Seconds per phase ("load", "tokenise", "forward", "control", "probes", ...).</summary>
     public required IReadOnlyDictionary<string, double> TimingsSeconds { get; init; }
     /// <summary>Warnings (truncation, tiny splits, corrupt cache chunks rebuilt, a control worse than the unigram).</summary>
     public required IReadOnlyList<string> Warnings { get; init; }
@@ -149,8 +162,8 @@ public sealed record MeasurementResult
     public DepthSummary Summary => Summaries.Single(s => s.Target == HeadlineTarget);
 }
 
-/// <summary>A progress event of a measurement.</summary>
-/// <param name="Phase">"tokenise", "forward", "probe", "control", "baseline".</param>
+/// <summary>A progress event of a measurement, reported through the <c>progress</c> argument of <see cref="MeasurementRunner.Run(MeasureOptions, IProgress{MeasureEvent}?, CancellationToken)"/>.</summary>
+/// <param name="Phase">"sample", "import", "pooling", "tokenise", "forward", "control", "probe", "baseline".</param>
 /// <param name="Completed">Units done.</param>
 /// <param name="Total">Units in the phase.</param>
 /// <param name="Message">Optional detail (layer, epoch, loss).</param>

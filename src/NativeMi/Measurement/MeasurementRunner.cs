@@ -17,17 +17,38 @@ namespace NativeMi.Measurement;
 /// </summary>
 public static class MeasurementRunner
 {
-    /// <summary>Where the packaged default corpus is looked for (beside the program).</summary>
+    /// <summary>
+    /// The packaged default corpus (WordNet's example sentences, data/wordnet-examples.txt beside the program), used when
+    /// <see cref="MeasureOptions.Corpus"/> is null.
+    /// </summary>
     public static string DefaultCorpusPath => Path.Combine(AppContext.BaseDirectory, "data", "wordnet-examples.txt");
 
-    /// <summary>Runs a whole measurement.</summary>
+    /// <summary>
+    /// Runs a whole measurement on the CPU: resolves the model (importing a built-in one into the cache on first use), samples
+    /// and splits the corpus, computes every layer's pooled sentence vectors, trains the probes and returns every figure.
+    /// </summary>
+    /// <param name="options">What to measure and how; <c>new MeasureOptions()</c> is the default run of <c>nativemi measure</c>.</param>
+    /// <param name="progress">
+    /// Receives progress events on the calling thread, in order. The first is "sample", once the corpus is read: Completed
+    /// is the number of sentences sampled (at most <see cref="MeasureOptions.MaxSentences"/>), Total the corpus's distinct
+    /// sentences, Message the corpus.
+    /// </param>
+    /// <param name="cancellation">Checked between sentences, batches and probe epochs; a cancelled run throws <see cref="OperationCanceledException"/>.</param>
+    /// <returns>The figures; <see cref="Reporting.ResultWriter"/> writes them as results.json, layers.csv and positions.csv.</returns>
+    /// <remarks>A layer the model lacks is refused right after the model is loaded, before any sentence is tokenised.</remarks>
+    /// <exception cref="InputException">A model, corpus or option is unusable; the message says which and why.</exception>
+    /// <exception cref="EnvironmentException">The machine lacks something the run needs (memory, a writable cache folder).</exception>
+    public static MeasurementResult Run(MeasureOptions options, IProgress<MeasureEvent>? progress = null, CancellationToken cancellation = default) =>
+        Run(options, progress, backend: null, cancellation);
+
+    /// <summary>Runs a whole measurement on <paramref name="backend"/> (null: a new CPU backend).</summary>
     /// <remarks>
     /// The first event is "sample", once the corpus is read: Completed is the number of sentences sampled (at most
     /// MaxSentences), Total the corpus's distinct sentences, Message the corpus. A layer the model lacks is refused
     /// right after the model is loaded, before any sentence is tokenised.
     /// </remarks>
     /// <exception cref="InputException">A model, corpus or option is unusable; the message says which and why.</exception>
-    public static MeasurementResult Run(MeasureOptions options, IProgress<MeasureEvent>? progress = null, IComputeBackend? backend = null,
+    internal static MeasurementResult Run(MeasureOptions options, IProgress<MeasureEvent>? progress, IComputeBackend? backend,
         CancellationToken cancellation = default)
     {
         Validate(options);
@@ -199,7 +220,7 @@ public static class MeasurementRunner
     }
 
     /// <summary>The CLI name of a baseline kind.</summary>
-    public static string BaselineName(BaselineKind kind) => kind switch
+    internal static string BaselineName(BaselineKind kind) => kind switch
     {
         BaselineKind.RandomInit => "random-init",
         BaselineKind.Shuffled => "shuffled",

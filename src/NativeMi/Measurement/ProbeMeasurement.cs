@@ -4,7 +4,7 @@ using NativeMi.Probing;
 
 namespace NativeMi.Measurement;
 
-/// <summary>The two target variables of a run: the token X and the coarsened f(X) (the probe's classes).</summary>
+/// <summary>The two target variables a measurement probes for: the token X and the coarsened f(X) (the probe's classes), with their population entropies.</summary>
 /// <param name="Token">X over the tokenizer vocabulary.</param>
 /// <param name="Coarse">f(X): the class set's tokens, every other token one symbol.</param>
 public sealed record TargetVariables(TargetVariable Token, TargetVariable Coarse)
@@ -17,7 +17,7 @@ public sealed record TargetVariables(TargetVariable Token, TargetVariable Coarse
     /// is spread over more classes than over any other sentences, and an entropy that counted them would exceed what
     /// held-out sentences can show: H(f(X)) − CE would then not be a bound.
     /// </summary>
-    public static TargetVariables FromPopulation(IReadOnlyList<int[]> population, IReadOnlyList<int[]> coarsePopulation, ClassMap classes)
+    internal static TargetVariables FromPopulation(IReadOnlyList<int[]> population, IReadOnlyList<int[]> coarsePopulation, ClassMap classes)
     {
         ArgumentNullException.ThrowIfNull(population);
         ArgumentNullException.ThrowIfNull(coarsePopulation);
@@ -52,7 +52,9 @@ public sealed record ControlResult(LayerFigures Token, LayerFigures Coarse, Laye
     /// True when the control is worse than the training unigram on either target beyond sampling noise: the paired
     /// interval of the difference lies below zero (without resamples, the point estimate is below zero).
     /// </summary>
-    public bool WorseThanUnigram => new[] { "token", "coarse" }.Select(OverUnigram).Any(d => d.Interval is { } i ? i.Upper < 0 : d.Bits < 0);
+    public bool WorseThanUnigram => TargetNames.Select(OverUnigram).Any(d => d.Interval is { } i ? i.Upper < 0 : d.Bits < 0);
+
+    private static readonly string[] TargetNames = ["token", "coarse"];
 }
 
 /// <summary>One probe seed's fit on a layer.</summary>
@@ -67,7 +69,7 @@ public sealed record SeedFit(ulong Seed, double ValidationCrossEntropyBits, doub
 /// One layer's measurement from sentence vectors already split: train the probe (one or several seeds), score the
 /// held-out sentences, and compute every figure. The run uses it per layer; tests use it on synthetic vectors.
 /// </summary>
-public static class ProbeMeasurement
+internal static class ProbeMeasurement
 {
     /// <summary>Trains the control probe on zero vectors and scores it on the held-out targets.</summary>
     public static ControlResult TrainControl(IComputeBackend backend, ProbeDataset train, ProbeDataset validation, ProbeDataset heldOut, ClassMap classes,

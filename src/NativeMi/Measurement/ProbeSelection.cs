@@ -7,13 +7,13 @@ namespace NativeMi.Measurement;
 /// <param name="LearningRate">AdamW learning rate.</param>
 /// <param name="Patience">Early-stopping patience in epochs.</param>
 /// <param name="SecondStageLearningRateScale">Learning-rate fraction of the positional probe's second stage.</param>
-public sealed record ProbeCandidate(int Hidden, float LearningRate, int Patience, float SecondStageLearningRateScale);
+internal sealed record ProbeCandidate(int Hidden, float LearningRate, int Patience, float SecondStageLearningRateScale);
 
 /// <summary>A candidate's validation cross-entropy (coarse target, bits) at each tuned layer, and its mean.</summary>
 /// <param name="Candidate">The configuration.</param>
 /// <param name="ValidationCrossEntropyBits">Per tuned layer, in the order the layers were given.</param>
 /// <param name="ProbeSeconds">Wall time of its probes (the control excluded).</param>
-public sealed record CandidateScore(ProbeCandidate Candidate, IReadOnlyList<double> ValidationCrossEntropyBits, double ProbeSeconds)
+internal sealed record CandidateScore(ProbeCandidate Candidate, IReadOnlyList<double> ValidationCrossEntropyBits, double ProbeSeconds)
 {
     /// <summary>Mean validation CE over the tuned layers.</summary>
     public double MeanValidationCrossEntropyBits => ValidationCrossEntropyBits.Average();
@@ -24,7 +24,7 @@ public sealed record CandidateScore(ProbeCandidate Candidate, IReadOnlyList<doub
 /// result behind the defaults). Every candidate is trained on the training split and scored by its validation CE; the
 /// held-out split plays no part in the choice, so the held-out figures of a run with the chosen settings stay honest.
 /// </summary>
-public static class ProbeSelection
+internal static class ProbeSelection
 {
     /// <summary>
     /// The choice rule: among the candidates whose mean validation CE is within <paramref name="toleranceBits"/> of the best,
@@ -66,7 +66,7 @@ public static class ProbeSelection
                 Bootstrap = 0,
                 ProbeSeeds = 1,
                 Baseline = BaselineKind.None,
-            }, backend: backend, cancellation: cancellation);
+            }, progress: null, backend: backend, cancellation: cancellation);
             var score = new CandidateScore(candidate, [.. run.Layers.Select(l => l.ValidationCrossEntropyBits)], run.TimingsSeconds["probes"]);
             scores.Add(score);
             progress?.Report((scores.Count, grid.Count, score));

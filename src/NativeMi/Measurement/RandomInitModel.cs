@@ -4,7 +4,7 @@ using NativeMi.IO;
 namespace NativeMi.Measurement;
 
 /// <summary>A seeded random-initialised copy of a model folder: same config, tokenizer and tensor names.</summary>
-public static class RandomInitModel
+internal static class RandomInitModel
 {
     /// <summary>
     /// Creates (once; cached by model identity and seed) a folder whose weights follow Hugging Face's

@@ -1,7 +1,7 @@
 namespace NativeMi.Models;
 
 /// <summary>The normalisation a model uses.</summary>
-public enum NormKind
+internal enum NormKind
 {
     /// <summary>LayerNorm: (x − mean) / sqrt(var + ε) · γ + β.</summary>
     LayerNorm,
@@ -12,7 +12,7 @@ public enum NormKind
 }
 
 /// <summary>Where a block's norms sit relative to its residual connections.</summary>
-public enum NormPlacement
+internal enum NormPlacement
 {
     /// <summary>Post-LN (BERT): h = Norm(h + Sublayer(h)).</summary>
     Post,
@@ -21,7 +21,7 @@ public enum NormPlacement
 }
 
 /// <summary>How token positions enter the model.</summary>
-public enum PositionEncoding
+internal enum PositionEncoding
 {
     /// <summary>A learned table added to the token embeddings (BERT, GPT-2).</summary>
     Learned,
@@ -32,7 +32,7 @@ public enum PositionEncoding
 }
 
 /// <summary>The feed-forward sublayer's form.</summary>
-public enum FeedForwardKind
+internal enum FeedForwardKind
 {
     /// <summary>down(act(up(x))) with a GELU (BERT, GPT-2).</summary>
     Gelu,
@@ -43,7 +43,7 @@ public enum FeedForwardKind
 }
 
 /// <summary>The GELU variant a model uses.</summary>
-public enum GeluKind
+internal enum GeluKind
 {
     /// <summary>0.5 x (1 + erf(x / sqrt 2)), Hugging Face "gelu".</summary>
     Exact,
@@ -55,7 +55,7 @@ public enum GeluKind
 /// <param name="Theta">Base θ of the frequencies θ^(−2i/d).</param>
 /// <param name="RotaryDimensions">How many dimensions of each head rotate (the head width unless partial).</param>
 /// <param name="Scaling">The rope_scaling of config.json, null for none.</param>
-public sealed record RotarySpec(double Theta, int RotaryDimensions, RopeScaling? Scaling = null);
+internal sealed record RotarySpec(double Theta, int RotaryDimensions, RopeScaling? Scaling = null);
 
 /// <summary>A rope_scaling entry of config.json (Llama 3's "llama3" type, or "linear").</summary>
 /// <param name="Type">"llama3" or "linear".</param>
@@ -63,7 +63,7 @@ public sealed record RotarySpec(double Theta, int RotaryDimensions, RopeScaling?
 /// <param name="LowFrequencyFactor">Llama 3: low_freq_factor.</param>
 /// <param name="HighFrequencyFactor">Llama 3: high_freq_factor.</param>
 /// <param name="OriginalMaxPositions">Llama 3: original_max_position_embeddings.</param>
-public sealed record RopeScaling(string Type, double Factor, double LowFrequencyFactor = 1, double HighFrequencyFactor = 4, int OriginalMaxPositions = 8192);
+internal sealed record RopeScaling(string Type, double Factor, double LowFrequencyFactor = 1, double HighFrequencyFactor = 4, int OriginalMaxPositions = 8192);
 
 /// <summary>The attention sublayer's shape.</summary>
 /// <param name="Heads">Query heads.</param>
@@ -73,7 +73,7 @@ public sealed record RopeScaling(string Type, double Factor, double LowFrequency
 /// <param name="OutputBias">Whether the output projection has a bias.</param>
 /// <param name="QkNorm">Whether queries and keys are normalised per head before the rotation (Qwen3).</param>
 /// <param name="Causal">Decoder attention: a token sees only the tokens before it.</param>
-public sealed record AttentionSpec(int Heads, int KeyValueHeads, int HeadDim, bool QkvBias, bool OutputBias, bool QkNorm, bool Causal)
+internal sealed record AttentionSpec(int Heads, int KeyValueHeads, int HeadDim, bool QkvBias, bool OutputBias, bool QkNorm, bool Causal)
 {
     /// <summary>Width of the queries (and of the attention output before its projection).</summary>
     public int QueryWidth => Heads * HeadDim;
@@ -87,7 +87,7 @@ public sealed record AttentionSpec(int Heads, int KeyValueHeads, int HeadDim, bo
 /// <param name="Gelu">The GELU variant (for <see cref="FeedForwardKind.Gelu"/> and <see cref="FeedForwardKind.GeGlu"/>).</param>
 /// <param name="Intermediate">Width of the hidden layer.</param>
 /// <param name="Bias">Whether the projections have biases.</param>
-public sealed record FeedForwardSpec(FeedForwardKind Kind, GeluKind Gelu, int Intermediate, bool Bias);
+internal sealed record FeedForwardSpec(FeedForwardKind Kind, GeluKind Gelu, int Intermediate, bool Bias);
 
 /// <summary>
 /// A model as the forward pass sees it: the parts of one block and of the embeddings, and where the norms go
@@ -106,7 +106,7 @@ public sealed record FeedForwardSpec(FeedForwardKind Kind, GeluKind Gelu, int In
 /// <param name="Attention">The attention sublayer.</param>
 /// <param name="FeedForward">The feed-forward sublayer.</param>
 /// <param name="FinalNorm">A norm after the last block (GPT-2's ln_f, Llama's norm); its output is the extra "final" entry.</param>
-public sealed record BlockLayout(NormKind Norm, NormPlacement Placement, float NormEpsilon, PositionEncoding Positions, int PositionOffset, RotarySpec? Rotary,
+internal sealed record BlockLayout(NormKind Norm, NormPlacement Placement, float NormEpsilon, PositionEncoding Positions, int PositionOffset, RotarySpec? Rotary,
     int TokenTypes, bool EmbeddingNorm, float EmbeddingScale, AttentionSpec Attention, FeedForwardSpec FeedForward, bool FinalNorm)
 {
     /// <summary>One line per part, for `nativemi inspect`.</summary>

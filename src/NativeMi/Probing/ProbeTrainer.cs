@@ -9,7 +9,7 @@ namespace NativeMi.Probing;
 /// Sentence vectors are standardised per feature with training-split statistics first: an affine map
 /// of z is absorbed by the probe's first layer, so the family is unchanged, and optimisation is easier.
 /// </summary>
-public static class ProbeTrainer
+internal static class ProbeTrainer
 {
     /// <summary>
     /// Trains on <paramref name="train"/>, early-stopping on <paramref name="validation"/>. The probe starts as the

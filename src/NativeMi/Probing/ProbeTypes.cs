@@ -12,7 +12,7 @@ public enum ProbeFamily
 }
 
 /// <summary>Training settings of a probe.</summary>
-public sealed record ProbeOptions
+internal sealed record ProbeOptions
 {
     /// <summary>Probe family.</summary>
     public ProbeFamily Family { get; init; } = ProbeFamily.Positional;
@@ -50,12 +50,12 @@ public sealed record ProbeOptions
 }
 
 /// <summary>Sentence vectors and their target tokens, for one split.</summary>
-public sealed class ProbeDataset
+internal sealed class ProbeDataset
 {
     /// <summary>Creates the dataset; <paramref name="vectors"/> is [sentences, width].</summary>
     public ProbeDataset(int width, float[] vectors, IReadOnlyList<int[]> targets)
     {
-        if (width < 1) throw new ArgumentOutOfRangeException(nameof(width));
+        ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
         if (vectors.LongLength != (long)width * targets.Count)
             throw new ArgumentException($"vectors hold {vectors.LongLength} values; expected {targets.Count} sentences x {width}", nameof(vectors));
         if (targets.Any(t => t.Length == 0)) throw new ArgumentException("every sentence needs at least one target", nameof(targets));
@@ -87,4 +87,4 @@ public sealed class ProbeDataset
 /// <param name="Improved">Whether this epoch is the best so far.</param>
 /// <param name="Stage">1-based training stage (the positional probe trains its linear path first, then the whole probe).</param>
 /// <param name="Stages">Number of stages.</param>
-public readonly record struct ProbeEpoch(int Epoch, int MaxEpochs, double TrainCrossEntropyBits, double ValidationCrossEntropyBits, bool Improved, int Stage = 1, int Stages = 1);
+internal readonly record struct ProbeEpoch(int Epoch, int MaxEpochs, double TrainCrossEntropyBits, double ValidationCrossEntropyBits, bool Improved, int Stage = 1, int Stages = 1);

@@ -8,10 +8,10 @@ namespace NativeMi.Probing;
 /// </summary>
 /// <param name="Token">Per sentence: token ids, whether the probe named the token, −log2 q(x | z, i).</param>
 /// <param name="Coarse">Per sentence: class ids, whether the probe's top class was right, −log2 q(f(x) | z, i).</param>
-public sealed record ProbeOutcomes(IReadOnlyList<SentenceOutcome> Token, IReadOnlyList<SentenceOutcome> Coarse);
+internal sealed record ProbeOutcomes(IReadOnlyList<SentenceOutcome> Token, IReadOnlyList<SentenceOutcome> Coarse);
 
 /// <summary>A trained probe, ready to score held-out sentences.</summary>
-public sealed class TrainedProbe : IDisposable
+internal sealed class TrainedProbe : IDisposable
 {
     private readonly ProbeNetwork _network;
     private readonly float[] _mean, _scale;

@@ -7,17 +7,20 @@ using NativeMi.IO;
 
 namespace NativeMi.Reporting;
 
-/// <summary>Writes an evaluation's evaluation.json, evaluation.csv, retrieval-ranks.csv and pair-scores.csv, each atomically.</summary>
+/// <summary>
+/// Renders an <see cref="EvaluationResult"/> as the files <c>nativemi evaluate</c> writes: evaluation.json (public, schema
+/// <see cref="EvaluationResult.Schema"/>) and, for the CLI, evaluation.csv, retrieval-ranks.csv and pair-scores.csv.
+/// </summary>
 public static class EvaluationWriter
 {
     /// <summary>The summary JSON's file name.</summary>
-    public const string JsonFile = "evaluation.json";
+    internal const string JsonFile = "evaluation.json";
     /// <summary>The summary CSV's file name.</summary>
-    public const string CsvFile = "evaluation.csv";
+    internal const string CsvFile = "evaluation.csv";
     /// <summary>Each query's rank.</summary>
-    public const string RanksFile = "retrieval-ranks.csv";
+    internal const string RanksFile = "retrieval-ranks.csv";
     /// <summary>Each pair's cosine.</summary>
-    public const string PairScoresFile = "pair-scores.csv";
+    internal const string PairScoresFile = "pair-scores.csv";
 
     private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
 
@@ -31,7 +34,7 @@ public static class EvaluationWriter
     /// Adds the four files to <paramref name="files"/> (renamed into place at its commit) and returns their paths, the JSON
     /// first. The JSON is added last, so that once it is in place the run's other files are too.
     /// </summary>
-    public static IReadOnlyList<string> Stage(EvaluationResult result, string folder, AtomicFileSet files)
+    internal static IReadOnlyList<string> Stage(EvaluationResult result, string folder, AtomicFileSet files)
     {
         ArgumentNullException.ThrowIfNull(result);
         ArgumentNullException.ThrowIfNull(files);
@@ -44,7 +47,7 @@ public static class EvaluationWriter
         return [json, csv, ranks, pairs];
     }
 
-    /// <summary>evaluation.json, schema <see cref="EvaluationResult.Schema"/>.</summary>
+    /// <summary>The UTF-8 text of evaluation.json, schema <see cref="EvaluationResult.Schema"/>, indented.</summary>
     public static byte[] ToJson(EvaluationResult r)
     {
         ArgumentNullException.ThrowIfNull(r);
@@ -76,7 +79,7 @@ public static class EvaluationWriter
         field.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + field.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : field;
 
     /// <summary>evaluation.csv: one line per figure.</summary>
-    public static string SummaryCsv(EvaluationResult r)
+    internal static string SummaryCsv(EvaluationResult r)
     {
         ArgumentNullException.ThrowIfNull(r);
         var text = new StringBuilder("task,metric,value,lower,upper,n,layer,pool\n");

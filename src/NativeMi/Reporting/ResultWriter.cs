@@ -6,12 +6,20 @@ using NativeMi.Measurement;
 
 namespace NativeMi.Reporting;
 
-/// <summary>Writes results.json, layers.csv and positions.csv, each atomically.</summary>
+/// <summary>
+/// Renders a <see cref="MeasurementResult"/> as the files <c>nativemi measure</c> writes: results.json (every figure, schema
+/// <see cref="MeasurementResult.Schema"/>), layers.csv (one row per layer and target) and positions.csv (one row per layer, target and position).
+/// </summary>
 public static class ResultWriter
 {
     private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
 
-    /// <summary>Writes the three data files into <paramref name="folder"/> and returns their paths.</summary>
+    /// <summary>
+    /// Writes results.json, layers.csv and positions.csv into <paramref name="folder"/> (which must exist) and returns their paths,
+    /// results.json first. Each file is written to a temporary file and renamed into place, results.json last: a reader never
+    /// sees a half-written file, and a results.json from this run means the other two are in place too.
+    /// </summary>
+    /// <exception cref="IO.OutputWriteException">A file cannot be written; no destination is left half-written.</exception>
     public static IReadOnlyList<string> WriteAll(MeasurementResult result, string folder)
     {
         using var files = new AtomicFileSet();
@@ -25,7 +33,7 @@ public static class ResultWriter
     /// paths, results.json first. results.json is added last: renamed after everything staged before it, a
     /// results.json from this run means the rest of the run's files are in place too.
     /// </summary>
-    public static IReadOnlyList<string> Stage(MeasurementResult result, string folder, AtomicFileSet files)
+    internal static IReadOnlyList<string> Stage(MeasurementResult result, string folder, AtomicFileSet files)
     {
         ArgumentNullException.ThrowIfNull(files);
         string json = Path.Combine(folder, "results.json"), layers = Path.Combine(folder, "layers.csv"), positions = Path.Combine(folder, "positions.csv");
@@ -38,7 +46,7 @@ public static class ResultWriter
     /// <summary>The text of results.json (<see cref="ToJson"/> as a string): what a library caller gets without a file.</summary>
     public static string ToJsonText(MeasurementResult result) => Encoding.UTF8.GetString(ToJson(result));
 
-    /// <summary>results.json, schema "nativemi.measure/2" (docs/METHOD.md defines every figure; Reporting/ResultJson.cs its shape).</summary>
+    /// <summary>The UTF-8 bytes of results.json, schema "nativemi.measure/2", indented (docs/METHOD.md defines every figure; Reporting/ResultJson.cs its shape).</summary>
     public static byte[] ToJson(MeasurementResult r)
     {
         ArgumentNullException.ThrowIfNull(r);
@@ -46,7 +54,7 @@ public static class ResultWriter
     }
 
     /// <summary>The JSON and CSV label of a Fano kind.</summary>
-    public static string FanoKindName(FanoKind kind) => kind switch
+    internal static string FanoKindName(FanoKind kind) => kind switch
     {
         FanoKind.ListFano => "list-fano",
         FanoKind.ObservedPlugIn => "observed-alphabet plug-in (not a bound)",

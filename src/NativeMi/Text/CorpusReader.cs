@@ -5,10 +5,10 @@ namespace NativeMi.Text;
 /// <summary>A sentence of a corpus and the line it came from.</summary>
 /// <param name="LineNumber">1-based line number in the file.</param>
 /// <param name="Text">The sentence, trimmed.</param>
-public sealed record CorpusLine(int LineNumber, string Text);
+internal sealed record CorpusLine(int LineNumber, string Text);
 
 /// <summary>Reads a UTF-8 text file with one sentence per line (blank lines skipped).</summary>
-public static class CorpusReader
+internal static class CorpusReader
 {
     /// <summary>Reads every non-blank line of <paramref name="path"/>.</summary>
     /// <exception cref="InputException">The file is missing or a folder, not valid UTF-8 (the line is named), or has no sentence.</exception>

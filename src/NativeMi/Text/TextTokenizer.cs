@@ -6,7 +6,7 @@ namespace NativeMi.Text;
 /// <param name="Ids">Token ids including the special tokens the model expects.</param>
 /// <param name="IsTarget">True at positions that are real text tokens (probe targets); false at special tokens (the unknown token excepted), whether the post-processor put them there or the text spelled them.</param>
 /// <param name="Truncated">True when the text was cut to fit the model's context.</param>
-public sealed record EncodedSentence(int[] Ids, bool[] IsTarget, bool Truncated);
+internal sealed record EncodedSentence(int[] Ids, bool[] IsTarget, bool Truncated);
 
 /// <summary>
 /// Tokenizer of a model folder, run by Hugging Face's own tokenizers library (its Rust core, through
@@ -14,7 +14,7 @@ public sealed record EncodedSentence(int[] Ids, bool[] IsTarget, bool Truncated)
 /// else WordPiece from vocab.txt or byte-level BPE from vocab.json + merges.txt, built as transformers' converters
 /// build them, honouring tokenizer_config.json.
 /// </summary>
-public sealed class TextTokenizer
+internal sealed class TextTokenizer
 {
     private readonly HuggingFaceTokenizer _library;
     private readonly int[] _prefix;

@@ -6,6 +6,8 @@ namespace NativeMi.Text;
 // The tokenizer.json TokenizerDefinition writes for folders without one: what transformers' BertConverter, GPT2Converter and
 // RobertaConverter build, in the key order the tokenizers library serialises. Truncation, padding and the post-processor
 // are always null: the library is handed none of them (TokenizerDefinition adds the special tokens itself).
+// The fixed fields are instance properties because System.Text.Json serialises only those; CA1822 would make them static.
+#pragma warning disable CA1822
 
 /// <summary>One entry of "added_tokens".</summary>
 internal sealed record AddedTokenJson(int Id, string Content, bool SingleWord, [property: JsonPropertyName("lstrip")] bool LeftStrip,

@@ -11,7 +11,7 @@ using NativeMi.Transformer;
 namespace NativeMi.Training;
 
 /// <summary>What <see cref="Finetuner.Run"/> trains and how (docs/METHOD.md, "Recoverability fine-tuning").</summary>
-public sealed record FinetuneOptions
+internal sealed record FinetuneOptions
 {
     /// <summary>Built-in model name or Hugging Face model folder.</summary>
     public required string Model { get; init; }
@@ -62,10 +62,10 @@ public sealed record FinetuneOptions
 /// <param name="Steps">Optimiser steps taken so far.</param>
 /// <param name="TrainCrossEntropyBits">Mean over the epoch's training targets, each scored before its step.</param>
 /// <param name="ValidationCrossEntropyBits">Mean over the validation split after the epoch.</param>
-public sealed record FinetuneEpoch(int Epoch, int Steps, double TrainCrossEntropyBits, double ValidationCrossEntropyBits);
+internal sealed record FinetuneEpoch(int Epoch, int Steps, double TrainCrossEntropyBits, double ValidationCrossEntropyBits);
 
 /// <summary>What a fine-tuning run did, and the trained parameters.</summary>
-public sealed record FinetuneResult
+internal sealed record FinetuneResult
 {
     /// <summary>The model folder trained from.</summary>
     public required string SourceFolder { get; init; }
@@ -96,13 +96,13 @@ public sealed record FinetuneResult
 /// <param name="Completed">Work done in the phase.</param>
 /// <param name="Total">Work of the phase.</param>
 /// <param name="Message">A line to show, when there is one.</param>
-public sealed record FinetuneEvent(string Phase, long Completed, long Total, string? Message = null);
+internal sealed record FinetuneEvent(string Phase, long Completed, long Total, string? Message = null);
 
 /// <summary>
 /// Recoverability fine-tuning: the model and a positional probe on one layer's pooled sentence vector, trained together to lower
 /// the probe's cross-entropy on the sentence's tokens, on measure's training split only.
 /// </summary>
-public static class Finetuner
+internal static class Finetuner
 {
     /// <summary>The packaged fine-tuning corpus (the default corpus minus every sentence data/wordnet-eval uses).</summary>
     public static string DefaultCorpusPath => Path.Combine(AppContext.BaseDirectory, "data", "wordnet-finetune.txt");
@@ -115,8 +115,7 @@ public static class Finetuner
     /// <summary>Everything that decides the trained weights: a checkpoint of other settings is never resumed.</summary>
     private static string Fingerprint(FinetuneOptions o, string folder, string corpusPath, int layer, PoolingMode pool)
     {
-        using var sha = System.Security.Cryptography.SHA256.Create();
-        byte[] corpus = sha.ComputeHash(File.ReadAllBytes(corpusPath));
+        byte[] corpus = System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(corpusPath));
         string model = ModelIdentity(folder);
         return string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"nativemi.finetune-checkpoint/1|{model}|{Convert.ToHexString(corpus)}|{layer}|{pool}|{o.Epochs}|{o.ModelLearningRate:R}|{o.ProbeLearningRate:R}|{o.BatchSize}|" +

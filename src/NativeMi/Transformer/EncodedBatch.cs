@@ -6,7 +6,7 @@ namespace NativeMi.Transformer;
 /// A padded batch of token ids, [batch, sequence] row-major. Padding may be on either side: positions
 /// are always derived from the attention mask, so the real tokens get the same vectors either way.
 /// </summary>
-public sealed class EncodedBatch
+internal sealed class EncodedBatch
 {
     /// <summary>Creates a batch from explicit arrays (each [batch·sequence]).</summary>
     public EncodedBatch(int batchSize, int sequenceLength, int[] inputIds, int[] attentionMask, int[]? tokenTypeIds = null, bool[]? isTarget = null)
@@ -69,4 +69,4 @@ public sealed class EncodedBatch
 /// <param name="Width">Hidden width d.</param>
 /// <param name="Layers">Entry l is [batch·T·d]: l = 0 the embedding output, l = 1..L the output of block l (GPT-2: before ln_f).</param>
 /// <param name="Final">GPT-2 only: ln_f applied to the last block output (what Hugging Face reports as its last hidden state); null for BERT.</param>
-public sealed record HiddenStates(int BatchSize, int SequenceLength, int Width, IReadOnlyList<float[]> Layers, float[]? Final);
+internal sealed record HiddenStates(int BatchSize, int SequenceLength, int Width, IReadOnlyList<float[]> Layers, float[]? Final);

@@ -13,7 +13,7 @@ namespace NativeMi.Transformer;
 /// <param name="Beta2">Second-moment decay.</param>
 /// <param name="Epsilon">Denominator guard.</param>
 /// <param name="DecayNormsAndBiases">Decay the biases and norm weights too (off, as Hugging Face's fine-tuning recipes leave them).</param>
-public sealed record AdamWSettings(float LearningRate = 1e-5f, float WeightDecay = 0.01f, float Beta1 = 0.9f, float Beta2 = 0.999f, float Epsilon = 1e-8f,
+internal sealed record AdamWSettings(float LearningRate = 1e-5f, float WeightDecay = 0.01f, float Beta1 = 0.9f, float Beta2 = 0.999f, float Epsilon = 1e-8f,
     bool DecayNormsAndBiases = false);
 
 /// <summary>
@@ -29,7 +29,7 @@ public sealed record AdamWSettings(float LearningRate = 1e-5f, float WeightDecay
 /// gradients come from ScatterAddRows, whose atomic adds let their last bits vary from run to run where a token repeats; every other
 /// gradient is summed in a fixed order.
 /// </remarks>
-public sealed class TrainableTransformer : IDisposable
+internal sealed class TrainableTransformer : IDisposable
 {
     private readonly TransformerWeights _weights, _gradients;
     private TransformerWeights? _firstMoments, _secondMoments;
@@ -644,7 +644,7 @@ public sealed class TrainableTransformer : IDisposable
 /// One training forward pass of a <see cref="TrainableTransformer"/>: its batch, the pooled sentence vectors of its layer, and the
 /// activations its backward pass reads (on the model's backend). Dispose it when the backward is done.
 /// </summary>
-public sealed class TrainingPass : IDisposable
+internal sealed class TrainingPass : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
     private readonly IComputeBackend _backend;

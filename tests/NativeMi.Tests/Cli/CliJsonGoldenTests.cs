@@ -56,7 +56,7 @@ public class CliJsonGoldenTests
             _ => throw new NotSupportedException(targetMethod?.Name),
         };
 
-        public static IComputeBackend Create(string name, string description)
+        internal static IComputeBackend Create(string name, string description)
         {
             IComputeBackend backend = DispatchProxy.Create<IComputeBackend, DescribedBackend>();
             var proxy = (DescribedBackend)(object)backend;

@@ -11,7 +11,7 @@ namespace NativeMi.Tests.Cli;
 
 /// <summary>`nativemi evaluate` end to end on the bert-tiny fixture (random weights) with a small subset of the packaged evaluation.</summary>
 [Collection(CliCollection.Name)]
-public class EvaluateCommandTests : IDisposable
+public sealed class EvaluateCommandTests : IDisposable
 {
     private const int SubsetGlosses = 80;
     private readonly TempFolder _folder = new("cli-evaluate");
@@ -39,7 +39,7 @@ public class EvaluateCommandTests : IDisposable
         return target;
     }
 
-    private string[] Evaluate(string data, string output, params string[] extra) =>
+    private static string[] Evaluate(string data, string output, params string[] extra) =>
         ["evaluate", "--model", Fixtures.Folder("bert-tiny"), "--data", data, "--out", output, "--backend", "cpu", "--bootstrap", "200", .. extra];
 
     private static double Value(JsonNode? node) => node!.GetValue<double>();

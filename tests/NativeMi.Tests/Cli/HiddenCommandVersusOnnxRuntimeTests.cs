@@ -9,7 +9,7 @@ namespace NativeMi.Tests.Cli;
 
 /// <summary>`nativemi hidden` on the real built-in minilm against ONNX Runtime running the original ONNX export.</summary>
 [Collection(BuiltinModelCollection.Name)]
-public class HiddenCommandVersusOnnxRuntimeTests(BuiltinModelFixture models, ITestOutputHelper output) : IDisposable
+public sealed class HiddenCommandVersusOnnxRuntimeTests(BuiltinModelFixture models, ITestOutputHelper output) : IDisposable
 {
     private readonly TempFolder _folder = new("cli-minilm");
 

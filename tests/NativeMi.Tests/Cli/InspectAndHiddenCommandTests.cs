@@ -8,7 +8,7 @@ namespace NativeMi.Tests.Cli;
 
 /// <summary>`nativemi inspect` and `nativemi hidden` on the committed fixture models.</summary>
 [Collection(CliCollection.Name)]
-public class InspectAndHiddenCommandTests : IDisposable
+public sealed class InspectAndHiddenCommandTests : IDisposable
 {
     private readonly TempFolder _folder = new("cli-hidden");
 

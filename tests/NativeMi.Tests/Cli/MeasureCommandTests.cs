@@ -8,7 +8,7 @@ namespace NativeMi.Tests.Cli;
 
 /// <summary>`nativemi measure`: exit codes and messages for bad input, and the files a good run leaves.</summary>
 [Collection(CliCollection.Name)]
-public class MeasureCommandTests : IDisposable
+public sealed class MeasureCommandTests : IDisposable
 {
     private readonly TempFolder _folder = new("cli-measure");
 

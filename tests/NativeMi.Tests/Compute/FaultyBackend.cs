@@ -36,7 +36,7 @@ public enum FaultKind
 }
 
 /// <summary>The CPU backend with one deliberate fault in Gemm, LayerNorm, SoftmaxCrossEntropy, pooling, the counts or a backward op.</summary>
-public sealed class FaultyBackend(FaultKind fault) : IComputeBackend
+internal sealed class FaultyBackend(FaultKind fault) : IComputeBackend
 {
     private readonly CpuBackend _inner = new();
 

@@ -14,7 +14,7 @@ namespace NativeMi.Tests.Cuda;
 /// emulator's forward and reversed fiber orders and in its deferred-stream mode (queued work runs only at a
 /// synchronisation point, so a missing one gives wrong figures).
 /// </summary>
-public partial class EmulatedBackendTests(ITestOutputHelper output) : IDisposable
+public sealed partial class EmulatedBackendTests(ITestOutputHelper output) : IDisposable
 {
     private static readonly TimeSpan Limit = TimeSpan.FromMinutes(10);
     private readonly TempFolder _folder = new("emulated-backend");

@@ -22,7 +22,7 @@ public sealed class WordNetFactAttribute : FactAttribute
 }
 
 /// <summary>scripts/build_evaluation.py reproduces the committed evaluation files byte for byte.</summary>
-public class EvaluationBuildScriptTests : IDisposable
+public sealed class EvaluationBuildScriptTests : IDisposable
 {
     private readonly TempFolder _folder = new("build-evaluation");
 

@@ -9,7 +9,7 @@ namespace NativeMi.Tests.Evaluation;
 /// The packaged evaluation (data/wordnet-eval, copied beside the tests) and its disjointness from the fine-tuning split
 /// (data/wordnet-finetune.txt); and the loader's messages for broken evaluation files.
 /// </summary>
-public class EvaluationDataTests : IDisposable
+public sealed class EvaluationDataTests : IDisposable
 {
     private static string DataFile(string name) => Path.Combine(AppContext.BaseDirectory, "data", name);
 

@@ -11,8 +11,10 @@ public sealed class FuzzCorpusReplayTests
 {
     public static TheoryData<string> Targets => new(FuzzTargets.Names);
 
+    private static readonly string[] InputKinds = ["seeds", "corpus", "regressions"];
+
     private static IEnumerable<string> Inputs(string target) =>
-        new[] { "seeds", "corpus", "regressions" }
+        InputKinds
             .Select(kind => Path.Combine(AppContext.BaseDirectory, "fuzz", kind, target))
             .Where(Directory.Exists)
             .SelectMany(Directory.EnumerateFiles)

@@ -5,7 +5,7 @@ using Xunit;
 namespace NativeMi.Tests.IO;
 
 /// <summary>The staged multi-file write and the sweep of temporaries that killed writers leave behind.</summary>
-public class AtomicFileTests : IDisposable
+public sealed class AtomicFileTests : IDisposable
 {
     private readonly TempFolder _folder = new("atomic");
 

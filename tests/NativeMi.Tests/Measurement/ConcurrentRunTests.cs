@@ -20,7 +20,7 @@ public sealed class ConcurrentRunTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => _folder.Dispose();
 
-    private string[] Measure(string model, string corpus, string cache, string outFolder, params string[] extra) =>
+    private static string[] Measure(string model, string corpus, string cache, string outFolder, params string[] extra) =>
     [
         "measure", "--model", model, "--corpus", corpus, "--max-sentences", "all", "--hidden", "16", "--epochs", "2",
         "--bootstrap", "10", "--backend", "cpu", "--cache", cache, "--out", outFolder, .. extra,

@@ -8,7 +8,7 @@ namespace NativeMi.Tests.Measurement;
 /// The embedding cache across runs: reused when valid, a corrupt chunk rebuilt (with a warning), a missing chunk
 /// (a run killed midway) rebuilt alone. 300 sentences make two chunks (256 + 44).
 /// </summary>
-public class EmbeddingCacheRunTests : IDisposable
+public sealed class EmbeddingCacheRunTests : IDisposable
 {
     private const int Sentences = 300;
     private readonly TempFolder _folder = new("cache-test");

@@ -27,7 +27,7 @@ public sealed record OnnxOracleResult(int Batch, int Sequence, int Hidden, IRead
 /// optimisations are disabled so ORT evaluates the graph as written (no fusions that would make
 /// the intermediate and final outputs come from differently rounded kernels).
 /// </summary>
-public sealed class OnnxOracle : IDisposable
+internal sealed class OnnxOracle : IDisposable
 {
     private readonly InferenceSession _session;
 

@@ -137,13 +137,13 @@ public sealed class TokenizerOracleTests(BuiltinModelFixture builtins)
         Compare(folder.Path, TextTokenizer.Load(folder.Path, vocabSize: 1 << 20, configPadId: 0, encoder: true), Lines);
     }
 
-    private static void Compare(string folder, TextTokenizer tokenizer, IReadOnlyList<string> texts)
+    private static void Compare(string folder, TextTokenizer tokenizer, string[] texts)
     {
         OracleResult oracle = HuggingFaceOracle.Encode(folder, texts);
         Assert.Equal(oracle.VocabSize, tokenizer.VocabularySize);
         Assert.Equal(oracle.AddedTokens.Where(t => t.Special).Select(t => t.Id).Order(), tokenizer.SpecialIds.Order());
         var differences = new List<string>();
-        for (int i = 0; i < texts.Count; i++)
+        for (int i = 0; i < texts.Length; i++)
         {
             OracleLine expected = oracle.Lines[i];
             int[] text = tokenizer.EncodeText(texts[i]).ToArray();
@@ -157,6 +157,6 @@ public sealed class TokenizerOracleTests(BuiltinModelFixture builtins)
             if (problem is not null) differences.Add($"{JsonSerializer.Serialize(texts[i])}: {problem}");
         }
         Assert.True(differences.Count == 0,
-            $"{differences.Count} of {texts.Count} lines differ from Hugging Face's tokenizers {oracle.Version} for {folder}:\n" + string.Join('\n', differences.Take(20)));
+            $"{differences.Count} of {texts.Length} lines differ from Hugging Face's tokenizers {oracle.Version} for {folder}:\n" + string.Join('\n', differences.Take(20)));
     }
 }

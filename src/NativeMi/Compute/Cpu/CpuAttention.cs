@@ -10,7 +10,7 @@ namespace NativeMi.Compute.Cpu;
 /// on whole vectors with a polynomial exp, and the context row is accumulated from V rows with the weights broadcast.
 /// Each output element is summed in one fixed order, whatever the thread scheduling.
 /// </summary>
-public static class CpuAttention
+internal static class CpuAttention
 {
     private const int Lanes = 8;
 

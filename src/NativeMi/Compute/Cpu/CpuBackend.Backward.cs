@@ -6,7 +6,7 @@ namespace NativeMi.Compute.Cpu;
 // written for clarity over speed, reduce rows and columns in double and in a fixed order (so a result does not depend on the
 // thread split), and run in three passes where a norm needs them (row statistics, column sums of the parameter gradients,
 // then the input gradient), so that the input gradient may overwrite the output gradient it is computed from.
-public sealed partial class CpuBackend
+internal sealed partial class CpuBackend
 {
     /// <inheritdoc />
     public void ApplyActivation(DeviceBuffer<float> input, DeviceBuffer<float> output, long count, Activation activation)

@@ -3,7 +3,7 @@ namespace NativeMi.Compute.Cpu;
 // The ops the decoder families need (Llama, Mistral, Qwen, Gemma): RMSNorm, rotary embeddings, grouped-query key-value
 // sharing, gated feed-forward activations. These are the references the CUDA kernels in kernels/decoder.cu are checked
 // against; they accumulate in double where a row is reduced, so that they sit well inside the float64 goldens' tolerance.
-public sealed partial class CpuBackend
+internal sealed partial class CpuBackend
 {
     /// <inheritdoc />
     public void RmsNorm(DeviceBuffer<float> input, DeviceBuffer<float> gamma, DeviceBuffer<float> output, int rows, int width, float epsilon, bool addOneToGamma)

@@ -3,7 +3,7 @@ using NativeMi.Pooling;
 namespace NativeMi.Compute.Cpu;
 
 // Pooling and the Fano counts: the reductions that turn per-token results into per-sentence vectors and counts.
-public sealed partial class CpuBackend
+internal sealed partial class CpuBackend
 {
     /// <inheritdoc />
     public void PoolSentences(DeviceBuffer<float> layer, DeviceBuffer<int> attentionMask, DeviceBuffer<int> isTarget, DeviceBuffer<float> output,

@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics;
 namespace NativeMi.Compute.Cpu;
 
 /// <summary>A buffer in managed host memory.</summary>
-public class CpuBuffer<T> : DeviceBuffer<T> where T : unmanaged
+internal class CpuBuffer<T> : DeviceBuffer<T> where T : unmanaged
 {
     /// <summary>Wraps <paramref name="data"/> without copying.</summary>
     public CpuBuffer(T[] data) => Data = data;
@@ -46,7 +46,7 @@ internal sealed class CpuSixteenBitTable(ushort[] data, WeightFormat format) : D
 }
 
 /// <summary>The CPU backend: managed SIMD kernels spread over the thread pool.</summary>
-public sealed partial class CpuBackend : IComputeBackend
+internal sealed partial class CpuBackend : IComputeBackend
 {
     /// <inheritdoc />
     public string Name => "cpu";

@@ -30,7 +30,7 @@ internal enum GemmPath
 /// Every element of C is summed in one fixed order whatever the scheduling, so results are deterministic, and the
 /// vector paths, which differ only in how many elements a register holds, give the same bits as each other.
 /// </summary>
-public static class CpuGemm
+internal static class CpuGemm
 {
     // Vector512.IsHardwareAccelerated is false on Skylake-X / Cascade Lake (the runtime prefers 256-bit code there
     // to avoid frequency drops), yet a dense GEMM gains from 512-bit FMA regardless, so the choice follows the ISA.
@@ -255,7 +255,7 @@ public static class CpuGemm
     public static unsafe void Multiply(ReadOnlySpan<float> a, PackedMatrix b, ReadOnlySpan<float> bias, Span<float> c, int m, Activation activation)
     {
         int k = b.K, n = b.N;
-        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m));
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
         if (a.Length < (long)m * k) throw new ArgumentException($"A holds {a.Length} elements; needs {(long)m * k}", nameof(a));
         if (c.Length < (long)m * n) throw new ArgumentException($"C holds {c.Length} elements; needs {(long)m * n}", nameof(c));
         if (!bias.IsEmpty && bias.Length < n) throw new ArgumentException($"bias holds {bias.Length} elements; needs {n}", nameof(bias));
@@ -774,7 +774,7 @@ public static class CpuGemm
 }
 
 /// <summary>A constant GEMM right operand in the CPU kernel's packed panel layout (see <see cref="CpuGemm.PackB(ReadOnlySpan{float}, int, int)"/>).</summary>
-public sealed class PackedMatrix
+internal sealed class PackedMatrix
 {
     internal PackedMatrix(float[] data, int offset, int k, int n, int nr, GemmPath path)
     {
@@ -831,7 +831,7 @@ public sealed class PackedMatrix
 /// Scalar forms of the CPU kernels' element-wise functions. Each is the scalar lane of the operator the vector
 /// kernels run (ElementwiseOperators.cs), so a value computed here equals the kernels' value bit for bit.
 /// </summary>
-public static class CpuMath
+internal static class CpuMath
 {
     /// <summary>
     /// erf(x) for single precision, as a rational function of x² on [-4, 4] (the approximation Eigen

@@ -11,7 +11,7 @@ namespace NativeMi.Compute.Cpu;
 /// does not have), so results are bit-identical to the scalar loops they replace and independent of the
 /// vector width and of the thread split.
 /// </summary>
-public static class CpuProbeKernels
+internal static class CpuProbeKernels
 {
     private const int ParallelChunk = 1 << 15;
 
@@ -199,7 +199,7 @@ public static class CpuProbeKernels
 /// expf as glibc's x86-64 FMA build computes it, equal to <see cref="MathF.Exp"/> on glibc (checked over all 2^32
 /// inputs) and the same on every platform; the scalar and 8-lane forms of the one implementation in ExpOperator.
 /// </summary>
-public static class ExpF
+internal static class ExpF
 {
     /// <summary>True when <see cref="Exp(Vector256{float})"/> runs on AVX2 + FMA.</summary>
     public static bool IsVectorised => Avx2.IsSupported && Fma.IsSupported;

@@ -6,14 +6,14 @@ namespace NativeMi.Compute.Cuda;
 // The backward ops of fine-tuning (kernels/backward.cu), launched like the rest; their CPU references are in
 // CpuBackend.Backward.cs. Attention's backward reuses the forward's cuBLAS layout: per head, strided-batched GEMMs over all
 // the chunk's sentences around one softmax-backward launch.
-public sealed unsafe partial class CudaBackend
+internal sealed unsafe partial class CudaBackend
 {
     private nint _activationForward, _activationBackward, _gatedActivationBackward, _normBackwardRows, _normBackwardColumns, _normBackwardInput;
     private nint _headRmsNormBackwardRows, _headRmsNormBackwardGamma, _headRmsNormBackwardInput, _rotaryBackward, _reduceKeyValueHeads;
     private nint _attentionSoftmaxBackward, _poolSentencesBackward, _sumOfSquaresPartial, _sumOfSquaresFinish;
     private CudaDeviceMemory? _backwardStatistics, _squarePartials, _attentionScoreGradients;
 
-    private void InitialiseBackwardKernels(IReadOnlyDictionary<string, nint> functions)
+    private void InitialiseBackwardKernels(Dictionary<string, nint> functions)
     {
         _activationForward = functions["activation_forward"];
         _activationBackward = functions["activation_backward"];

@@ -3,11 +3,11 @@ using NativeMi.Compute.Cuda.Native;
 namespace NativeMi.Compute.Cuda;
 
 // The decoder families' ops (kernels/decoder.cu), launched like the rest; their CPU references are in CpuBackend.Decoder.cs.
-public sealed unsafe partial class CudaBackend
+internal sealed unsafe partial class CudaBackend
 {
     private nint _rmsNorm, _headRmsNorm, _rotary, _expandKeyValueHeads, _gatedActivation, _scaleInPlace;
 
-    private void InitialiseDecoderKernels(IReadOnlyDictionary<string, nint> functions)
+    private void InitialiseDecoderKernels(Dictionary<string, nint> functions)
     {
         _rmsNorm = functions["rmsnorm_rows"];
         _headRmsNorm = functions["head_rmsnorm"];

@@ -6,7 +6,7 @@ namespace NativeMi.Compute.Cuda;
 // Bad indices found on the device (nativemi::IndexError in kernels/common.cuh): the gathers, the scatter and the softmax
 // target skip an out-of-range access and record the first one; every synchronisation point reads the record with the
 // work it waits for and throws naming the op, so a bad index costs no extra synchronisation when there is none.
-public sealed unsafe partial class CudaBackend
+internal sealed unsafe partial class CudaBackend
 {
     [StructLayout(LayoutKind.Sequential)]
     private struct IndexErrorRecord

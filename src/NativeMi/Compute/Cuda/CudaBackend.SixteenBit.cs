@@ -7,7 +7,7 @@ namespace NativeMi.Compute.Cuda;
 /// <see cref="CudaBackend.Gemm"/> (matrices), <see cref="CudaBackend.GatherRows"/> and <see cref="CudaBackend.EmbeddingGather"/>
 /// (tables) read it; <see cref="CudaBackend.Download{T}"/> widens it.
 /// </summary>
-public sealed class CudaSixteenBitWeight : DeviceBuffer<float>
+internal sealed class CudaSixteenBitWeight : DeviceBuffer<float>
 {
     internal CudaSixteenBitWeight(CudaBackend owner, CudaDeviceMemory memory, int rows, int columns, WeightFormat format, bool transposed)
     {
@@ -37,17 +37,18 @@ public sealed class CudaSixteenBitWeight : DeviceBuffer<float>
     protected override void Dispose(bool disposing)
     {
         if (disposing) Memory.Dispose();
+        base.Dispose(disposing);
     }
 }
 
 // 16-bit weights (kernels/sixteen_bit.cu): GEMMs on them run cuBLAS's GemmEx with both inputs 16-bit (the activations
 // rounded to the weight's format, as a 16-bit Hugging Face model computes) and fp32 accumulation and output.
-public sealed unsafe partial class CudaBackend
+internal sealed unsafe partial class CudaBackend
 {
     private nint _narrowTo16Bit, _widenFrom16Bit, _gatherRows16Bit, _embeddingGather16Bit;
     private CudaDeviceMemory? _narrowedInput;
 
-    private void InitialiseSixteenBitKernels(IReadOnlyDictionary<string, nint> functions)
+    private void InitialiseSixteenBitKernels(Dictionary<string, nint> functions)
     {
         _narrowTo16Bit = functions["narrow_to_16bit"];
         _widenFrom16Bit = functions["widen_from_16bit"];

@@ -9,7 +9,7 @@ namespace NativeMi.Compute.Cuda;
 // the emulator's deferred mode checks (it reads pinned memory only when the copy runs). Copies larger than a slot
 // (weights, all hidden states of a large batch) keep the pageable path: pinning that much host memory costs more than
 // it saves.
-public sealed unsafe partial class CudaBackend
+internal sealed unsafe partial class CudaBackend
 {
     private const int UploadSlotCount = 4;
     private const long StagingLimitBytes = 16L << 20;

@@ -11,7 +11,7 @@ namespace NativeMi.Compute.Cuda;
 /// use cuBLAS strided-batched GEMMs around a masked softmax. 0 by default (cuBLAS for all): the fused kernel re-reads
 /// K and V for every query with uncoalesced loads, and stays opt-in until a GPU measures it faster.</param>
 /// <param name="KernelCacheFolder">Where compiled PTX is cached (default: the NativeMi cache root's kernels folder).</param>
-public sealed record CudaBackendOptions(int DeviceOrdinal = 0, bool AllowTf32 = false, int FusedAttentionMaxSequence = 0, string? KernelCacheFolder = null)
+internal sealed record CudaBackendOptions(int DeviceOrdinal = 0, bool AllowTf32 = false, int FusedAttentionMaxSequence = 0, string? KernelCacheFolder = null)
 {
     /// <summary>The longest sequence the fused kernel is offered when it is asked for (<c>FusedAttentionMaxSequence</c>).</summary>
     public const int FusedAttentionLimit = 512;
@@ -24,7 +24,7 @@ public sealed record CudaBackendOptions(int DeviceOrdinal = 0, bool AllowTf32 = 
 }
 
 /// <summary>A buffer in device memory.</summary>
-public sealed class CudaBuffer<T> : DeviceBuffer<T> where T : unmanaged
+internal sealed class CudaBuffer<T> : DeviceBuffer<T> where T : unmanaged
 {
     internal CudaBuffer(CudaBackend owner, CudaDeviceMemory memory, long length)
     {
@@ -46,6 +46,7 @@ public sealed class CudaBuffer<T> : DeviceBuffer<T> where T : unmanaged
     protected override void Dispose(bool disposing)
     {
         if (disposing) Memory.Dispose();
+        base.Dispose(disposing);
     }
 }
 
@@ -55,7 +56,7 @@ public sealed class CudaBuffer<T> : DeviceBuffer<T> where T : unmanaged
 /// is queued on one stream; <see cref="Download{T}"/> (and the id check of <see cref="EmbeddingGather"/>)
 /// synchronise with it, so a kernel fault surfaces there as a <see cref="CudaException"/>.
 /// </summary>
-public sealed unsafe partial class CudaBackend : IComputeBackend
+internal sealed unsafe partial class CudaBackend : IComputeBackend
 {
     private const int ElementwiseBlock = 256;
     private const int RowBlock = 256;

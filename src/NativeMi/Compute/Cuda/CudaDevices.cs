@@ -9,7 +9,7 @@ namespace NativeMi.Compute.Cuda;
 /// <param name="ComputeCapabilityMinor">Compute capability, minor part.</param>
 /// <param name="Multiprocessors">Streaming multiprocessor count.</param>
 /// <param name="TotalMemoryBytes">Device memory.</param>
-public sealed record CudaDeviceInfo(int Ordinal, string Name, int ComputeCapabilityMajor, int ComputeCapabilityMinor, int Multiprocessors, long TotalMemoryBytes)
+internal sealed record CudaDeviceInfo(int Ordinal, string Name, int ComputeCapabilityMajor, int ComputeCapabilityMinor, int Multiprocessors, long TotalMemoryBytes)
 {
     /// <inheritdoc />
     public override string ToString() =>
@@ -17,7 +17,7 @@ public sealed record CudaDeviceInfo(int Ordinal, string Name, int ComputeCapabil
 }
 
 /// <summary>Enumerates CUDA devices through the driver API.</summary>
-public static class CudaDevices
+internal static class CudaDevices
 {
     private static readonly Lock InitLock = new();
     private static bool _initialised;

@@ -9,7 +9,7 @@ namespace NativeMi.Compute.Cuda;
 /// for, what the device had, and that a smaller batch needs less. The library's own status is kept in the
 /// inner <see cref="CudaException"/>.
 /// </summary>
-public sealed class DeviceOutOfMemoryException : EnvironmentException
+internal sealed class DeviceOutOfMemoryException : EnvironmentException
 {
     /// <summary>The driver's status for a failed allocation.</summary>
     public const int CudaErrorOutOfMemory = 2;

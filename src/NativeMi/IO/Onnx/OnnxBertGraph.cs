@@ -8,7 +8,7 @@ namespace NativeMi.IO.Onnx;
 /// <param name="OnnxName">The ONNX initializer name, e.g. "onnx::MatMul_788".</param>
 /// <param name="Transposed">True when the ONNX initializer is stored [in, out] and must be transposed to HF's [out, in].</param>
 /// <param name="HfShape">The shape in Hugging Face layout.</param>
-public sealed record OnnxBertTensor(string HfName, string OnnxName, bool Transposed, IReadOnlyList<long> HfShape);
+internal sealed record OnnxBertTensor(string HfName, string OnnxName, bool Transposed, IReadOnlyList<long> HfShape);
 
 /// <summary>
 /// What an ONNX export of a Hugging Face BertModel contains, recovered by walking its graph: the
@@ -16,7 +16,7 @@ public sealed record OnnxBertTensor(string HfName, string OnnxName, bool Transpo
 /// exports, so they are found as the MatMul feeding the Add of the named bias), and the graph
 /// values that hold the hidden state after the embeddings and after each layer.
 /// </summary>
-public sealed class OnnxBertGraph
+internal sealed class OnnxBertGraph
 {
     private OnnxBertGraph(string filePath) => FilePath = filePath;
 

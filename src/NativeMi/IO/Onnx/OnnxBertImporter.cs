@@ -10,7 +10,7 @@ namespace NativeMi.IO.Onnx;
 /// folder (config.json, model.safetensors, vocab.txt, tokenizer_config.json,
 /// special_tokens_map.json) and an import.json recording where every tensor came from.
 /// </summary>
-public static class OnnxBertImporter
+internal static class OnnxBertImporter
 {
     /// <summary>The special tokens a BERT WordPiece vocabulary must contain.</summary>
     public static readonly IReadOnlyList<(string Role, string Token)> SpecialTokens =

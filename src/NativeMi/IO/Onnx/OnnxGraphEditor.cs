@@ -1,7 +1,7 @@
 namespace NativeMi.IO.Onnx;
 
 /// <summary>Small edits to an encoded ONNX model that leave every other byte as it was.</summary>
-public static class OnnxGraphEditor
+internal static class OnnxGraphEditor
 {
     /// <summary>
     /// Returns a copy of the model whose graph also declares <paramref name="valueNames"/> as outputs

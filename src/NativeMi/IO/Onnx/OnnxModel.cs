@@ -1,7 +1,7 @@
 namespace NativeMi.IO.Onnx;
 
 /// <summary>ONNX <c>AttributeProto.AttributeType</c> values.</summary>
-public enum OnnxAttributeType
+internal enum OnnxAttributeType
 {
     /// <summary>Not set (older writers omit the type; the reader then infers it from the value present).</summary>
     Undefined = 0,
@@ -36,7 +36,7 @@ public enum OnnxAttributeType
 }
 
 /// <summary>One node attribute. Only the value kinds a BERT export uses are decoded; subgraphs are skipped.</summary>
-public sealed class OnnxAttribute
+internal sealed class OnnxAttribute
 {
     internal OnnxAttribute(string name, OnnxAttributeType type, float floatValue, long intValue, ReadOnlyMemory<byte> stringValue,
         OnnxTensor? tensor, IReadOnlyList<float> floats, IReadOnlyList<long> ints, IReadOnlyList<ReadOnlyMemory<byte>> strings)
@@ -81,7 +81,7 @@ public sealed class OnnxAttribute
 }
 
 /// <summary>One graph node.</summary>
-public sealed class OnnxNode
+internal sealed class OnnxNode
 {
     internal OnnxNode(int index, string name, string opType, string domain, IReadOnlyList<string> inputs,
         IReadOnlyList<string> outputs, IReadOnlyDictionary<string, OnnxAttribute> attributes)
@@ -123,7 +123,7 @@ public sealed class OnnxNode
 /// <summary>One dimension of a declared shape: a fixed size, a symbolic name, or unknown.</summary>
 /// <param name="Value">The fixed size, or null.</param>
 /// <param name="Parameter">The symbolic name, or null.</param>
-public sealed record OnnxDimension(long? Value, string? Parameter)
+internal sealed record OnnxDimension(long? Value, string? Parameter)
 {
     /// <inheritdoc />
     public override string ToString() => Value?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? Parameter ?? "?";
@@ -133,10 +133,10 @@ public sealed record OnnxDimension(long? Value, string? Parameter)
 /// <param name="Name">Value name.</param>
 /// <param name="ElementType">Tensor element type, or Undefined when the declaration has no tensor type.</param>
 /// <param name="Shape">Declared dimensions, or null when no shape is declared.</param>
-public sealed record OnnxValueInfo(string Name, OnnxDataType ElementType, IReadOnlyList<OnnxDimension>? Shape);
+internal sealed record OnnxValueInfo(string Name, OnnxDataType ElementType, IReadOnlyList<OnnxDimension>? Shape);
 
 /// <summary>An ONNX graph: nodes in file order, initializers, inputs and outputs, with lookups by value name.</summary>
-public sealed class OnnxGraph
+internal sealed class OnnxGraph
 {
     private readonly Dictionary<string, OnnxTensor> _initializers;
     private readonly Dictionary<string, OnnxNode> _producers;
@@ -222,13 +222,13 @@ public sealed class OnnxGraph
 /// <summary>An opset a model imports.</summary>
 /// <param name="Domain">Operator domain; empty for the default ONNX domain.</param>
 /// <param name="Version">Opset version.</param>
-public sealed record OnnxOpsetImport(string Domain, long Version);
+internal sealed record OnnxOpsetImport(string Domain, long Version);
 
 /// <summary>
 /// An ONNX model read with <see cref="OnnxReader"/>. Tensor data refers to <see cref="Bytes"/>,
 /// which stays in memory as long as the model does.
 /// </summary>
-public sealed class OnnxModel
+internal sealed class OnnxModel
 {
     internal OnnxModel(string filePath, ReadOnlyMemory<byte> bytes, long irVersion, string producerName, string producerVersion,
         IReadOnlyList<OnnxOpsetImport> opsetImports, OnnxGraph graph)

@@ -8,7 +8,7 @@ namespace NativeMi.IO.Onnx;
 /// stored outside the file (external data) and sparse initializers are rejected with a message
 /// saying so, since the models this reader serves keep everything in one file.
 /// </summary>
-public static class OnnxReader
+internal static class OnnxReader
 {
     /// <summary>Protobuf's hard limit on a message, which is also the most a single ONNX file can hold.</summary>
     public const long MaxModelBytes = int.MaxValue;

@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace NativeMi.IO.Onnx;
 
 /// <summary>ONNX <c>TensorProto.DataType</c> values.</summary>
-public enum OnnxDataType
+internal enum OnnxDataType
 {
     /// <summary>Not set.</summary>
     Undefined = 0,
@@ -46,7 +46,7 @@ public enum OnnxDataType
 /// One ONNX tensor (an initializer or a Constant node's value). The element data is validated
 /// against the shape when the model is read; <see cref="RawData"/> shares the model's buffer.
 /// </summary>
-public sealed class OnnxTensor
+internal sealed class OnnxTensor
 {
     /// <summary>Largest rank accepted; real models stay far below it.</summary>
     public const int MaxRank = 32;

@@ -4,7 +4,7 @@ using System.Text;
 namespace NativeMi.IO.Onnx;
 
 /// <summary>The protobuf wire types (the low three bits of a field tag).</summary>
-public enum ProtoWireType
+internal enum ProtoWireType
 {
     /// <summary>Base-128 varint.</summary>
     Varint = 0,
@@ -26,7 +26,7 @@ public enum ProtoWireType
 /// <see cref="ModelFormatException"/> naming the file, the message being read and the offset.
 /// Slices (<see cref="ReadBytes()"/>) share the underlying buffer, so large tensors are not copied.
 /// </summary>
-public struct ProtoReader
+internal struct ProtoReader
 {
     private readonly ReadOnlyMemory<byte> _buffer;
     private readonly long _baseOffset;
@@ -250,7 +250,7 @@ public struct ProtoReader
 }
 
 /// <summary>Writes the few protobuf wire-format pieces needed to re-serialise edited ONNX messages.</summary>
-public static class ProtoWriter
+internal static class ProtoWriter
 {
     /// <summary>Appends a varint.</summary>
     public static void WriteVarint(Stream stream, ulong value)

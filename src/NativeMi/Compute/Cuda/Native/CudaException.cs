@@ -4,7 +4,7 @@ namespace NativeMi.Compute.Cuda.Native;
 /// A failed CUDA driver, cuBLAS or NVRTC call, or a CUDA library that could not be found. Carries the
 /// library's own status name (for example CUDA_ERROR_OUT_OF_MEMORY) and the call that returned it.
 /// </summary>
-public sealed class CudaException : Exception
+internal sealed class CudaException : Exception
 {
     /// <summary>Creates the exception.</summary>
     /// <param name="statusName">The status name as the library spells it (CUDA_ERROR_*, CUBLAS_STATUS_*, NVRTC_ERROR_*).</param>

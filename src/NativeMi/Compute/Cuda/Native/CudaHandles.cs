@@ -7,9 +7,10 @@ namespace NativeMi.Compute.Cuda.Native;
 /// this handle, so the context is released only after the last stream, module and allocation is gone,
 /// whatever order the finalizers run in.
 /// </summary>
-public sealed class CudaContextHandle : SafeHandle
+internal sealed class CudaContextHandle : SafeHandle
 {
-    private CudaContextHandle() : base(0, ownsHandle: true) { }
+    /// <summary>An empty handle, as the interop marshaller creates them (CA1419); <see cref="RetainPrimary"/> is the way to get a live one.</summary>
+    public CudaContextHandle() : base(0, ownsHandle: true) { }
 
     /// <summary>The device ordinal the context belongs to.</summary>
     public int Device { get; private set; }
@@ -40,14 +41,14 @@ public sealed class CudaContextHandle : SafeHandle
     internal void MakeCurrent() => CudaDriverApi.Check(CudaDriverApi.ContextSetCurrent(handle), "cuCtxSetCurrent");
 
     /// <summary>Makes the context current on a finalizer or other foreign thread before a release call; failures are ignored.</summary>
-    internal void MakeCurrentForRelease() => CudaDriverApi.ContextSetCurrent(handle);
+    internal void MakeCurrentForRelease() => _ = CudaDriverApi.ContextSetCurrent(handle);
 
     /// <inheritdoc />
     protected override bool ReleaseHandle() => CudaDriverApi.PrimaryContextRelease(Device) == 0;
 }
 
 /// <summary>Base for handles created inside a context: keeps the context alive and current while releasing.</summary>
-public abstract class CudaContextBoundHandle : SafeHandle
+internal abstract class CudaContextBoundHandle : SafeHandle
 {
     private CudaContextHandle? _context;
 
@@ -82,7 +83,7 @@ public abstract class CudaContextBoundHandle : SafeHandle
 }
 
 /// <summary>Device memory from cuMemAlloc.</summary>
-public sealed class CudaDeviceMemory : CudaContextBoundHandle
+internal sealed class CudaDeviceMemory : CudaContextBoundHandle
 {
     /// <summary>Size in bytes.</summary>
     public long Bytes { get; private set; }
@@ -109,7 +110,7 @@ public sealed class CudaDeviceMemory : CudaContextBoundHandle
 }
 
 /// <summary>Page-locked host memory from cuMemHostAlloc, for asynchronous copies that overlap with kernels.</summary>
-public sealed unsafe class PinnedHostMemory : CudaContextBoundHandle
+internal sealed unsafe class PinnedHostMemory : CudaContextBoundHandle
 {
     /// <summary>Size in bytes.</summary>
     public long Bytes { get; private set; }
@@ -131,7 +132,7 @@ public sealed unsafe class PinnedHostMemory : CudaContextBoundHandle
 }
 
 /// <summary>A CUDA stream.</summary>
-public sealed class CudaStreamHandle : CudaContextBoundHandle
+internal sealed class CudaStreamHandle : CudaContextBoundHandle
 {
     /// <summary>Creates a stream that does not synchronise with the legacy default stream.</summary>
     internal static CudaStreamHandle Create(CudaContextHandle context)
@@ -150,7 +151,7 @@ public sealed class CudaStreamHandle : CudaContextBoundHandle
 }
 
 /// <summary>A CUDA event (for timing kernels on the stream).</summary>
-public sealed class CudaEventHandle : CudaContextBoundHandle
+internal sealed class CudaEventHandle : CudaContextBoundHandle
 {
     /// <summary>Creates an event.</summary>
     internal static CudaEventHandle Create(CudaContextHandle context)
@@ -178,7 +179,7 @@ public sealed class CudaEventHandle : CudaContextBoundHandle
 }
 
 /// <summary>A loaded module (compiled kernels).</summary>
-public sealed unsafe class CudaModuleHandle : CudaContextBoundHandle
+internal sealed unsafe class CudaModuleHandle : CudaContextBoundHandle
 {
     /// <summary>The file the module was compiled from, for messages.</summary>
     public string SourceName { get; private set; } = "";
@@ -213,7 +214,7 @@ public sealed unsafe class CudaModuleHandle : CudaContextBoundHandle
 }
 
 /// <summary>A cuBLAS handle bound to one stream.</summary>
-public sealed class CublasHandle : CudaContextBoundHandle
+internal sealed class CublasHandle : CudaContextBoundHandle
 {
     /// <summary>Creates a handle that queues its work on <paramref name="stream"/>; TF32 tensor cores only when asked for.</summary>
     internal static CublasHandle Create(CudaContextHandle context, CudaStreamHandle stream, bool allowTf32)

@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 namespace NativeMi.Compute.Cuda.Native;
 
 /// <summary>The native CUDA libraries NativeMi binds to.</summary>
-public enum CudaLibrary
+internal enum CudaLibrary
 {
     /// <summary>The CUDA driver (libcuda), installed with the NVIDIA driver, never by pip.</summary>
     Driver,
@@ -18,12 +18,12 @@ public enum CudaLibrary
 /// <summary>One place the loader looked in: a folder, or the system loader when <see cref="Folder"/> is null.</summary>
 /// <param name="Label">Where the folder came from ("NATIVEMI_CUDA_PATH", "CUDA_HOME/lib64", "python site-packages").</param>
 /// <param name="Folder">The folder, or null for the system loader (LD_LIBRARY_PATH, the ldconfig cache, the executable's RUNPATH).</param>
-public sealed record LibrarySearchStep(string Label, string? Folder);
+internal sealed record LibrarySearchStep(string Label, string? Folder);
 
 /// <summary>The ordered places to look for the CUDA libraries, and notes on places that were skipped.</summary>
 /// <param name="Steps">Places in search order.</param>
 /// <param name="SkippedNotes">Places that were not searched and why ("CUDA_HOME is not set").</param>
-public sealed record LibrarySearchLocations(IReadOnlyList<LibrarySearchStep> Steps, IReadOnlyList<string> SkippedNotes);
+internal sealed record LibrarySearchLocations(IReadOnlyList<LibrarySearchStep> Steps, IReadOnlyList<string> SkippedNotes);
 
 /// <summary>What the search for one library found.</summary>
 /// <param name="Library">The library.</param>
@@ -31,7 +31,7 @@ public sealed record LibrarySearchLocations(IReadOnlyList<LibrarySearchStep> Ste
 /// <param name="LoadedFrom">The path or soname that loaded, or null when none did.</param>
 /// <param name="Attempts">Every place tried, with its outcome, in order.</param>
 /// <param name="SkippedNotes">Places that were not searched and why.</param>
-public sealed record LibraryProbe(CudaLibrary Library, IReadOnlyList<string> FileNames, string? LoadedFrom,
+internal sealed record LibraryProbe(CudaLibrary Library, IReadOnlyList<string> FileNames, string? LoadedFrom,
     IReadOnlyList<string> Attempts, IReadOnlyList<string> SkippedNotes)
 {
     /// <summary>Whether the library loaded.</summary>
@@ -46,7 +46,7 @@ public sealed record LibraryProbe(CudaLibrary Library, IReadOnlyList<string> Fil
         string name = CudaLibraries.DisplayName(Library);
         if (Found) return $"{name}: {LoadedFrom}";
         var text = new System.Text.StringBuilder();
-        text.Append($"{name}: not found. Looked for {string.Join(", ", FileNames)} in:");
+        text.Append(System.Globalization.CultureInfo.InvariantCulture, $"{name}: not found. Looked for {string.Join(", ", FileNames)} in:");
         foreach (string attempt in Attempts) text.Append("\n  ").Append(attempt);
         foreach (string note in SkippedNotes) text.Append("\n  (").Append(note).Append(')');
         text.Append($"\n  Set {CudaLibraries.PathVariable} to the folder that holds it.");
@@ -61,7 +61,7 @@ public sealed record LibraryProbe(CudaLibrary Library, IReadOnlyList<string> Fil
 /// sonames of CUDA 13, 12 and 11 are tried in turn. Nothing here throws when a library is missing:
 /// callers ask <see cref="Get"/> and report <see cref="LibraryProbe.Describe"/>.
 /// </summary>
-public static class CudaLibraries
+internal static class CudaLibraries
 {
     /// <summary>Environment variable naming a folder that holds the CUDA libraries; searched first.</summary>
     public const string PathVariable = "NATIVEMI_CUDA_PATH";
@@ -294,7 +294,7 @@ public static class CudaLibraries
         return folders;
     }
 
-    private static IEnumerable<string> SafeDirectories(string folder, string pattern)
+    private static string[] SafeDirectories(string folder, string pattern)
     {
         try
         {

@@ -9,7 +9,7 @@ namespace NativeMi.Compute.Cuda.Native;
 /// <param name="FusedMultiplyAdd">Let the compiler contract a*b+c into FMA (NVRTC's default); false passes --fmad=false,
 /// which makes results closer to a CPU that does not fuse, at some speed cost.</param>
 /// <param name="TreatWarningsAsErrors">Fail when the compile log holds a warning.</param>
-public sealed record KernelCompileOptions(bool FusedMultiplyAdd = true, bool TreatWarningsAsErrors = true)
+internal sealed record KernelCompileOptions(bool FusedMultiplyAdd = true, bool TreatWarningsAsErrors = true)
 {
     /// <summary>NVRTC's defaults, with warnings as errors.</summary>
     public static KernelCompileOptions Default { get; } = new();
@@ -21,21 +21,21 @@ public sealed record KernelCompileOptions(bool FusedMultiplyAdd = true, bool Tre
 /// <param name="Ptx">PTX text (without the trailing NUL).</param>
 /// <param name="Log">NVRTC's log (empty on a clean compile, and for cache hits).</param>
 /// <param name="FromCache">Whether the PTX came from the on-disk cache.</param>
-public sealed record CompiledKernel(string FileName, string Architecture, string Ptx, string Log, bool FromCache);
+internal sealed record CompiledKernel(string FileName, string Architecture, string Ptx, string Log, bool FromCache);
 
 /// <summary>The machine code of one compiled kernel source.</summary>
 /// <param name="FileName">The source's name.</param>
 /// <param name="Architecture">The real architecture it targets ("sm_90").</param>
 /// <param name="Image">The cubin (an ELF image), loadable with cuModuleLoadData.</param>
 /// <param name="Log">NVRTC's log (empty on a clean compile).</param>
-public sealed record CompiledCubin(string FileName, string Architecture, byte[] Image, string Log);
+internal sealed record CompiledCubin(string FileName, string Architecture, byte[] Image, string Log);
 
 /// <summary>
 /// Compiles kernel sources to PTX with NVRTC. Results are cached on disk under
 /// <c>&lt;cache root&gt;/kernels/</c>, keyed by a hash of the sources, the architecture, the options and the
 /// NVRTC version, so a changed kernel, a new GPU or a new NVRTC never reuses stale PTX.
 /// </summary>
-public sealed partial class KernelCompiler
+internal sealed partial class KernelCompiler
 {
     private readonly string? _cacheFolder;
 

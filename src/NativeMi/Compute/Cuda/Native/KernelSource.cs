@@ -6,7 +6,7 @@ namespace NativeMi.Compute.Cuda.Native;
 /// <param name="FileName">Name shown in compiler messages ("attention.cu").</param>
 /// <param name="Code">The source text.</param>
 /// <param name="Headers">Header name → text, for each header the source includes.</param>
-public sealed record KernelSource(string FileName, string Code, IReadOnlyDictionary<string, string> Headers)
+internal sealed record KernelSource(string FileName, string Code, IReadOnlyDictionary<string, string> Headers)
 {
     private const string ResourcePrefix = "kernels/";
 

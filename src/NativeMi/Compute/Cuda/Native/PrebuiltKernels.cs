@@ -12,7 +12,7 @@ namespace NativeMi.Compute.Cuda.Native;
 /// <param name="Ptx">PTX text.</param>
 /// <param name="PtxPath">Where it was read from.</param>
 /// <param name="Compiler">The manifest's compiler line ("nvcc 11.8.89"), or "" when it has none.</param>
-public sealed record PrebuiltKernel(string FileName, string Architecture, string Ptx, string PtxPath, string Compiler);
+internal sealed record PrebuiltKernel(string FileName, string Architecture, string Ptx, string PtxPath, string Compiler);
 
 /// <summary>
 /// Finds PTX that <c>CMakeLists.txt</c> built with nvcc (<c>&lt;name&gt;.compute_&lt;NN&gt;.ptx</c>, each with a
@@ -21,7 +21,7 @@ public sealed record PrebuiltKernel(string FileName, string Architecture, string
 /// <see cref="FolderVariable"/>, else <see cref="DefaultFolderName"/> next to the executable; the first that exists is
 /// used alone. Anything missing, stale or malformed is a one-line reason, never an exception: NVRTC is the fallback.
 /// </summary>
-public sealed partial class PrebuiltKernels
+internal sealed partial class PrebuiltKernels
 {
     /// <summary>Environment variable naming a folder of prebuilt PTX (CMake's <c>&lt;build&gt;/ptx</c>, say).</summary>
     public const string FolderVariable = "NATIVEMI_KERNEL_PTX_PATH";
@@ -245,7 +245,7 @@ public sealed partial class PrebuiltKernels
                 if (TryLoad(KernelSource.Embedded(file), architecture, out _, out string reason)) matched++;
                 else firstReason ??= reason;
             }
-            text.Append('\n').Append($"  {architecture}: {matched} of {fileNames.Count} kernel files match the embedded sources");
+            text.Append('\n').Append(CultureInfo.InvariantCulture, $"  {architecture}: {matched} of {fileNames.Count} kernel files match the embedded sources");
             if (firstReason is not null) text.Append("; ").Append(firstReason);
         }
         return text.ToString();

@@ -15,7 +15,7 @@ public static class ResultWriter
     private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
 
     /// <summary>
-    /// Writes results.json, layers.csv and positions.csv into <paramref name="folder"/> (which must exist) and returns their paths,
+    /// Writes results.json, layers.csv and positions.csv into <paramref name="folder"/> (created when missing) and returns their paths,
     /// results.json first. Each file is written to a temporary file and renamed into place, results.json last: a reader never
     /// sees a half-written file, and a results.json from this run means the other two are in place too.
     /// </summary>

@@ -83,9 +83,9 @@ internal sealed class BpeModelJson
     public string? UnkToken { get; }
     public string ContinuingSubwordPrefix { get; } = "";
     public string EndOfWordSuffix { get; } = "";
-    public bool FuseUnk { get; } = false;
-    public bool ByteFallback { get; } = false;
-    public bool IgnoreMerges { get; } = false;
+    public bool FuseUnk { get; } // false, as are the next two
+    public bool ByteFallback { get; }
+    public bool IgnoreMerges { get; }
     public required IReadOnlyDictionary<string, int> Vocab { get; init; }
     public required IReadOnlyList<(string Left, string Right)> Merges { get; init; }
 }

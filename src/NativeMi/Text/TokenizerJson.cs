@@ -5,9 +5,8 @@ namespace NativeMi.Text;
 
 // The tokenizer.json TokenizerDefinition writes for folders without one: what transformers' BertConverter, GPT2Converter and
 // RobertaConverter build, in the key order the tokenizers library serialises. Truncation, padding and the post-processor
-// are always null: the library is handed none of them (TokenizerDefinition adds the special tokens itself).
-// The fixed fields are instance properties because System.Text.Json serialises only those; CA1822 would make them static.
-#pragma warning disable CA1822
+// are always null: the library is handed none of them (TokenizerDefinition adds the special tokens itself). The fixed
+// fields are get-only properties with their value, so the classes read like the JSON.
 
 /// <summary>One entry of "added_tokens".</summary>
 internal sealed record AddedTokenJson(int Id, string Content, bool SingleWord, [property: JsonPropertyName("lstrip")] bool LeftStrip,
@@ -16,26 +15,26 @@ internal sealed record AddedTokenJson(int Id, string Content, bool SingleWord, [
 /// <summary>A WordPiece tokenizer.json, as BertTokenizerFast builds it from vocab.txt.</summary>
 internal sealed class WordPieceTokenizerJson
 {
-    public string Version => "1.0";
-    public object? Truncation => null;
-    public object? Padding => null;
+    public string Version { get; } = "1.0";
+    public object? Truncation { get; }
+    public object? Padding { get; }
     public required IReadOnlyList<AddedTokenJson> AddedTokens { get; init; }
-    public object? PostProcessor => null;
+    public object? PostProcessor { get; }
     public required BertNormalizerJson Normalizer { get; init; }
-    public TypeOnlyJson PreTokenizer => new("BertPreTokenizer");
-    public WordPieceDecoderJson Decoder => new();
+    public TypeOnlyJson PreTokenizer { get; } = new("BertPreTokenizer");
+    public WordPieceDecoderJson Decoder { get; } = new();
     public required WordPieceModelJson Model { get; init; }
 }
 
 /// <summary>A byte-level BPE tokenizer.json, as GPT2TokenizerFast or RobertaTokenizerFast builds it from vocab.json and merges.txt.</summary>
 internal sealed class ByteLevelBpeTokenizerJson
 {
-    public string Version => "1.0";
-    public object? Truncation => null;
-    public object? Padding => null;
+    public string Version { get; } = "1.0";
+    public object? Truncation { get; }
+    public object? Padding { get; }
     public required IReadOnlyList<AddedTokenJson> AddedTokens { get; init; }
-    public object? PostProcessor => null;
-    public object? Normalizer => null;
+    public object? PostProcessor { get; }
+    public object? Normalizer { get; }
     public required ByteLevelJson PreTokenizer { get; init; }
     public required ByteLevelJson Decoder { get; init; }
     public required BpeModelJson Model { get; init; }
@@ -43,8 +42,8 @@ internal sealed class ByteLevelBpeTokenizerJson
 
 internal sealed class BertNormalizerJson
 {
-    public string Type => "BertNormalizer";
-    public bool CleanText => true;
+    public string Type { get; } = "BertNormalizer";
+    public bool CleanText { get; } = true;
     public required bool HandleChineseChars { get; init; }
     public required bool? StripAccents { get; init; }
     public required bool Lowercase { get; init; }
@@ -54,39 +53,39 @@ internal sealed record TypeOnlyJson(string Type);
 
 internal sealed class WordPieceDecoderJson
 {
-    public string Type => "WordPiece";
-    public string Prefix => "##";
-    public bool Cleanup => true;
+    public string Type { get; } = "WordPiece";
+    public string Prefix { get; } = "##";
+    public bool Cleanup { get; } = true;
 }
 
 internal sealed class WordPieceModelJson
 {
-    public string Type => "WordPiece";
+    public string Type { get; } = "WordPiece";
     public required string UnkToken { get; init; }
-    public string ContinuingSubwordPrefix => "##";
-    public int MaxInputCharsPerWord => 100;
+    public string ContinuingSubwordPrefix { get; } = "##";
+    public int MaxInputCharsPerWord { get; } = 100;
     public required IReadOnlyDictionary<string, int> Vocab { get; init; }
 }
 
 /// <summary>The ByteLevel pre-tokenizer or decoder.</summary>
 internal sealed class ByteLevelJson
 {
-    public string Type => "ByteLevel";
+    public string Type { get; } = "ByteLevel";
     public required bool AddPrefixSpace { get; init; }
-    public bool TrimOffsets => true;
-    public bool UseRegex => true;
+    public bool TrimOffsets { get; } = true;
+    public bool UseRegex { get; } = true;
 }
 
 internal sealed class BpeModelJson
 {
-    public string Type => "BPE";
-    public double? Dropout => null;
-    public string? UnkToken => null;
-    public string ContinuingSubwordPrefix => "";
-    public string EndOfWordSuffix => "";
-    public bool FuseUnk => false;
-    public bool ByteFallback => false;
-    public bool IgnoreMerges => false;
+    public string Type { get; } = "BPE";
+    public double? Dropout { get; }
+    public string? UnkToken { get; }
+    public string ContinuingSubwordPrefix { get; } = "";
+    public string EndOfWordSuffix { get; } = "";
+    public bool FuseUnk { get; } // false, as are the next two
+    public bool ByteFallback { get; }
+    public bool IgnoreMerges { get; }
     public required IReadOnlyDictionary<string, int> Vocab { get; init; }
     public required IReadOnlyList<(string Left, string Right)> Merges { get; init; }
 }

@@ -38,6 +38,18 @@ internal static unsafe class NativeText
         return copy;
     }
 
+    /// <summary>
+    /// A NUL-terminated UTF-8 copy of <paramref name="text"/> in an array on the pinned object heap, which never moves, so
+    /// a pointer to its first element may be handed to C for as long as the array is referenced.
+    /// </summary>
+    public static byte[] AllocatePinned(string text)
+    {
+        int length = Encoding.UTF8.GetByteCount(text);
+        byte[] copy = GC.AllocateArray<byte>(length + 1, pinned: true);
+        Encoding.UTF8.GetBytes(text, copy.AsSpan(0, length));
+        return copy;
+    }
+
     /// <summary>Releases a string from <see cref="Allocate"/>; NULL is a no-op.</summary>
     public static void Free(byte* text)
     {

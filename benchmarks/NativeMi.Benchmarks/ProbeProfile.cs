@@ -106,7 +106,8 @@ internal static class ProbeProfile
         void Gemm(string name, int m, int k, int n, bool transposeA, bool transposeB)
         {
             float[] a = Fill((long)m * k), b = Fill((long)k * n), c = new float[(long)m * n];
-            cases.Add(new Case($"GEMM {name} {m}x{k}x{n}{(transposeA ? " At" : "")}{(transposeB ? " Bt" : "")}", 2.0 * m * k * n,
+            string shape = $"GEMM {name} {m}x{k}x{n}{(transposeA ? " At" : "")}{(transposeB ? " Bt" : "")}";
+            cases.Add(new Case(shape, 2.0 * m * k * n,
                 () => CpuGemm.Multiply(a, b, default, c, m, k, n, Activation.None, transposeA, transposeB, accumulate: false)));
         }
         Gemm("VZ = Z V", S, D, C, false, false);
@@ -116,6 +117,7 @@ internal static class ProbeProfile
         Gemm("dA = G W2t", T, C, H, false, true);
         Gemm("H = Z W1", S, D, H, false, false);
         Gemm("dW1 = Zt dH", D, S, H, true, false);
+        Gemm("raw", 1024, 384, 1152, false, false);
         var backend = new CpuBackend();
         {
             var logits = new CpuBuffer<float>(Fill((long)T * C));

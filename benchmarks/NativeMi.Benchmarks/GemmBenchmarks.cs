@@ -119,7 +119,7 @@ public class FmaPeakBenchmarks
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float Chains256(long iterations)
+    internal static float Chains256(long iterations)
     {
         Vector256<float> m = Vector256.Create(0.999999f), a = Vector256.Create(1e-7f);
         Vector256<float> s0 = Vector256.Create(1f), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0,

@@ -32,6 +32,26 @@ if (args.Length > 0 && args[0] == "probe-compare")
     Console.WriteLine(report);
     return 0;
 }
+// `probe-profile [epochs]` prints where the default probe's training time goes, per stage, phase and op;
+// `probe-profile kernels [rounds] [filter]` times the probe's heavy ops alone, interleaved; `probe-profile measure <cache>`
+// profiles the default measure's probes on the embeddings cached there.
+if (args.Length > 1 && args[0] == "probe-profile" && args[1] == "kernels")
+{
+    int rounds = args.Length > 2 && int.TryParse(args[2], NumberStyles.None, CultureInfo.InvariantCulture, out int r) ? r : 21;
+    Console.WriteLine(ProbeProfile.RunKernels(rounds, args.Length > 3 ? args[3] : null));
+    return 0;
+}
+if (args.Length > 2 && args[0] == "probe-profile" && args[1] == "measure")
+{
+    Console.WriteLine(ProbeProfile.RunMeasure(args[2]));
+    return 0;
+}
+if (args.Length > 0 && args[0] == "probe-profile")
+{
+    int epochs = args.Length > 1 && int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out int e) ? e : 2;
+    Console.WriteLine(ProbeProfile.Run(epochs));
+    return 0;
+}
 // `kernels [rounds] [filter]`: quick interleaved Stopwatch medians of the FMA peak, GEMM shapes and attention.
 if (args.Length > 0 && args[0] == "kernels")
 {

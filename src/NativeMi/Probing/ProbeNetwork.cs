@@ -271,7 +271,11 @@ internal sealed class ProbeNetwork : IDisposable
         var argmax = IntScratch("argmax", t);
         _backend.SoftmaxCrossEntropy(logits, batch.ClassOfTarget, loss, argmax, t, c, 1f / t, writeGradient: true);
         var g = logits; // now the gradient w.r.t. the logits
-        foreach (var p in _parameters) _backend.Zero(p.Gradient, p.Length);
+        // Only the position tables' gradients are accumulated (ScatterAddRows); every other parameter gradient is written
+        // whole by a GEMM or ColumnSums below, so zeroing it first would only cost a pass over it (W2's and V's are
+        // the size of the output layer). A frozen path's gradients are neither written nor read.
+        if (_q is not null) _backend.Zero(_q.Gradient, _q.Length);
+        if (_p is not null && MlpActive) _backend.Zero(_p.Gradient, _p.Length);
         if (Family == ProbeFamily.Bag)
         {
             var gs = Scratch("dLs", (long)s * c);

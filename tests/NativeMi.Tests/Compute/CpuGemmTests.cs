@@ -181,6 +181,39 @@ public class CpuGemmTests
         foreach (float[] r in results) Assert.True(first.AsSpan().SequenceEqual(r));
     }
 
+    /// <summary>
+    /// Packing a transposed operand only reorders its values (B eight columns by eight K steps at a time in registers),
+    /// so a product with transposed storage gives exactly the bits of the same product with the transposes written out
+    /// row-major, on every path and for shapes with edge panels and K steps left over.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(7, 9, 13)]
+    [InlineData(30, 17, 65)]
+    [InlineData(245, 1001, 256)]
+    [InlineData(64, 800, 100)]
+    public void TransposedOperandsGiveTheBitsOfTheirRowMajorForm(int m, int k, int n)
+    {
+        var rng = new Random(m * 31 + k * 7 + n);
+        float[] a = GemmChecks.RandomArray(rng, m * k), b = GemmChecks.RandomArray(rng, k * n), bias = GemmChecks.RandomArray(rng, n);
+        float[] aT = new float[k * m], bT = new float[n * k];
+        for (int i = 0; i < m; i++)
+            for (int p = 0; p < k; p++) aT[p * m + i] = a[i * k + p];
+        for (int p = 0; p < k; p++)
+            for (int j = 0; j < n; j++) bT[j * k + p] = b[p * n + j];
+        foreach (GemmPath path in Enum.GetValues<GemmPath>().Where(CpuGemm.IsSupported))
+        {
+            float[] expected = new float[m * n];
+            CpuGemm.Multiply(a, b, bias, expected, m, k, n, Activation.None, false, false, false, path);
+            foreach (var (transposeA, transposeB) in new[] { (true, false), (false, true), (true, true) })
+            {
+                float[] c = new float[m * n];
+                CpuGemm.Multiply(transposeA ? aT : a, transposeB ? bT : b, bias, c, m, k, n, Activation.None, transposeA, transposeB, false, path);
+                Assert.True(expected.AsSpan().SequenceEqual(c), $"{m}×{k}×{n} on {CpuGemm.Name(path)}, transposeA={transposeA} transposeB={transposeB}");
+            }
+        }
+    }
+
     [Fact]
     public void BackendGemmExUsesTransposedOperandsInPlace()
     {

@@ -86,6 +86,9 @@ public class CpuProbeKernelTests
             if (trial == 5) row[classes / 2] = float.NaN;
             if (trial == 6) row.AsSpan().Fill(float.NegativeInfinity);
             if (trial == 7) for (int j = 0; j < classes; j++) row[j] = j; // the maximum moves in every chunk
+            if (trial == 8) row[0] = 500; // the maximum never moves again: every exponential is reused for the gradient
+            if (trial == 9) row[classes - 1] = 500; // the maximum moves last, in the tail when classes % 8 != 0: none is reused
+            if (trial == 10) row[classes * 2 / 3] = 500; // reused after two thirds of the row
             var expected = (float[])row.Clone();
             int target = random.Next(classes);
             foreach (bool gradient in new[] { false, true })

@@ -223,29 +223,82 @@ internal static class CpuGemm
         T* dst = packed + (long)panel * nr * k;
         if (transposed)
         {
+            int p0 = 0;
+            if (typeof(T) == typeof(float) && cols == nr && nr % 8 == 0 && Avx.IsSupported)
+                p0 = PackTransposedPanel8((float*)(b + (long)col0 * k), (float*)dst, k, nr);
+            if (p0 == k) return;
             for (int j = 0; j < nr; j++)
             {
                 T* d = dst + j;
                 if (j < cols)
                 {
                     T* src = b + (long)(col0 + j) * k;
-                    for (int p = 0; p < k; p++) d[(long)p * nr] = src[p];
+                    for (int p = p0; p < k; p++) d[(long)p * nr] = src[p];
                 }
                 else
                 {
-                    for (int p = 0; p < k; p++) d[(long)p * nr] = default;
+                    for (int p = p0; p < k; p++) d[(long)p * nr] = default;
                 }
             }
         }
         else
         {
             T* src = b + col0;
+            int bytes = nr * sizeof(T);
+            if (cols == nr)
+            {
+                // One fixed-size copy per K step: a span copy of an NR-wide row calls memmove, which for 16 floats costs
+                // more than the copy itself.
+                switch (bytes)
+                {
+                    case 128: for (int p = 0; p < k; p++, src += n, dst += nr) Unsafe.CopyBlockUnaligned(dst, src, 128); return;
+                    case 64: for (int p = 0; p < k; p++, src += n, dst += nr) Unsafe.CopyBlockUnaligned(dst, src, 64); return;
+                    case 48: for (int p = 0; p < k; p++, src += n, dst += nr) Unsafe.CopyBlockUnaligned(dst, src, 48); return;
+                    case 32: for (int p = 0; p < k; p++, src += n, dst += nr) Unsafe.CopyBlockUnaligned(dst, src, 32); return;
+                    case 24: for (int p = 0; p < k; p++, src += n, dst += nr) Unsafe.CopyBlockUnaligned(dst, src, 24); return;
+                    case 16: for (int p = 0; p < k; p++, src += n, dst += nr) Unsafe.CopyBlockUnaligned(dst, src, 16); return;
+                    case 8: for (int p = 0; p < k; p++, src += n, dst += nr) Unsafe.CopyBlockUnaligned(dst, src, 8); return;
+                }
+            }
             for (int p = 0; p < k; p++, src += n, dst += nr)
             {
                 new ReadOnlySpan<T>(src, cols).CopyTo(new Span<T>(dst, cols));
                 if (cols < nr) new Span<T>(dst + cols, nr - cols).Clear();
             }
         }
+    }
+
+    /// <summary>
+    /// The K steps [0, returned) of a full transposed panel: NR rows of the stored transpose (row j holds column j of the
+    /// panel, K values) become K steps of NR values, eight rows by eight steps at a time transposed in AVX registers so
+    /// that both the reads and the writes are whole vectors. The steps left over (fewer than eight) are the caller's.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe int PackTransposedPanel8(float* rows, float* dst, int k, int nr)
+    {
+        int p = 0;
+        for (; p + 8 <= k; p += 8)
+            for (int j = 0; j < nr; j += 8)
+            {
+                float* s = rows + (long)j * k + p;
+                Vector256<float> r0 = Avx.LoadVector256(s), r1 = Avx.LoadVector256(s + k), r2 = Avx.LoadVector256(s + 2 * k), r3 = Avx.LoadVector256(s + 3 * k);
+                Vector256<float> r4 = Avx.LoadVector256(s + 4 * k), r5 = Avx.LoadVector256(s + 5 * k), r6 = Avx.LoadVector256(s + 6 * k), r7 = Avx.LoadVector256(s + 7 * k);
+                // Interleave pairs, then quads, then swap 128-bit halves: column q of the 8 × 8 block becomes vector q.
+                Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1), t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
+                Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5), t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+                Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE), u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
+                Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE), u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
+                float* d = dst + (long)p * nr + j;
+                Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+                Avx.Store(d + nr, Avx.Permute2x128(u1, u5, 0x20));
+                Avx.Store(d + 2 * nr, Avx.Permute2x128(u2, u6, 0x20));
+                Avx.Store(d + 3 * nr, Avx.Permute2x128(u3, u7, 0x20));
+                Avx.Store(d + 4 * nr, Avx.Permute2x128(u0, u4, 0x31));
+                Avx.Store(d + 5 * nr, Avx.Permute2x128(u1, u5, 0x31));
+                Avx.Store(d + 6 * nr, Avx.Permute2x128(u2, u6, 0x31));
+                Avx.Store(d + 7 * nr, Avx.Permute2x128(u3, u7, 0x31));
+            }
+        return p;
     }
 
     /// <summary>
@@ -359,6 +412,17 @@ internal static class CpuGemm
             if (TransposeA)
             {
                 float* src = A + row0;
+                if (rows == mr)
+                {
+                    // The panel's MR values of a K step lie side by side in the stored transpose: one fixed-size copy each.
+                    switch (mr)
+                    {
+                        case 12: for (int p = 0; p < k; p++, src += M, dst += mr) Unsafe.CopyBlockUnaligned(dst, src, 12 * sizeof(float)); return;
+                        case 8: for (int p = 0; p < k; p++, src += M, dst += mr) Unsafe.CopyBlockUnaligned(dst, src, 8 * sizeof(float)); return;
+                        case 6: for (int p = 0; p < k; p++, src += M, dst += mr) Unsafe.CopyBlockUnaligned(dst, src, 6 * sizeof(float)); return;
+                        case 4: for (int p = 0; p < k; p++, src += M, dst += mr) Unsafe.CopyBlockUnaligned(dst, src, 4 * sizeof(float)); return;
+                    }
+                }
                 for (int p = 0; p < k; p++, src += M, dst += mr)
                 {
                     int r = 0;

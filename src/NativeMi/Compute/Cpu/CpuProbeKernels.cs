@@ -20,13 +20,20 @@ internal static class CpuProbeKernels
     /// (rescaled when the maximum moves); a second pass overwrites the row with the gradient
     /// (softmax − onehot)·scale. Returns the loss −ln q(target) in nats and the argmax.
     /// The running sum is accumulated in index order (as the scalar definition does); only the
-    /// exponentials of a chunk in which the maximum does not move are computed eight at a time.
+    /// exponentials of a chunk in which the maximum does not move are computed eight at a time. Those computed after
+    /// the maximum's last move are exp(x − final maximum) already, so the gradient pass reuses them instead of
+    /// evaluating exp again (the same function of the same value: the same bits).
     /// </summary>
     public static (float LossNats, int Argmax) SoftmaxCrossEntropyRow(Span<float> row, int target, float gradientScale, bool writeGradient)
     {
+        const int StackCache = 4096;
+        Span<float> exponentials = !writeGradient || !ExpF.IsVectorised ? default : row.Length <= StackCache ? stackalloc float[row.Length] : new float[row.Length];
         float max = float.NegativeInfinity, sum = 0f;
         int argmax = 0, j = 0;
+        // Chunks from here on hold exponentials relative to the final maximum.
+        int reusableFrom = 0;
         ref float start = ref MemoryMarshal.GetReference(row);
+        ref float cache = ref MemoryMarshal.GetReference(exponentials);
         if (ExpF.IsVectorised)
         {
             for (; j <= row.Length - 8; j += 8)
@@ -36,9 +43,11 @@ internal static class CpuProbeKernels
                 if (Vector256.GreaterThanAny(v, maxVector))
                 {
                     for (int k = j; k < j + 8; k++) OnlineStep(row[k], k, ref max, ref sum, ref argmax);
+                    reusableFrom = j + 8;
                     continue;
                 }
                 Vector256<float> e = ExpF.Exp(v - maxVector);
+                if (!exponentials.IsEmpty) e.StoreUnsafe(ref cache, (nuint)j);
                 sum += e.GetElement(0);
                 sum += e.GetElement(1);
                 sum += e.GetElement(2);
@@ -49,7 +58,10 @@ internal static class CpuProbeKernels
                 sum += e.GetElement(7);
             }
         }
+        float maxBeforeTail = max;
         for (; j < row.Length; j++) OnlineStep(row[j], j, ref max, ref sum, ref argmax);
+        // The maximum only ever grows, so a different value means it moved in the tail.
+        if (max != maxBeforeTail) reusableFrom = row.Length;
         float logSumExp = max + MathF.Log(sum);
         float loss = logSumExp - row[target];
         if (writeGradient)
@@ -61,8 +73,8 @@ internal static class CpuProbeKernels
                 Vector256<float> maxVector = Vector256.Create(max), inverseVector = Vector256.Create(inverse), scaleVector = Vector256.Create(gradientScale);
                 for (; j <= row.Length - 8; j += 8)
                 {
-                    Vector256<float> v = Vector256.LoadUnsafe(ref start, (nuint)j);
-                    (ExpF.Exp(v - maxVector) * inverseVector * scaleVector).StoreUnsafe(ref start, (nuint)j);
+                    Vector256<float> e = j >= reusableFrom ? Vector256.LoadUnsafe(ref cache, (nuint)j) : ExpF.Exp(Vector256.LoadUnsafe(ref start, (nuint)j) - maxVector);
+                    (e * inverseVector * scaleVector).StoreUnsafe(ref start, (nuint)j);
                 }
             }
             for (; j < row.Length; j++) row[j] = ExpF.Exp(row[j] - max) * inverse * gradientScale;

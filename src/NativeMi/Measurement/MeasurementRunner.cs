@@ -72,6 +72,7 @@ public static class MeasurementRunner
         // the model, hashing its weights), so a cancelled run stops at the next step rather than after all of them.
         cancellation.ThrowIfCancellationRequested();
         string modelDirectory = ModelResolver.Resolve(options.Model, cacheRoot, progress is null ? null : new ImportLog(progress));
+        ReturnFreeMemory(); // a built-in model's import (the ONNX file read whole), before the weights are loaded
         cancellation.ThrowIfCancellationRequested();
         using TransformerModel model = TransformerModel.Load(modelDirectory, backend, new ModelLoadOptions { AllowNonFiniteWeights = options.AllowNonFiniteWeights, WidenSixteenBitWeights = options.WidenSixteenBitWeights });
         if (model.NonFiniteWeightCount > 0)
@@ -87,7 +88,7 @@ public static class MeasurementRunner
         PoolingMode pool = options.Pool ?? (model.Config.Layout.Attention.Causal ? PoolingMode.Last : PoolingMode.Mean);
         options = options with { Pool = pool };
         progress?.Report(new MeasureEvent("pooling", 0, 1, $"pooling: {pool.ToString().ToLowerInvariant()}{(poolByDefault ? $" (the default for {(model.Config.Layout.Attention.Causal ? "decoders" : "encoders")})" : "")}"));
-        ReturnFreeMemory(); // the import's and the loader's temporary arrays
+        ReturnFreeMemory(); // the loader's temporary arrays
         timings["load"] = Lap(clock);
 
         // Corpus: tokenise every distinct sentence (the population of the entropies), split the sample.
@@ -128,13 +129,11 @@ public static class MeasurementRunner
         if (heldOutCount < 100) warnings.Add($"only {heldOutCount} held-out sentences: intervals will be wide");
         timings["tokenise"] = Lap(clock);
 
-        // Sentence vectors of every layer entry, from the cache where possible.
+        // Sentence vectors of every layer entry, from the cache where possible; the weights are released on the way.
         int entries = model.Config.HiddenStateEntries;
-        float[][] pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
+        CachedVectors pooled = Embed(model, sentences.Select(s => s.Encoded).ToArray(), options, entries,
             new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => EmbeddingCache.SentenceKey(s.Text, s.Encoded)), pool, maxTokens, $"model|{backend.Name}{WeightStorageKey(model)}"), entries, model.Config.HiddenSize),
             "forward", progress, warnings, cancellation);
-        model.ReleaseWeights();
-        ReturnFreeMemory(); // the weights and the forward pass's buffers
         timings["forward"] = Lap(clock);
 
         var splits = new SplitIndex(sentences.Select(s => s.Split).ToArray());
@@ -169,16 +168,18 @@ public static class MeasurementRunner
                 $"({control.UnigramToken.CrossEntropyBits:F3}, coarse {control.UnigramCoarse.CrossEntropyBits:F3}): gain is measured against a weak control");
         ReturnFreeMemory();
         timings["control"] = Lap(clock);
-        var layers = ProbeLayers(context, pooled, selected, control, "probe");
+        var layers = ProbeLayers(context, pooled, [splits.Train, splits.Validation, splits.HeldOut], selected, control, "probe");
         timings["probes"] = Lap(clock);
 
         BaselineResult? baseline = null;
         if (options.Baseline != BaselineKind.None)
         {
-            float[][] baselineVectors;
+            CachedVectors baselineVectors;
+            int[][] rows; // per split, the sentence whose vector each of its rows gets
             if (options.Baseline == BaselineKind.Shuffled)
             {
-                baselineVectors = pooled.Select(v => ShuffleWithinSplits(v, splits, model.Config.HiddenSize, options.Seed)).ToArray();
+                baselineVectors = pooled;
+                rows = ShuffleWithinSplits(splits, options.Seed);
             }
             else
             {
@@ -187,8 +188,9 @@ public static class MeasurementRunner
                 baselineVectors = Embed(randomModel, sentences.Select(s => s.Encoded).ToArray(), options, entries,
                     new EmbeddingCache(cacheRoot, EmbeddingCache.ComputeKey(identity, sentences.Select(s => EmbeddingCache.SentenceKey(s.Text, s.Encoded)), pool, maxTokens, $"random-init:{options.Seed}|{backend.Name}{WeightStorageKey(randomModel)}"), entries, model.Config.HiddenSize),
                     "baseline forward", progress, warnings, cancellation);
+                rows = [splits.Train, splits.Validation, splits.HeldOut];
             }
-            baseline = new BaselineResult(BaselineName(options.Baseline), ProbeLayers(context, baselineVectors, selected, control, "baseline probe"));
+            baseline = new BaselineResult(BaselineName(options.Baseline), ProbeLayers(context, baselineVectors, rows, selected, control, "baseline probe"));
             timings["baseline"] = Lap(clock);
         }
 
@@ -234,8 +236,8 @@ public static class MeasurementRunner
 
     /// <summary>
     /// A full blocking collection that compacts the large-object heap and gives the freed memory back to the
-    /// operating system. Called between phases (after the model load, after the forward pass, after each layer's
-    /// probe), where a phase's large temporary arrays have just died: without it the workstation GC keeps them
+    /// operating system. Called between phases (after a built-in model's import, after the model load, after the forward
+    /// pass, after each layer's probe), where a phase's large temporary arrays have just died: without it the workstation GC keeps them
     /// committed while the next phase allocates its own, and the run's peak resident set is mostly such slack.
     /// Costs a few tens of milliseconds per call.
     /// </summary>
@@ -309,25 +311,31 @@ public static class MeasurementRunner
     private static string WeightStorageKey(TransformerModel model) =>
         model.ResidentWeightElements.Keys.Any(k => k != "F32") ? "|weights:" + string.Join("+", model.ResidentWeightElements.Keys.Order(StringComparer.Ordinal)) : "";
 
-    /// <summary>Pooled vectors per layer entry [N·d], computed in chunks and cached; cached chunks are reused.</summary>
-    private static float[][] Embed(TransformerModel model, EncodedSentence[] encoded, MeasureOptions options, int entries, EmbeddingCache cache,
+    /// <summary>
+    /// Pooled vectors per layer entry [N·d], computed in chunks and cached; cached chunks are reused. The chunks the cache
+    /// lacks are computed and written, then the model's weights are released, and the probes read one layer entry's vectors
+    /// at a time from the cache (<see cref="CachedVectors"/>): a run never holds the weights and the vectors together, nor
+    /// the vectors of every layer at once. <paramref name="model"/> cannot run a forward pass afterwards.
+    /// </summary>
+    private static CachedVectors Embed(TransformerModel model, EncodedSentence[] encoded, MeasureOptions options, int entries, EmbeddingCache cache,
         string phase, IProgress<MeasureEvent>? progress, List<string> warnings, CancellationToken cancellation)
     {
         int n = encoded.Length, d = model.Config.HiddenSize;
-        var result = new float[entries][];
-        for (int l = 0; l < entries; l++) result[l] = new float[(long)n * d];
         int chunks = (n + EmbeddingCache.ChunkSize - 1) / EmbeddingCache.ChunkSize;
+        byte[][]? vectors = null; // one chunk's vectors per layer entry, reused by every chunk computed
         long done = 0;
         for (int chunk = 0; chunk < chunks; chunk++)
         {
             cancellation.ThrowIfCancellationRequested();
             int start = chunk * EmbeddingCache.ChunkSize, count = Math.Min(EmbeddingCache.ChunkSize, n - start);
-            float[][]? vectors = cache.TryRead(chunk, count);
-            bool cached = vectors is not null;
-            if (vectors is null)
+            bool cached = cache.IsSound(chunk, count);
+            if (!cached)
             {
-                vectors = new float[entries][];
-                for (int l = 0; l < entries; l++) vectors[l] = new float[count * d];
+                if (vectors is null)
+                {
+                    vectors = new byte[entries][];
+                    for (int l = 0; l < entries; l++) vectors[l] = new byte[(long)Math.Min(EmbeddingCache.ChunkSize, n) * d * sizeof(float)];
+                }
                 int[] order = Enumerable.Range(start, count).OrderBy(i => encoded[i].Ids.Length).ThenBy(i => i).ToArray();
                 for (int b = 0; b < order.Length; b += options.BatchSize)
                 {
@@ -336,19 +344,26 @@ public static class MeasurementRunner
                     EncodedBatch batch = EncodedBatch.Pad(members.Select(i => encoded[i]).ToArray(), model.Tokenizer.PadId);
                     float[][] pooled = model.ForwardPooled(batch, options.Pool!.Value);
                     for (int l = 0; l < entries; l++)
+                    {
+                        Span<float> layer = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(vectors[l].AsSpan());
                         for (int k = 0; k < members.Length; k++)
-                            pooled[l].AsSpan(k * d, d).CopyTo(vectors[l].AsSpan((members[k] - start) * d, d));
+                            pooled[l].AsSpan(k * d, d).CopyTo(layer.Slice((members[k] - start) * d, d));
+                    }
                     progress?.Report(new MeasureEvent(phase, done + b + members.Length, n, MeasureEvent.BatchDone));
                 }
                 cache.Write(chunk, count, vectors);
             }
-            for (int l = 0; l < entries; l++) vectors[l].CopyTo(result[l].AsSpan(start * d));
             done += count;
             progress?.Report(new MeasureEvent(phase, done, n, cached ? "cached" : null));
         }
+        model.ReleaseWeights();
+        ReturnFreeMemory(); // the weights and the forward pass's buffers
         if (cache.CorruptChunksRebuilt > 0) warnings.Add($"{cache.CorruptChunksRebuilt} corrupt embedding-cache chunk(s) in {cache.Folder} were rebuilt");
-        return result;
+        return new CachedVectors(cache, n, d);
     }
+
+    /// <summary>A run's sentence vectors, every chunk of them in <see cref="Cache"/>, read one layer entry at a time.</summary>
+    private sealed record CachedVectors(EmbeddingCache Cache, int Sentences, int Width);
 
     private sealed class SplitIndex(Split[] splits)
     {
@@ -357,35 +372,54 @@ public static class MeasurementRunner
         public int[] HeldOut { get; } = Enumerable.Range(0, splits.Length).Where(i => splits[i] == Split.HeldOut).ToArray();
     }
 
-    private static ProbeDataset Dataset(float[] vectors, int[] members, int[][] targets, int d)
+    /// <summary>
+    /// The probe datasets of one layer entry, one per split, read from the cache straight into place: row i of split k's
+    /// dataset gets the vector of sentence <paramref name="rows"/>[k][i] and the targets of sentence
+    /// <paramref name="members"/>[k][i] (the two differ only for the shuffled baseline).
+    /// </summary>
+    private static ProbeDataset[] Datasets(CachedVectors vectors, int layer, int[][] members, int[][] rows, int[][] targets)
     {
-        var v = new float[(long)members.Length * d];
-        for (int i = 0; i < members.Length; i++) vectors.AsSpan(members[i] * d, d).CopyTo(v.AsSpan(i * d, d));
-        return new ProbeDataset(d, v, members.Select(m => targets[m]).ToArray());
+        int d = vectors.Width;
+        var splitOf = new int[vectors.Sentences];
+        var rowOf = new int[vectors.Sentences];
+        Array.Fill(splitOf, -1);
+        for (int k = 0; k < rows.Length; k++)
+            for (int i = 0; i < rows[k].Length; i++)
+                (splitOf[rows[k][i]], rowOf[rows[k][i]]) = (k, i);
+        float[][] data = [.. members.Select(m => new float[(long)m.Length * d])];
+        vectors.Cache.ReadLayer(layer, vectors.Sentences, (first, chunk) =>
+        {
+            for (int s = 0; s < chunk.Length / d; s++)
+            {
+                int sentence = first + s;
+                if (splitOf[sentence] >= 0) chunk.Slice(s * d, d).CopyTo(data[splitOf[sentence]].AsSpan(rowOf[sentence] * d, d));
+            }
+        });
+        return [.. members.Select((m, k) => new ProbeDataset(d, data[k], m.Select(sentence => targets[sentence]).ToArray()))];
     }
 
     /// <summary>The control probe sees zeros instead of z, so it is the same for every layer: trained once.</summary>
     private static ControlResult Control(ProbeContext c)
     {
-        var zeros = new float[(long)c.Targets.Length * c.Width];
-        return ProbeMeasurement.TrainControl(c.Backend, Dataset(zeros, c.Splits.Train, c.Targets, c.Width), Dataset(zeros, c.Splits.Validation, c.Targets, c.Width),
-            Dataset(zeros, c.Splits.HeldOut, c.Targets, c.Width), c.Classes, c.ProbeOptions, c.TargetVariables, c.FigureOptions, c.Resampling,
+        ProbeDataset Zeros(int[] members) => new(c.Width, new float[(long)members.Length * c.Width], members.Select(m => c.Targets[m]).ToArray());
+        return ProbeMeasurement.TrainControl(c.Backend, Zeros(c.Splits.Train), Zeros(c.Splits.Validation), Zeros(c.Splits.HeldOut), c.Classes, c.ProbeOptions,
+            c.TargetVariables, c.FigureOptions, c.Resampling,
             new SynchronousProgress<ProbeEpoch>(e =>
             {
                 c.Progress?.Report(new MeasureEvent("control", e.Epoch, e.MaxEpochs, $"val CE {e.ValidationCrossEntropyBits:F3} bits (coarse target)"));
             }), c.Cancellation);
     }
 
-    private static List<LayerResult> ProbeLayers(ProbeContext c, float[][] pooled, int[] selected, ControlResult control, string phase)
+    private static List<LayerResult> ProbeLayers(ProbeContext c, CachedVectors vectors, int[][] rows, int[] selected, ControlResult control, string phase)
     {
-        int d = c.Width, numLayers = c.NumLayers;
+        int numLayers = c.NumLayers;
         var results = new List<LayerResult>();
         foreach (int layer in selected)
         {
             c.Cancellation.ThrowIfCancellationRequested();
             string name = layer <= numLayers ? layer.ToString(System.Globalization.CultureInfo.InvariantCulture) : "final";
-            LayerResult result = ProbeMeasurement.MeasureLayer(c.Backend, Dataset(pooled[layer], c.Splits.Train, c.Targets, d),
-                Dataset(pooled[layer], c.Splits.Validation, c.Targets, d), Dataset(pooled[layer], c.Splits.HeldOut, c.Targets, d), c.Classes, c.ProbeOptions,
+            ProbeDataset[] data = Datasets(vectors, layer, [c.Splits.Train, c.Splits.Validation, c.Splits.HeldOut], rows, c.Targets);
+            LayerResult result = ProbeMeasurement.MeasureLayer(c.Backend, data[0], data[1], data[2], c.Classes, c.ProbeOptions,
                 c.TargetVariables, c.FigureOptions, control, c.Seeds, c.Resampling,
                 new SynchronousProgress<ProbeEpoch>(e =>
                 {
@@ -412,11 +446,14 @@ public static class MeasurementRunner
         public void Report(T value) => handler(value);
     }
 
-    /// <summary>The shuffled baseline: each split's vectors permuted among that split's sentences (seeded).</summary>
-    private static float[] ShuffleWithinSplits(float[] vectors, SplitIndex splits, int d, ulong seed)
+    /// <summary>
+    /// The shuffled baseline: each split's vectors permuted among that split's sentences (seeded, the same permutation for
+    /// every layer entry). Per split, the sentence whose vector each row gets, for <see cref="Datasets"/>.
+    /// </summary>
+    private static int[][] ShuffleWithinSplits(SplitIndex splits, ulong seed)
     {
-        var result = (float[])vectors.Clone();
         var random = new SplitMix64(seed ^ 0x5348_5546UL);
+        var rows = new List<int[]>(3);
         foreach (int[] members in new[] { splits.Train, splits.Validation, splits.HeldOut })
         {
             int[] permuted = (int[])members.Clone();
@@ -425,8 +462,8 @@ public static class MeasurementRunner
                 int j = random.NextInt(i + 1);
                 (permuted[i], permuted[j]) = (permuted[j], permuted[i]);
             }
-            for (int i = 0; i < members.Length; i++) vectors.AsSpan(permuted[i] * d, d).CopyTo(result.AsSpan(members[i] * d, d));
+            rows.Add(permuted);
         }
-        return result;
+        return [.. rows];
     }
 }

@@ -79,8 +79,8 @@ internal static class ProbeMeasurement
         ArgumentNullException.ThrowIfNull(heldOut);
         ArgumentNullException.ThrowIfNull(classes);
         ArgumentNullException.ThrowIfNull(targets);
-        using TrainedProbe probe = ProbeTrainer.Train(backend, train.WithZeroVectors(), validation.WithZeroVectors(), classes, options, progress, cancellation);
-        ProbeOutcomes outcomes = probe.Evaluate(backend, heldOut.WithZeroVectors());
+        using TrainedProbe probe = ProbeTrainer.Train(backend, Zeroed(train), Zeroed(validation), classes, options, progress, cancellation);
+        ProbeOutcomes outcomes = probe.Evaluate(backend, Zeroed(heldOut));
         // The smoothed training unigram the probes start from, scored like a probe that always guesses its top class.
         int top = Enumerable.Range(0, classes.Count).MaxBy(c => classes.TrainingClassCounts[c]);
         var unigramToken = new SentenceOutcome[heldOut.Count];
@@ -101,6 +101,10 @@ internal static class ProbeMeasurement
             LayerFigures.Calculate(unigramCoarse, targets.Coarse, figureOptions, resampling),
             probe.Epochs, probe.BestEpoch);
     }
+
+    /// <summary>The dataset with zero vectors: itself when its vectors are all +0 already (the run builds them so), else a copy.</summary>
+    private static ProbeDataset Zeroed(ProbeDataset data) =>
+        System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(data.Vectors.AsSpan()).IndexOfAnyExcept(0) < 0 ? data : data.WithZeroVectors();
 
     /// <summary>
     /// Trains a probe on one layer's vectors with each of <paramref name="seeds"/> probe seeds, keeps the one with the

@@ -65,7 +65,7 @@ internal static class ProbeTrainer
                     if (improved)
                     {
                         bestValidation = validationBits;
-                        best = network.Snapshot();
+                        network.SnapshotInto(best);
                         sinceBest = 0;
                         bestEpoch = epochsRun;
                     }

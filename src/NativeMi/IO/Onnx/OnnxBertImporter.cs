@@ -84,26 +84,65 @@ internal static class OnnxBertImporter
         {
             OnnxTensor source = model.Graph.Initializers[tensor.OnnxName];
             ReadOnlyMemory<byte> bytes = source.GetFloat32Bytes();
-            if (tensor.Transposed) bytes = Transpose(bytes.Span, (int)source.Dims[0], (int)source.Dims[1]);
+            if (tensor.Transposed)
+            {
+                var transposed = new byte[bytes.Length];
+                Transpose(bytes.Span, transposed, (int)source.Dims[0], (int)source.Dims[1]);
+                bytes = transposed;
+            }
             entries.Add(new SafetensorsEntry(tensor.HfName, SafetensorsDType.F32, tensor.HfShape.ToArray(), bytes));
         }
         return entries;
     }
 
-    private static void WriteWeights(OnnxModel model, OnnxBertGraph bert, string path) =>
-        SafetensorsWriter.Write(path, BuildEntries(model, bert), new Dictionary<string, string> { ["format"] = "pt" });
+    /// <summary>
+    /// Writes the file <see cref="BuildEntries"/> describes, byte for byte, streaming: each tensor is written from the ONNX
+    /// bytes, a transposed one through one reused buffer, so the import holds the ONNX file and one matrix rather than a
+    /// transposed copy of every matrix (a third of the model) until the file is written.
+    /// </summary>
+    private static void WriteWeights(OnnxModel model, OnnxBertGraph bert, string path)
+    {
+        var layout = new List<(OnnxTensor Source, OnnxBertTensor Tensor)>(bert.Tensors.Count);
+        var placeholders = new List<SafetensorsEntry>(bert.Tensors.Count);
+        foreach (OnnxBertTensor tensor in bert.Tensors)
+        {
+            OnnxTensor source = model.Graph.Initializers[tensor.OnnxName];
+            long needed = tensor.HfShape.Aggregate(4L, (product, d) => checked(product * d)), held = source.GetFloat32Bytes().Length;
+            // The check SafetensorsWriter makes of whole entries, made before anything is written.
+            if (needed != held)
+                throw new ArgumentException($"tensor '{tensor.HfName}': shape [{string.Join(", ", tensor.HfShape)}] x F32 needs {needed} bytes, got {held}", nameof(bert));
+            layout.Add((source, tensor));
+            placeholders.Add(new SafetensorsEntry(tensor.HfName, SafetensorsDType.F32, tensor.HfShape.ToArray(), ReadOnlyMemory<byte>.Empty));
+        }
+        byte[] header = SafetensorsWriter.BuildHeaderForLayout(placeholders, new Dictionary<string, string> { ["format"] = "pt" });
+        AtomicFile.Write(path, stream =>
+        {
+            SafetensorsWriter.WritePrefix(stream, header);
+            byte[] transposed = [];
+            foreach (var (source, tensor) in layout)
+            {
+                ReadOnlySpan<byte> bytes = source.GetFloat32Bytes().Span;
+                if (tensor.Transposed)
+                {
+                    if (transposed.Length < bytes.Length) transposed = new byte[bytes.Length];
+                    Transpose(bytes, transposed, (int)source.Dims[0], (int)source.Dims[1]);
+                    bytes = transposed.AsSpan(0, bytes.Length);
+                }
+                stream.Write(bytes);
+            }
+        });
+    }
 
-    /// <summary>Transposes a row-major [rows, columns] F32 matrix into [columns, rows].</summary>
-    private static byte[] Transpose(ReadOnlySpan<byte> source, int rows, int columns)
+    /// <summary>Transposes a row-major [rows, columns] F32 matrix into [columns, rows] (<paramref name="destination"/> at least as long).</summary>
+    private static void Transpose(ReadOnlySpan<byte> source, Span<byte> destination, int rows, int columns)
     {
         ReadOnlySpan<float> input = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(source);
-        var output = new float[input.Length];
+        Span<float> output = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(destination);
         for (int r = 0; r < rows; r++)
         {
             ReadOnlySpan<float> row = input.Slice(r * columns, columns);
             for (int c = 0; c < columns; c++) output[c * rows + r] = row[c];
         }
-        return System.Runtime.InteropServices.MemoryMarshal.AsBytes(output.AsSpan()).ToArray();
     }
 
     private sealed record Vocabulary(IReadOnlyList<string> Tokens, byte[] NormalizedBytes, string Sha256, bool HadCarriageReturns, bool Lowercase);

@@ -333,6 +333,8 @@ public static class MeasurementRunner
             {
                 if (vectors is null)
                 {
+                    // The longest batch at once: no batch grows the forward's scratch buffers and leaves the outgrown ones as garbage.
+                    model.ReserveForwardRows(Math.Min(options.BatchSize, n) * encoded.Max(e => e.Ids.Length));
                     vectors = new byte[entries][];
                     for (int l = 0; l < entries; l++) vectors[l] = new byte[(long)Math.Min(EmbeddingCache.ChunkSize, n) * d * sizeof(float)];
                 }

@@ -130,6 +130,11 @@ internal sealed class TransformerModel : IDisposable
     public float[][] ForwardPooled(EncodedBatch batch, Pooling.PoolingMode mode) =>
         (_forward ?? throw new ObjectDisposedException(nameof(TransformerModel), $"{Directory}: the weights were released; load the model again to run it")).RunPooled(batch, mode);
 
+    /// <summary>Sizes the forward pass's reused scratch buffers for batches of up to <paramref name="rows"/> token rows (batch × padded length) at once.</summary>
+    /// <exception cref="ObjectDisposedException">The weights were released.</exception>
+    public void ReserveForwardRows(int rows) =>
+        (_forward ?? throw new ObjectDisposedException(nameof(TransformerModel), $"{Directory}: the weights were released; load the model again to run it")).Reserve(rows);
+
     /// <summary>
     /// Frees the weights (and, on the CPU, lets the GC reclaim them) while keeping the config and
     /// tokenizer: a measurement needs the weights only until the sentence vectors are computed, and
@@ -137,6 +142,7 @@ internal sealed class TransformerModel : IDisposable
     /// </summary>
     public void ReleaseWeights()
     {
+        _forward?.Dispose();
         _weights?.Dispose();
         _weights = null;
         _forward = null;

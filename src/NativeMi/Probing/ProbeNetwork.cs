@@ -118,6 +118,8 @@ internal sealed class ProbeNetwork : IDisposable
     }
 
     private readonly IComputeBackend _backend;
+    // The backend's fused forms of the per-batch op sequences, when it has them (the same bits either way).
+    private readonly IFusedProbeOps? _fused;
     private readonly ProbeOptions _options;
     private readonly int _width, _classes, _hidden, _positions;
     private readonly List<Parameter> _parameters = [];
@@ -132,6 +134,7 @@ internal sealed class ProbeNetwork : IDisposable
     {
         if (initialOutputBias.Length != classes) throw new ArgumentException($"{initialOutputBias.Length} initial output biases for {classes} classes", nameof(initialOutputBias));
         _backend = backend;
+        _fused = backend as IFusedProbeOps;
         _options = options;
         _width = width;
         _classes = classes;
@@ -238,17 +241,26 @@ internal sealed class ProbeNetwork : IDisposable
             var hs = Scratch("H", (long)s * h);
             _backend.GemmEx(batch.Vectors, false, _w1!.Value, false, hs, s, d, h, accumulate: false);
             var u = Scratch("U", (long)t * h);
-            var pos = Scratch("Prow", (long)t * h);
-            _backend.GatherRows(hs, batch.SentenceOfTarget, u, t, h);
-            _backend.GatherRows(_p!.Value, batch.PositionOfTarget, pos, t, h);
-            _backend.AddInPlace(u, pos, (long)t * h);
             var a = Scratch("A", (long)t * h);
-            _backend.BiasActivation(u, _b1!.Value, u, a, t, h, gelu: true);
+            if (_fused is not null) _fused.GatherSum(hs, batch.SentenceOfTarget, _p!.Value, batch.PositionOfTarget, _b1!.Value, u, a, t, h, accumulate: false);
+            else
+            {
+                var pos = Scratch("Prow", (long)t * h);
+                _backend.GatherRows(hs, batch.SentenceOfTarget, u, t, h);
+                _backend.GatherRows(_p!.Value, batch.PositionOfTarget, pos, t, h);
+                _backend.AddInPlace(u, pos, (long)t * h);
+                _backend.BiasActivation(u, _b1!.Value, u, a, t, h, gelu: true);
+            }
             _backend.GemmEx(a, false, _w2!.Value, false, logits, t, h, c, accumulate: false);
         }
         // The linear path: V z once per sentence, gathered to its targets, plus the position row Q[i].
         var vz = Scratch("VZ", (long)s * c);
         _backend.GemmEx(batch.Vectors, false, _v!.Value, false, vz, s, d, c, accumulate: false);
+        if (_fused is not null)
+        {
+            _fused.GatherSum(vz, batch.SentenceOfTarget, _q!.Value, batch.PositionOfTarget, _b2.Value, logits, null, t, c, accumulate: mlp);
+            return logits;
+        }
         var row = Scratch("Lrow", (long)t * c);
         _backend.GatherRows(vz, batch.SentenceOfTarget, mlp ? row : logits, t, c);
         if (mlp) _backend.AddInPlace(logits, row, (long)t * c);
@@ -274,8 +286,9 @@ internal sealed class ProbeNetwork : IDisposable
         // Only the position tables' gradients are accumulated (ScatterAddRows); every other parameter gradient is written
         // whole by a GEMM or ColumnSums below, so zeroing it first would only cost a pass over it (W2's and V's are
         // the size of the output layer). A frozen path's gradients are neither written nor read.
-        if (_q is not null) _backend.Zero(_q.Gradient, _q.Length);
-        if (_p is not null && MlpActive) _backend.Zero(_p.Gradient, _p.Length);
+        // (ReduceRows zeroes the tables it fills itself.)
+        if (_fused is null && _q is not null) _backend.Zero(_q.Gradient, _q.Length);
+        if (_fused is null && _p is not null && MlpActive) _backend.Zero(_p.Gradient, _p.Length);
         if (Family == ProbeFamily.Bag)
         {
             var gs = Scratch("dLs", (long)s * c);
@@ -294,13 +307,17 @@ internal sealed class ProbeNetwork : IDisposable
         }
         else
         {
-            _backend.ColumnSums(g, _b2.Gradient, t, c);
             var gs = Scratch("dVZ", (long)s * c);
-            _backend.Zero(gs, (long)s * c);
-            _backend.ScatterAddRows(g, batch.SentenceOfTarget, gs, t, c);
+            if (_fused is not null) _fused.ReduceRows(g, _b2.Gradient, batch.SentenceOfTarget, gs, s, batch.PositionOfTarget, _q!.Gradient, _positions, t, c);
+            else
+            {
+                _backend.ColumnSums(g, _b2.Gradient, t, c);
+                _backend.Zero(gs, (long)s * c);
+                _backend.ScatterAddRows(g, batch.SentenceOfTarget, gs, t, c);
+                _backend.ScatterAddRows(g, batch.PositionOfTarget, _q!.Gradient, t, c);
+            }
             _backend.GemmEx(batch.Vectors, true, gs, false, _v!.Gradient, d, s, c, accumulate: false);
             if (inputGradient is not null) _backend.GemmEx(gs, false, _v.Value, true, inputGradient, s, c, d, accumulate: false);
-            _backend.ScatterAddRows(g, batch.PositionOfTarget, _q!.Gradient, t, c);
             if (MlpActive)
             {
                 var a = Scratch("A", (long)t * h);
@@ -309,11 +326,15 @@ internal sealed class ProbeNetwork : IDisposable
                 _backend.GemmEx(g, false, _w2.Value, true, da, t, c, h, accumulate: false);
                 var u = Scratch("U", (long)t * h);
                 _backend.GeluBackward(u, da, da, (long)t * h);
-                _backend.ScatterAddRows(da, batch.PositionOfTarget, _p!.Gradient, t, h);
-                _backend.ColumnSums(da, _b1!.Gradient, t, h);
                 var dh = Scratch("dH", (long)s * h);
-                _backend.Zero(dh, (long)s * h);
-                _backend.ScatterAddRows(da, batch.SentenceOfTarget, dh, t, h);
+                if (_fused is not null) _fused.ReduceRows(da, _b1!.Gradient, batch.SentenceOfTarget, dh, s, batch.PositionOfTarget, _p!.Gradient, _positions, t, h);
+                else
+                {
+                    _backend.ScatterAddRows(da, batch.PositionOfTarget, _p!.Gradient, t, h);
+                    _backend.ColumnSums(da, _b1!.Gradient, t, h);
+                    _backend.Zero(dh, (long)s * h);
+                    _backend.ScatterAddRows(da, batch.SentenceOfTarget, dh, t, h);
+                }
                 _backend.GemmEx(batch.Vectors, true, dh, false, _w1!.Gradient, d, s, h, accumulate: false);
                 if (inputGradient is not null) _backend.GemmEx(dh, false, _w1.Value, true, inputGradient, s, h, d, accumulate: true);
             }

@@ -5,8 +5,11 @@ using NativeMi.Pooling;
 namespace NativeMi.Transformer;
 
 /// <summary>The forward pass, written once against <see cref="IComputeBackend"/>.</summary>
-internal sealed class TransformerForward(TransformerConfig config, TransformerWeights weights, IComputeBackend backend)
+internal sealed class TransformerForward(TransformerConfig config, TransformerWeights weights, IComputeBackend backend) : IDisposable
 {
+    // The last pass's scratch buffers, for the next pass to take (see TakeBuffers).
+    private Buffers? _spare;
+
     public HiddenStates Run(EncodedBatch batch)
     {
         int rows = batch.BatchSize * batch.SequenceLength, d = config.HiddenSize;
@@ -63,23 +66,13 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
             throw new ArgumentException($"sequence length {t} exceeds the model's {config.MaxSequenceLength} positions", nameof(batch));
         BlockLayout layout = config.Layout;
         AttentionSpec attention = layout.Attention;
-        int qkvWidth = attention.QueryWidth + 2 * attention.KeyValueWidth;
 
         CheckIds(config, batch);
         using DeviceBuffer<int> ids = backend.Upload<int>(batch.InputIds);
         using DeviceBuffer<int> mask = backend.Upload<int>(batch.AttentionMask);
         using DeviceBuffer<int> positions = backend.Upload<int>(PositionIds(config, batch));
         using DeviceBuffer<int>? types = weights.TypeEmbeddings is null ? null : backend.Upload<int>(batch.TokenTypeIds);
-        bool gated = layout.FeedForward.Kind != FeedForwardKind.Gelu, grouped = attention.KeyValueHeads != attention.Heads;
-        var buffers = new Buffers(
-            Hidden: backend.Allocate<float>((long)rows * d),
-            Normed: backend.Allocate<float>((long)rows * d),
-            Qkv: backend.Allocate<float>((long)rows * qkvWidth),
-            Context: backend.Allocate<float>((long)rows * attention.QueryWidth),
-            Projected: backend.Allocate<float>((long)rows * d),
-            Intermediate: backend.Allocate<float>((long)rows * ff),
-            ExpandedQkv: grouped ? backend.Allocate<float>((long)rows * 3 * attention.QueryWidth) : null,
-            GateUp: gated ? backend.Allocate<float>((long)rows * 2 * ff) : null);
+        Buffers buffers = TakeBuffers(rows);
         try
         {
             var layers = new List<float[]>(config.NumLayers + 1);
@@ -118,22 +111,64 @@ internal sealed class TransformerForward(TransformerConfig config, TransformerWe
         }
         finally
         {
-            buffers.Dispose();
+            Interlocked.Exchange(ref _spare, buffers)?.Dispose();
         }
     }
 
-    /// <summary>The scratch buffers of one forward pass.</summary>
-    private sealed record Buffers(DeviceBuffer<float> Hidden, DeviceBuffer<float> Normed, DeviceBuffer<float> Qkv, DeviceBuffer<float> Context,
+    /// <summary>
+    /// Scratch buffers for <paramref name="rows"/> token rows: the last pass's when they hold that many rows, else new ones.
+    /// A measurement runs hundreds of batches, and new buffers per batch (megabytes each) were large-object garbage that
+    /// only full collections reclaimed: it set the run's peak memory. Every op of a pass writes the rows it reads later,
+    /// so what an earlier pass left in a buffer is never read. Two passes at once (two threads) each get their own.
+    /// </summary>
+    private Buffers TakeBuffers(int rows)
+    {
+        Buffers? spare = Interlocked.Exchange(ref _spare, null);
+        if (spare is not null && spare.Rows >= rows) return spare;
+        spare?.Dispose();
+        AttentionSpec attention = config.Layout.Attention;
+        int d = config.HiddenSize, ff = config.IntermediateSize, qkvWidth = attention.QueryWidth + 2 * attention.KeyValueWidth;
+        bool gated = config.Layout.FeedForward.Kind != FeedForwardKind.Gelu, grouped = attention.KeyValueHeads != attention.Heads;
+        // The projected q, k, v are dead once the attention has run, and the feed-forward layer's inner activations are
+        // born after it: one buffer holds both, the larger of the two, instead of one each.
+        DeviceBuffer<float> qkvOrIntermediate = backend.Allocate<float>((long)rows * Math.Max(qkvWidth, ff));
+        return new Buffers(
+            Rows: rows,
+            Hidden: backend.Allocate<float>((long)rows * d),
+            Normed: backend.Allocate<float>((long)rows * d),
+            Qkv: qkvOrIntermediate,
+            Context: backend.Allocate<float>((long)rows * attention.QueryWidth),
+            Projected: backend.Allocate<float>((long)rows * d),
+            Intermediate: qkvOrIntermediate,
+            ExpandedQkv: grouped ? backend.Allocate<float>((long)rows * 3 * attention.QueryWidth) : null,
+            GateUp: gated ? backend.Allocate<float>((long)rows * 2 * ff) : null);
+    }
+
+    /// <summary>
+    /// Makes the spare scratch buffers hold at least <paramref name="rows"/> token rows, so that passes of up to that many
+    /// rows allocate none: a caller that knows its largest batch avoids growing the buffers batch after batch, each
+    /// outgrown set left as garbage until a full collection.
+    /// </summary>
+    public void Reserve(int rows)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        Interlocked.Exchange(ref _spare, TakeBuffers(rows))?.Dispose();
+    }
+
+    /// <summary>Frees the spare scratch buffers (device memory on a GPU).</summary>
+    public void Dispose() => Interlocked.Exchange(ref _spare, null)?.Dispose();
+
+    /// <summary>The scratch buffers of one forward pass, sized for <see cref="Rows"/> token rows; <see cref="Qkv"/> and <see cref="Intermediate"/> are one buffer.</summary>
+    private sealed record Buffers(int Rows, DeviceBuffer<float> Hidden, DeviceBuffer<float> Normed, DeviceBuffer<float> Qkv, DeviceBuffer<float> Context,
         DeviceBuffer<float> Projected, DeviceBuffer<float> Intermediate, DeviceBuffer<float>? ExpandedQkv, DeviceBuffer<float>? GateUp) : IDisposable
     {
         public void Dispose()
         {
             Hidden.Dispose();
             Normed.Dispose();
-            Qkv.Dispose();
+            Qkv.Dispose(); // Intermediate's too
             Context.Dispose();
             Projected.Dispose();
-            Intermediate.Dispose();
             ExpandedQkv?.Dispose();
             GateUp?.Dispose();
         }

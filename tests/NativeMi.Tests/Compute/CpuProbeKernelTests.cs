@@ -104,6 +104,93 @@ public class CpuProbeKernelTests
         }
     }
 
+    /// <summary>Values with signed zeros among them, so that 0 + (−0) and (−0) + 0 orders would show.</summary>
+    private static float[] Values(Random random, int length) =>
+        Enumerable.Range(0, length).Select(i => i % 17 == 0 ? -0f : i % 13 == 0 ? 0f : (float)(random.NextDouble() - 0.5) * (i % 5 + 1)).ToArray();
+
+    private static void AssertSameBits(float[] expected, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++) Assert.True(SameBits(expected[i], actual[i]), $"{what}[{i}]: {actual[i]:R} vs {expected[i]:R}");
+    }
+
+    [Theory]
+    [InlineData(245, 1001, false, false)]
+    [InlineData(245, 1001, true, false)]
+    [InlineData(30, 256, false, true)]
+    [InlineData(7, 13, true, true)]
+    public void GatherSumGivesTheBitsOfGatherAddAndBias(int rows, int width, bool accumulate, bool gelu)
+    {
+        var backend = new CpuBackend();
+        var random = new Random(rows + width);
+        const int firstRows = 32, secondRows = 45;
+        var first = new CpuBuffer<float>(Values(random, firstRows * width));
+        var second = new CpuBuffer<float>(Values(random, secondRows * width));
+        var bias = new CpuBuffer<float>(Values(random, width));
+        var firstIndices = new CpuBuffer<int>(Enumerable.Range(0, rows).Select(r => r * 7 % firstRows).ToArray());
+        var secondIndices = new CpuBuffer<int>(Enumerable.Range(0, rows).Select(r => r % 9 * 5 % secondRows).ToArray());
+        float[] start = Values(random, rows * width);
+        // The sequence ProbeNetwork runs on backends without the fused op.
+        var expected = new CpuBuffer<float>((float[])start.Clone());
+        var expectedActivated = new CpuBuffer<float>(new float[rows * width]);
+        var row = new CpuBuffer<float>(new float[rows * width]);
+        if (accumulate)
+        {
+            backend.GatherRows(first, firstIndices, row, rows, width);
+            backend.AddInPlace(expected, row, (long)rows * width);
+        }
+        else backend.GatherRows(first, firstIndices, expected, rows, width);
+        backend.GatherRows(second, secondIndices, row, rows, width);
+        backend.AddInPlace(expected, row, (long)rows * width);
+        backend.BiasActivation(expected, bias, expected, gelu ? expectedActivated : expected, rows, width, gelu);
+        var actual = new CpuBuffer<float>((float[])start.Clone());
+        var activated = new CpuBuffer<float>(new float[rows * width]);
+        backend.GatherSum(first, firstIndices, second, secondIndices, bias, actual, gelu ? activated : null, rows, width, accumulate);
+        AssertSameBits(expected.Data, actual.Data, "output");
+        if (gelu) AssertSameBits(expectedActivated.Data, activated.Data, "activated");
+    }
+
+    [Theory]
+    [InlineData(245, 1001)]
+    [InlineData(245, 256)]
+    [InlineData(9, 13)]
+    public void ReduceRowsGivesTheBitsOfColumnSumsAndScatterAdds(int rows, int width)
+    {
+        var backend = new CpuBackend();
+        var random = new Random(rows * width);
+        const int firstRows = 32, secondRows = 45;
+        var source = new CpuBuffer<float>(Values(random, rows * width));
+        var firstIndices = new CpuBuffer<int>(Enumerable.Range(0, rows).Select(r => r * 7 % firstRows).ToArray());
+        var secondIndices = new CpuBuffer<int>(Enumerable.Range(0, rows).Select(r => r % 9 * 5 % secondRows).ToArray());
+        var sums = new CpuBuffer<float>(new float[width]);
+        var first = new CpuBuffer<float>(new float[firstRows * width]);
+        var second = new CpuBuffer<float>(new float[secondRows * width]);
+        backend.ColumnSums(source, sums, rows, width);
+        backend.ScatterAddRows(source, firstIndices, first, rows, width);
+        backend.ScatterAddRows(source, secondIndices, second, rows, width);
+        // The fused op zeroes its targets itself: start them dirty.
+        var actualSums = new CpuBuffer<float>(Values(random, width));
+        var actualFirst = new CpuBuffer<float>(Values(random, firstRows * width));
+        var actualSecond = new CpuBuffer<float>(Values(random, secondRows * width));
+        backend.ReduceRows(source, actualSums, firstIndices, actualFirst, firstRows, secondIndices, actualSecond, secondRows, rows, width);
+        AssertSameBits(sums.Data, actualSums.Data, "column sums");
+        AssertSameBits(first.Data, actualFirst.Data, "first");
+        AssertSameBits(second.Data, actualSecond.Data, "second");
+    }
+
+    [Fact]
+    public void FusedProbeOpsRejectIndicesOutsideTheirTables()
+    {
+        var backend = new CpuBackend();
+        var table = new CpuBuffer<float>(new float[4 * 3]);
+        var bad = new CpuBuffer<int>([0, 4]);
+        var good = new CpuBuffer<int>([0, 1]);
+        var output = new CpuBuffer<float>(new float[2 * 3]);
+        var bias = new CpuBuffer<float>(new float[3]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => backend.GatherSum(table, bad, table, good, bias, output, null, 2, 3, accumulate: false));
+        Assert.Throws<ArgumentOutOfRangeException>(() => backend.ReduceRows(output, bias, good, table, 4, bad, table, 4, 2, 3));
+    }
+
     [Fact]
     public void AdamWIsBitIdenticalToTheScalarLoop()
     {

@@ -193,7 +193,7 @@ public static class Bar
         }
     }
 
-    private static string Commit()
+    internal static string Commit()
     {
         try
         {

@@ -61,5 +61,9 @@ if (args.Length > 0 && args[0] == "kernels")
 }
 // `bar [--quick] [--out file.md] [--nativemi path] [--skip-measure]`: every goal of the CPU speed bar in one pass (scripts/bench-bar.sh).
 if (args.Length > 0 && args[0] == "bar") return Bar.Run(args[1..]);
+// `latency [--calls N] [--cold-runs N] [--out file.md] [--native folder]`: one-sentence embedding latency and cold start beside ONNX Runtime (issue 12 item 5).
+if (args.Length > 0 && args[0] == "latency") return Latency.Run(args[1..]);
+// `latency-cold-dotnet MODEL SENTENCE` (used by `latency`): the .NET facade's cold start in a fresh process.
+if (args.Length > 0 && args[0] == "latency-cold-dotnet") return Latency.ColdDotnet(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(ForwardBenchmarks).Assembly).Run(args);
 return 0;

@@ -96,7 +96,16 @@ def test_an_exception_in_the_callback_cancels_and_is_reraised():
         nativemi.measure("minilm", progress=progress, **SMALL)
 
 
-def test_keyboard_interrupt_cancels_and_is_reraised():
+@pytest.fixture
+def python_sigint_handler():
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored (no KeyboardInterrupt at
+    # all), so a CI run launched with `&` would never see the interrupt this test sends: install Python's own handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_keyboard_interrupt_cancels_and_is_reraised(python_sigint_handler):
     # SIGINT once probe training has started (a run that would take minutes), as Ctrl-C would send it.
     training = threading.Event()
     sent = []

@@ -46,6 +46,7 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
     private readonly long _dataStart;
     private readonly Dictionary<string, SafetensorsTensorInfo> _tensors;
     private bool _disposed;
+    private int _holders = 1; // this file and every lease that keeps the mapping valid after it is disposed
 
     private SafetensorsFile(string path, MemoryMappedFile? mapping, MemoryMappedViewAccessor? view, byte* basePointer,
         long fileLength, long dataStart, Dictionary<string, SafetensorsTensorInfo> tensors, Dictionary<string, string> metadata)
@@ -300,6 +301,9 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
         return MemoryMarshal.Cast<byte, float>(GetBytes(name));
     }
 
+    /// <summary>Whether the tensor starts at a 4-byte boundary of the mapping, as an in-place F32 view needs.</summary>
+    public bool IsFloat32Aligned(string name) => ((nuint)(_base + _dataStart + GetInfo(name).Begin) & 3) == 0;
+
     /// <summary>Copies the tensor into <paramref name="destination"/> as F32, converting F16, BF16 and F64.</summary>
     public void CopyToFloat32(string name, Span<float> destination)
     {
@@ -354,6 +358,8 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
     /// not also hold the whole file in its resident set until the mapping closes. The mapping is read-only and
     /// file-backed, so the data stays valid: a later read faults the pages in again from the page cache.
     /// </summary>
+    public void DropPages(string name) => DropPages(GetInfo(name));
+
     private void DropPages(SafetensorsTensorInfo info)
     {
         if (!OperatingSystem.IsLinux() || info.ByteLength < 1 << 16) return;
@@ -411,17 +417,47 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
         }
     }
 
-    /// <summary>Releases the mapping. Spans obtained earlier must not be used afterwards.</summary>
+    /// <summary>
+    /// Keeps the mapping valid after this file is disposed, until the lease is disposed too: a weight used where it
+    /// lies in the mapping (see <see cref="GetFloat32Span"/>) outlives the loader that opened the file.
+    /// </summary>
+    public IDisposable Lease()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Interlocked.Increment(ref _holders);
+        return new MappingLease(this);
+    }
+
+    /// <summary>
+    /// Releases this file's hold on the mapping; the mapping closes once every <see cref="Lease"/> is released too.
+    /// Spans obtained earlier must not be used afterwards except under a lease taken before.
+    /// </summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        ReleaseHold();
+    }
+
+    private void ReleaseHold()
+    {
+        if (Interlocked.Decrement(ref _holders) != 0) return;
         if (_view is not null)
         {
             _view.SafeMemoryMappedViewHandle.ReleasePointer();
             _view.Dispose();
         }
         _mapping?.Dispose();
+    }
+
+    private sealed class MappingLease(SafetensorsFile file) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0) file.ReleaseHold();
+        }
     }
 }
 

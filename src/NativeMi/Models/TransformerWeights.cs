@@ -345,11 +345,11 @@ internal sealed class TransformerWeights : IDisposable
         /// One vectorised pass over the values; only a tensor that fails it is scanned again to count and locate
         /// its NaN and infinite values. Refused unless allowed: they would make every hidden state after them NaN.
         /// </summary>
-        private void CheckFinite(string file, string tensor, SafetensorsTensorInfo info, float[] values)
+        private void CheckFinite(string file, string tensor, SafetensorsTensorInfo info, ReadOnlySpan<float> values)
         {
-            if (TensorPrimitives.IsFiniteAll<float>(values)) return;
+            if (TensorPrimitives.IsFiniteAll(values)) return;
             long nan = 0, infinite = 0, first = -1;
-            for (long i = 0; i < values.LongLength; i++)
+            for (int i = 0; i < values.Length; i++)
             {
                 float v = values[i];
                 if (float.IsFinite(v)) continue;
@@ -366,8 +366,8 @@ internal sealed class TransformerWeights : IDisposable
                 rest = info.Shape[d] == 0 ? 0 : rest / info.Shape[d];
             }
             throw new ModelFormatException(file,
-                $"tensor '{tensor}' {info.ShapeText} holds {nan + infinite} non-finite values ({nan} NaN, {infinite} infinite) out of {values.LongLength}; " +
-                $"the first is {values[first].ToString(System.Globalization.CultureInfo.InvariantCulture)} at [{string.Join(", ", index)}]. " +
+                $"tensor '{tensor}' {info.ShapeText} holds {nan + infinite} non-finite values ({nan} NaN, {infinite} infinite) out of {values.Length}; " +
+                $"the first is {values[(int)first].ToString(System.Globalization.CultureInfo.InvariantCulture)} at [{string.Join(", ", index)}]. " +
                 "Refusing to load weights that make every later hidden state NaN; pass --allow-nonfinite-weights " +
                 "(ModelLoadOptions.AllowNonFiniteWeights in the library) to load them anyway");
         }
@@ -442,8 +442,49 @@ internal sealed class TransformerWeights : IDisposable
                 Resident(format, data.LongLength);
                 return backend.UploadMatrix(data, rows, columns, format, transposed);
             }
+            if (backend is CpuBackend && !trainable && !names.InOutMatrices && PackedInPlace(input, parts) is { } packed) return packed;
             float[][] matrices = parts.Select(p => Projection(p.Name, input, p.Output)).ToArray();
             return Matrix(matrices.Length == 1 ? matrices[0] : SideBySide(matrices, parts.Select(p => (int)p.Output.Size).ToArray(), rows), rows, columns);
+        }
+
+        /// <summary>
+        /// nn.Linear weights ([out, in], F32) packed for the CPU GEMM straight from the mapped file, stacked along the outputs
+        /// first when there are several: the same panels as packing their transposed copy, without the copies. Null when a
+        /// part is not F32 or not 4-byte aligned in the file.
+        /// </summary>
+        private CpuWeightMatrix? PackedInPlace(Dim input, (string Name, Dim Output)[] parts)
+        {
+            int rows = (int)input.Size, columns = (int)parts.Sum(p => p.Output.Size);
+            var tensors = new List<(string Full, SafetensorsTensorInfo Info, SafetensorsFile File)>();
+            foreach (var (name, output) in parts)
+            {
+                string full = _prefix + name + ".weight";
+                SafetensorsTensorInfo info = CheckedInfo(full, [output, input]);
+                SafetensorsFile file = store.FileOf(full);
+                if (info.DType != SafetensorsDType.F32 || !file.IsFloat32Aligned(full)) return null;
+                tensors.Add((full, info, file));
+            }
+            float[]? stacked = tensors.Count == 1 ? null : GC.AllocateUninitializedArray<float>(rows * columns);
+            int at = 0;
+            foreach (var (full, info, file) in tensors)
+            {
+                ReadOnlySpan<float> values = file.GetFloat32Span(full);
+                CheckFinite(file.FilePath, full, info, values);
+                _parameters += values.Length;
+                _dtypes[SafetensorsDTypes.ToName(info.DType)] = SafetensorsDTypes.ToName(info.DType);
+                if (stacked is not null)
+                {
+                    values.CopyTo(stacked.AsSpan(at));
+                    at += values.Length;
+                    file.DropPages(full);
+                }
+            }
+            Resident(WeightFormat.Float32, (long)rows * columns);
+            if (stacked is not null) return new CpuWeightMatrix(CpuGemm.PackB(stacked, rows, columns, transposed: true));
+            var (only, _, onlyFile) = tensors[0];
+            var matrix = new CpuWeightMatrix(CpuGemm.PackB(onlyFile.GetFloat32Span(only), rows, columns, transposed: true));
+            onlyFile.DropPages(only);
+            return matrix;
         }
 
         /// <summary>Row-major [rows, w_i] matrices joined column-wise into [rows, Σ w_i].</summary>
@@ -474,7 +515,27 @@ internal sealed class TransformerWeights : IDisposable
                     ? CpuBackend.AdoptTable(data, (int)rows.Size, (int)width.Size, format)
                     : backend.UploadTable(data, (int)rows.Size, (int)width.Size, format);
             }
+            if (backend is CpuBackend && !trainable && InPlace(name, rows, width) is { } mapped) return mapped;
             return Upload(Read(name, rows, width));
+        }
+
+        /// <summary>
+        /// An fp32 table used where it lies in the mapped file (checked for non-finite values like a read one), or null
+        /// when the tensor is not F32 or not 4-byte aligned in the file.
+        /// </summary>
+        private CpuMappedTable? InPlace(string name, params Dim[] dims)
+        {
+            string full = _prefix + name;
+            SafetensorsTensorInfo info = CheckedInfo(full, dims);
+            SafetensorsFile file = store.FileOf(full);
+            if (info.DType != SafetensorsDType.F32 || !file.IsFloat32Aligned(full)) return null;
+            ReadOnlySpan<float> values = file.GetFloat32Span(full);
+            CheckFinite(file.FilePath, full, info, values);
+            file.DropPages(full); // the check read every page; only the rows a batch gathers need to stay in memory
+            _parameters += values.Length;
+            _dtypes[SafetensorsDTypes.ToName(info.DType)] = SafetensorsDTypes.ToName(info.DType);
+            Resident(WeightFormat.Float32, values.Length);
+            return new CpuMappedTable(values, file.Lease());
         }
 
         private DeviceBuffer<float> Vector(string name, Dim length) => Upload(Read(name, length));
@@ -483,8 +544,26 @@ internal sealed class TransformerWeights : IDisposable
         private float[] LinearTransposed(string name, Dim outputDim, Dim inputDim)
         {
             int outputs = (int)outputDim.Size, inputs = (int)inputDim.Size;
-            float[] w = Read(name, outputDim, inputDim);
-            var t = new float[w.Length];
+            string full = _prefix + name;
+            SafetensorsTensorInfo info = CheckedInfo(full, [outputDim, inputDim]);
+            SafetensorsFile file = store.FileOf(full);
+            if (info.DType == SafetensorsDType.F32 && file.IsFloat32Aligned(full))
+            {
+                // Transposed straight from the mapping: a copy first would allocate and fill the weight once more.
+                ReadOnlySpan<float> mapped = file.GetFloat32Span(full);
+                CheckFinite(file.FilePath, full, info, mapped);
+                _parameters += mapped.Length;
+                _dtypes[SafetensorsDTypes.ToName(info.DType)] = SafetensorsDTypes.ToName(info.DType);
+                float[] transposed = Transpose(mapped, outputs, inputs);
+                file.DropPages(full);
+                return transposed;
+            }
+            return Transpose(Read(name, outputDim, inputDim), outputs, inputs);
+        }
+
+        private static float[] Transpose(ReadOnlySpan<float> w, int outputs, int inputs)
+        {
+            float[] t = GC.AllocateUninitializedArray<float>(w.Length); // every element is written below
             for (int o = 0; o < outputs; o++)
                 for (int i = 0; i < inputs; i++)
                     t[i * outputs + o] = w[o * inputs + i];

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace NativeMi.Compute.Cpu;
@@ -45,6 +46,44 @@ internal sealed class CpuSixteenBitTable(ushort[] data, WeightFormat format) : D
         SixteenBitWeights.Widen(Data.AsSpan(checked((int)(row * width)), width), destination, Format);
 }
 
+/// <summary>
+/// A constant fp32 table (an embedding table) read where it lies in the weights file's memory mapping instead of being
+/// copied: opening a model then skips allocating, faulting in and filling the table (the word embeddings are ~45 MiB of
+/// minilm's 87), and only the rows a batch reads are in memory. Read only by <see cref="CpuBackend.EmbeddingGather"/>,
+/// <see cref="CpuBackend.GatherRows"/> and <see cref="CpuBackend.Download{T}"/>; disposing it releases the mapping's lease.
+/// </summary>
+internal sealed unsafe class CpuMappedTable : DeviceBuffer<float>
+{
+    private readonly float* _data;
+    private readonly long _length;
+    private IDisposable? _lease;
+
+    /// <param name="data">The table in a mapping that <paramref name="lease"/> keeps valid.</param>
+    /// <param name="lease">Released when the table is disposed.</param>
+    public CpuMappedTable(ReadOnlySpan<float> data, IDisposable lease)
+    {
+        _data = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(data));
+        _length = data.Length;
+        _lease = lease;
+    }
+
+    public override long Length => _length;
+
+    /// <summary><paramref name="count"/> elements from <paramref name="start"/>.</summary>
+    public ReadOnlySpan<float> Slice(long start, int count)
+    {
+        ObjectDisposedException.ThrowIf(_lease is null, this);
+        if (start < 0 || count < 0 || start + count > _length) throw new ArgumentOutOfRangeException(nameof(start), $"elements {start}..{start + count} of a table of {_length}");
+        return new ReadOnlySpan<float>(_data + start, count);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        Interlocked.Exchange(ref _lease, null)?.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
 /// <summary>The CPU backend: managed SIMD kernels spread over the thread pool.</summary>
 internal sealed partial class CpuBackend : IComputeBackend
 {
@@ -61,6 +100,7 @@ internal sealed partial class CpuBackend : IComputeBackend
         CpuBuffer<T> cpu => cpu.Data,
         CpuWeightMatrix => throw new ArgumentException("a weight matrix from UploadMatrix is kept packed only; Gemm and Download read it", nameof(buffer)),
         CpuSixteenBitTable => throw new ArgumentException("a 16-bit table from UploadTable is read only by EmbeddingGather, GatherRows and Download", nameof(buffer)),
+        CpuMappedTable => throw new ArgumentException("a table read in place from the weights file is read only by EmbeddingGather, GatherRows and Download", nameof(buffer)),
         _ => throw new ArgumentException("buffer belongs to another backend", nameof(buffer)),
     };
 
@@ -102,6 +142,7 @@ internal sealed partial class CpuBackend : IComputeBackend
             TensorPrimitives.Add(accumulator, widened.AsSpan(0, width), accumulator);
             System.Buffers.ArrayPool<float>.Shared.Return(widened);
         }
+        else if (table is CpuMappedTable mapped) TensorPrimitives.Add(accumulator, mapped.Slice(row * width, width), accumulator);
         else TensorPrimitives.Add(accumulator, Array(table).AsSpan(checked((int)(row * width)), width), accumulator);
     }
 
@@ -109,6 +150,7 @@ internal sealed partial class CpuBackend : IComputeBackend
     private static void ReadRow(DeviceBuffer<float> table, long row, int width, Span<float> destination)
     {
         if (table is CpuSixteenBitTable sixteen) sixteen.WidenRow(row, width, destination);
+        else if (table is CpuMappedTable mapped) mapped.Slice(row * width, width).CopyTo(destination);
         else Array(table).AsSpan(checked((int)(row * width)), width).CopyTo(destination);
     }
 
@@ -131,6 +173,13 @@ internal sealed partial class CpuBackend : IComputeBackend
             Span<float> floats = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(destination);
             if (floats.Length > table.Length) throw new ArgumentOutOfRangeException(nameof(destination), $"the table holds {table.Length} elements; {floats.Length} requested");
             SixteenBitWeights.Widen(table.Data.AsSpan(0, floats.Length), floats, table.Format);
+            return;
+        }
+        if (source is CpuMappedTable mappedTable)
+        {
+            Span<float> floats = System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(destination);
+            if (floats.Length > mappedTable.Length) throw new ArgumentOutOfRangeException(nameof(destination), $"the table holds {mappedTable.Length} elements; {floats.Length} requested");
+            mappedTable.Slice(0, floats.Length).CopyTo(floats);
             return;
         }
         Array(source).AsSpan(0, destination.Length).CopyTo(destination);

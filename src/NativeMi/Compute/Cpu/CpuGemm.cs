@@ -164,7 +164,16 @@ internal static class CpuGemm
     public static PackedMatrix PackB(ReadOnlySpan<float> b, int k, int n) => PackB(b, k, n, Selected);
 
     /// <summary><see cref="PackB(ReadOnlySpan{float}, int, int)"/> for the micro-kernel <paramref name="path"/>, which products with it then use.</summary>
-    internal static unsafe PackedMatrix PackB(ReadOnlySpan<float> b, int k, int n, GemmPath path)
+    internal static PackedMatrix PackB(ReadOnlySpan<float> b, int k, int n, GemmPath path) => PackB(b, k, n, transposed: false, path);
+
+    /// <summary>
+    /// <see cref="PackB(ReadOnlySpan{float}, int, int)"/> from B stored as its transpose [n, k] (a Hugging Face nn.Linear weight)
+    /// when <paramref name="transposed"/>: the same panels, so the products are the same bits, without a transposed copy first.
+    /// </summary>
+    internal static PackedMatrix PackB(ReadOnlySpan<float> b, int k, int n, bool transposed) => PackB(b, k, n, transposed, Selected);
+
+    /// <summary><see cref="PackB(ReadOnlySpan{float}, int, int, bool)"/> for the micro-kernel <paramref name="path"/>.</summary>
+    internal static unsafe PackedMatrix PackB(ReadOnlySpan<float> b, int k, int n, bool transposed, GemmPath path)
     {
         if (!IsSupported(path)) throw new PlatformNotSupportedException($"the {Name(path)} GEMM path is not accelerated on this machine");
         if (k < 1 || n < 1) throw new ArgumentOutOfRangeException(nameof(k), $"cannot pack a {k}×{n} matrix");
@@ -177,7 +186,7 @@ internal static class CpuGemm
         float[] data = GC.AllocateUninitializedArray<float>((int)length, pinned: true);
         fixed (float* pb = b, pd = data)
         {
-            var job = new Job { B = pb, PackedB = Align64(pd), K = k, N = n, Nr = nr, NPanels = nPanels };
+            var job = new Job { B = pb, PackedB = Align64(pd), K = k, N = n, Nr = nr, NPanels = nPanels, TransposeB = transposed };
             for (int panel = 0; panel < nPanels; panel++) job.PackBPanel(panel);
             return new PackedMatrix(data, (int)(Align64(pd) - pd), k, n, nr, path);
         }

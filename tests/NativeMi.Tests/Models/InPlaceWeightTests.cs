@@ -1,0 +1,140 @@
+using System.Runtime.InteropServices;
+using NativeMi.Compute.Cpu;
+using NativeMi.IO;
+using NativeMi.Models;
+using Xunit;
+
+namespace NativeMi.Tests.Models;
+
+/// <summary>
+/// On the CPU, F32 embedding tables are used where they lie in the mapped weights file and nn.Linear weights are packed
+/// straight from it (no copies on open). The hidden states must be the bits of the copying load, which a checkpoint
+/// stored as F64 (exactly the same values) still takes.
+/// </summary>
+public sealed class InPlaceWeightTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("nativemi-inplace-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    [Theory]
+    [InlineData("bert-tiny")]
+    [InlineData("roberta-tiny")]
+    [InlineData("gpt2-tiny")]
+    [InlineData("llama-tiny")]
+    [InlineData("qwen3-tiny")]
+    public void In_place_weights_give_the_hidden_states_of_copied_weights_bit_for_bit(string fixture)
+    {
+        string mapped = Fixtures.Folder(fixture);
+        string copied = CopyWithFloat64Weights(mapped, Path.Combine(_root, fixture));
+        string[] sentences = ["the cat sat on the mat", "a much longer sentence, with punctuation; and more words than the first!", "x"];
+
+        using TransformerModel inPlace = TransformerModel.Load(mapped);
+        using TransformerModel reference = TransformerModel.Load(copied);
+        Assert.DoesNotContain("F64", inPlace.CheckpointDTypes);
+        Assert.Contains("F64", reference.CheckpointDTypes);
+        Assert.Equal(reference.ParameterCount, inPlace.ParameterCount);
+
+        var expected = reference.Forward(reference.Encode(sentences));
+        var actual = inPlace.Forward(inPlace.Encode(sentences));
+        Assert.Equal(expected.Layers.Count, actual.Layers.Count);
+        for (int layer = 0; layer < expected.Layers.Count; layer++)
+            Assert.True(MemoryMarshal.AsBytes(expected.Layers[layer].AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(actual.Layers[layer].AsSpan())),
+                $"{fixture}: hidden states of entry {layer} differ");
+        Assert.Equal(expected.Final is null, actual.Final is null);
+        if (expected.Final is not null) Assert.Equal(expected.Final, actual.Final!);
+    }
+
+    [Theory]
+    [InlineData("bert-tiny", true)]
+    [InlineData("llama-tiny", true)]
+    [InlineData("gpt2-tiny", false)] // GPT-2's Conv1D weights are [in, out] already: packed from a copy as before
+    public void F32_tables_stay_in_the_mapping_and_linear_weights_are_packed_from_it(string fixture, bool linearFromMapping)
+    {
+        string folder = Fixtures.Folder(fixture);
+        TransformerConfig config = TransformerConfig.Load(Path.Combine(folder, "config.json"));
+        using var backend = new CpuBackend();
+        TransformerWeights weights;
+        using (WeightStore store = WeightStore.OpenDirectory(folder))
+            weights = TransformerWeights.Load(store, config, backend);
+        using (weights)
+        {
+            // The store is closed: the table reads through its own lease on the mapping.
+            Assert.IsType<CpuMappedTable>(weights.WordEmbeddings);
+            Assert.IsType<CpuWeightMatrix>(weights.Blocks[0].QkvWeight);
+            var row = new float[config.HiddenSize];
+            backend.Download(weights.WordEmbeddings, row.AsSpan());
+            using var file = SafetensorsFile.Open(Path.Combine(folder, "model.safetensors"));
+            string name = file.Tensors.Keys.Single(n => n.EndsWith(config.Names.WordEmbeddings, StringComparison.Ordinal));
+            Assert.Equal(file.GetFloat32Span(name)[..config.HiddenSize].ToArray(), row);
+        }
+        Assert.True(linearFromMapping == !config.Names.InOutMatrices);
+    }
+
+    [Fact]
+    public void A_lease_keeps_the_mapping_after_the_file_is_disposed()
+    {
+        string path = Path.Combine(_root, "one.safetensors");
+        float[] values = [1.5f, -2f, 3.25f, float.Epsilon];
+        SafetensorsWriter.Write(path, [SafetensorsEntry.FromFloat32("t", [4], values)]);
+        var file = SafetensorsFile.Open(path);
+        Assert.True(file.IsFloat32Aligned("t"));
+        var table = new CpuMappedTable(file.GetFloat32Span("t"), file.Lease());
+        file.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => file.GetFloat32Span("t"));
+        Assert.Equal(values, table.Slice(0, 4).ToArray());
+        Assert.Throws<ArgumentOutOfRangeException>(() => table.Slice(3, 2).ToArray());
+        table.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => table.Slice(0, 1).ToArray());
+        table.Dispose(); // a second release is harmless
+    }
+
+    [Theory]
+    [InlineData(384, 384)]
+    [InlineData(384, 1536)]
+    [InlineData(1536, 384)]
+    [InlineData(48, 37)] // columns that end in a partial panel
+    [InlineData(5, 3)]
+    public void Packing_the_transposed_weight_gives_the_panels_of_packing_its_transpose(int k, int n)
+    {
+        var random = new Random(k * 7919 + n);
+        float[] stored = new float[n * k]; // [n, k] as nn.Linear keeps it
+        for (int i = 0; i < stored.Length; i++) stored[i] = (float)(random.NextDouble() * 2 - 1);
+        float[] transposed = new float[k * n];
+        for (int o = 0; o < n; o++)
+            for (int i = 0; i < k; i++)
+                transposed[i * n + o] = stored[o * k + i];
+
+        PackedMatrix direct = CpuGemm.PackB(stored, k, n, transposed: true);
+        PackedMatrix reference = CpuGemm.PackB(transposed, k, n);
+        var a = new float[k * n];
+        var b = new float[k * n];
+        direct.Unpack(a);
+        reference.Unpack(b);
+        Assert.Equal(b, a);
+        int panelFloats = (n + reference.Nr - 1) / reference.Nr * reference.Nr * k; // zero columns past N included
+        Assert.True(MemoryMarshal.AsBytes(direct.Data.AsSpan(direct.Offset, panelFloats)).SequenceEqual(MemoryMarshal.AsBytes(reference.Data.AsSpan(reference.Offset, panelFloats))));
+    }
+
+    /// <summary>The fixture with every F32 tensor rewritten as F64 (the same values), which the loader copies and converts.</summary>
+    private static string CopyWithFloat64Weights(string source, string destination)
+    {
+        Directory.CreateDirectory(destination);
+        foreach (string file in Directory.GetFiles(source))
+            if (Path.GetFileName(file) != "model.safetensors") File.Copy(file, Path.Combine(destination, Path.GetFileName(file)));
+        using var weights = SafetensorsFile.Open(Path.Combine(source, "model.safetensors"));
+        var entries = new List<SafetensorsEntry>();
+        foreach (var (name, info) in weights.Tensors)
+        {
+            if (info.DType != SafetensorsDType.F32)
+            {
+                entries.Add(new SafetensorsEntry(name, info.DType, info.Shape, weights.GetBytes(name).ToArray()));
+                continue;
+            }
+            double[] wide = weights.GetFloat32Span(name).ToArray().Select(v => (double)v).ToArray();
+            entries.Add(new SafetensorsEntry(name, SafetensorsDType.F64, info.Shape, MemoryMarshal.AsBytes(wide.AsSpan()).ToArray()));
+        }
+        SafetensorsWriter.Write(Path.Combine(destination, "model.safetensors"), entries);
+        return destination;
+    }
+}

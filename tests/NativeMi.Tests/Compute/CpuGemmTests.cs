@@ -164,6 +164,32 @@ public class CpuGemmTests
         Assert.Throws<ArgumentException>(() => CpuGemm.Multiply(new float[6], new float[6], new float[1], new float[4], 2, 3, 2));
     }
 
+    /// <summary>
+    /// A few rows against pre-packed B (one sentence through minilm's projections) pack A on the calling thread, many
+    /// rows pack it in parallel; each row of C must have the same bits either way.
+    /// </summary>
+    [Theory]
+    [InlineData(10, 384, 1152)]
+    [InlineData(10, 384, 384)]
+    [InlineData(10, 384, 1536)]
+    [InlineData(10, 1536, 384)]
+    [InlineData(1, 1536, 384)]
+    public void FewRowsGiveTheBitsOfTheSameRowsInALargerProduct(int m, int k, int n)
+    {
+        const int manyRows = 300;
+        var rng = new Random(11);
+        float[] a = GemmChecks.RandomArray(rng, manyRows * k), b = GemmChecks.RandomArray(rng, k * n), bias = GemmChecks.RandomArray(rng, n);
+        PackedMatrix packed = CpuGemm.PackB(b, k, n);
+        foreach (Activation activation in new[] { Activation.None, Activation.GeluExact })
+        {
+            float[] few = new float[m * n], many = new float[manyRows * n];
+            CpuGemm.Multiply(a, packed, bias, few, m, activation);
+            CpuGemm.Multiply(a, packed, bias, many, manyRows, activation);
+            for (int i = 0; i < m * n; i++)
+                Assert.Equal(BitConverter.SingleToInt32Bits(many[i]), BitConverter.SingleToInt32Bits(few[i]));
+        }
+    }
+
     [Fact]
     public void RepeatedAndConcurrentRunsAreBitIdentical()
     {

@@ -59,6 +59,9 @@ internal static class CpuGemm
     // Packed B is prefetched this many floats (8 K steps of a 32-wide panel) ahead of the loads.
     private const int PrefetchFloats = 512;
     private const double ParallelFlops = 2_000_000;
+
+    /// <summary>Packed A up to this many floats (128 KiB, within L2) is packed on the calling thread.</summary>
+    private const long SerialPackAElements = 32_768;
     private const int BlockBytes = 512 * 1024;
     private const int MaxRowPanels = 8;
 
@@ -396,7 +399,13 @@ internal static class CpuGemm
             if (workers > 1)
             {
                 var options = new ParallelOptions { MaxDegreeOfParallelism = workers };
-                Parallel.For(0, packItems, options, Pack);
+                // A few rows of A against pre-packed B (one sentence: M ≈ 10) pack in microseconds, less than a fork-join
+                // costs, so they are packed here and the product pays one fork-join instead of two. Packing is a copy:
+                // which thread does it does not change C.
+                if (BIsPacked && (long)MPanels * Mr * K <= SerialPackAElements)
+                    for (int i = 0; i < packItems; i++) Pack(i);
+                else
+                    Parallel.For(0, packItems, options, Pack);
                 Parallel.For(0, _tiles, options, Tile);
             }
             else

@@ -96,7 +96,6 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
             view = mapping.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
             pointer += view.PointerOffset;
-            PopulateForReading(pointer - view.PointerOffset, view.PointerOffset + length);
             var (dataStart, tensors, metadata) = ParseHeader(fullPath, new ReadOnlySpan<byte>(pointer, (int)Math.Min(length, int.MaxValue)), length);
             return new SafetensorsFile(fullPath, mapping, view, pointer, length, dataStart, tensors, metadata);
         }
@@ -289,6 +288,7 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
         SafetensorsTensorInfo info = GetInfo(name);
         if (info.ByteLength > int.MaxValue)
             throw new SafetensorsException(FilePath, name, $"{info.ByteLength} bytes is more than one span can address; read it in parts");
+        PopulateForReading(info);
         return new ReadOnlySpan<byte>(_base + _dataStart + info.Begin, (int)info.ByteLength);
     }
 
@@ -364,25 +364,32 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
     private void DropPages(SafetensorsTensorInfo info)
     {
         if (!OperatingSystem.IsLinux() || info.ByteLength < 1 << 16) return;
+        _ = Madvise(info, MadviseDontNeed); // advisory: a failure only costs memory
+    }
+
+    /// <summary>
+    /// Maps a large tensor's pages in one call (MADV_POPULATE_READ, Linux 5.14 and later) before it is read: a reader
+    /// goes through the whole tensor, and faulting its pages in one by one was a fifth of opening a model. Per tensor,
+    /// not per file, so a large shard is never resident all at once. Advisory: an older kernel refuses it and the read
+    /// faults the pages in as before.
+    /// </summary>
+    private void PopulateForReading(SafetensorsTensorInfo info)
+    {
+        if (!OperatingSystem.IsLinux() || info.ByteLength < 1 << 20) return;
+        _ = Madvise(info, MadvisePopulateRead);
+    }
+
+    /// <summary>madvise over the whole pages that hold the tensor.</summary>
+    private int Madvise(SafetensorsTensorInfo info, int advice)
+    {
         const long Page = 4096;
         long begin = (long)(_base + _dataStart + info.Begin), end = begin + info.ByteLength;
         long alignedBegin = begin & ~(Page - 1), alignedEnd = (end + Page - 1) & ~(Page - 1);
-        _ = Madvise((nint)alignedBegin, (nuint)(alignedEnd - alignedBegin), MadviseDontNeed); // advisory: a failure only costs memory
+        return Madvise((nint)alignedBegin, (nuint)(alignedEnd - alignedBegin), advice);
     }
 
     private const int MadviseDontNeed = 4;
     private const int MadvisePopulateRead = 22;
-
-    /// <summary>
-    /// Maps the whole file's pages in one call (MADV_POPULATE_READ, Linux 5.14 and later), since the load reads every
-    /// tensor once: faulting them in one by one was a fifth of opening a model. Advisory: an older kernel refuses it and
-    /// the reads fault the pages in as before.
-    /// </summary>
-    private static void PopulateForReading(byte* mappingStart, long length)
-    {
-        if (!OperatingSystem.IsLinux() || length < 1 << 20) return;
-        _ = Madvise((nint)mappingStart, (nuint)length, MadvisePopulateRead);
-    }
 
     [LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int Madvise(nint address, nuint length, int advice);

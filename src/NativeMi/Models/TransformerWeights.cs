@@ -336,9 +336,29 @@ internal sealed class TransformerWeights : IDisposable
             SafetensorsTensorInfo info = CheckedInfo(full, dims);
             float[] values = store.ReadFloat32(full);
             CheckFinite(store.FileOf(full).FilePath, full, info, values);
-            _parameters += values.LongLength;
-            _dtypes[SafetensorsDTypes.ToName(info.DType)] = SafetensorsDTypes.ToName(info.DType);
+            Count(info, values.LongLength);
             return values;
+        }
+
+        /// <summary>
+        /// The F32 tensor <paramref name="full"/> where it lies in the mapped file, checked and counted as <see cref="Read"/>
+        /// does; false (nothing checked or counted) when it is not F32 or not 4-byte aligned in the file.
+        /// </summary>
+        private bool TryMapped(string full, SafetensorsTensorInfo info, out SafetensorsFile file, out ReadOnlySpan<float> values)
+        {
+            file = store.FileOf(full);
+            values = default;
+            if (info.DType != SafetensorsDType.F32 || !file.IsFloat32Aligned(full)) return false;
+            values = file.GetFloat32Span(full);
+            CheckFinite(file.FilePath, full, info, values);
+            Count(info, values.Length);
+            return true;
+        }
+
+        private void Count(SafetensorsTensorInfo info, long elements)
+        {
+            _parameters += elements;
+            _dtypes[SafetensorsDTypes.ToName(info.DType)] = SafetensorsDTypes.ToName(info.DType);
         }
 
         /// <summary>
@@ -455,35 +475,37 @@ internal sealed class TransformerWeights : IDisposable
         private CpuWeightMatrix? PackedInPlace(Dim input, (string Name, Dim Output)[] parts)
         {
             int rows = (int)input.Size, columns = (int)parts.Sum(p => p.Output.Size);
-            var tensors = new List<(string Full, SafetensorsTensorInfo Info, SafetensorsFile File)>();
+            var tensors = new List<(string Full, SafetensorsTensorInfo Info)>();
             foreach (var (name, output) in parts)
             {
                 string full = _prefix + name + ".weight";
                 SafetensorsTensorInfo info = CheckedInfo(full, [output, input]);
-                SafetensorsFile file = store.FileOf(full);
-                if (info.DType != SafetensorsDType.F32 || !file.IsFloat32Aligned(full)) return null;
-                tensors.Add((full, info, file));
+                if (info.DType != SafetensorsDType.F32 || !store.FileOf(full).IsFloat32Aligned(full)) return null;
+                tensors.Add((full, info));
             }
-            float[]? stacked = tensors.Count == 1 ? null : GC.AllocateUninitializedArray<float>(rows * columns);
-            int at = 0;
-            foreach (var (full, info, file) in tensors)
+            // Every part was checked to map above, so nothing is counted for a projection that then falls back to copying.
+            CpuWeightMatrix matrix;
+            if (tensors.Count == 1)
             {
-                ReadOnlySpan<float> values = file.GetFloat32Span(full);
-                CheckFinite(file.FilePath, full, info, values);
-                _parameters += values.Length;
-                _dtypes[SafetensorsDTypes.ToName(info.DType)] = SafetensorsDTypes.ToName(info.DType);
-                if (stacked is not null)
+                var (full, info) = tensors[0];
+                _ = TryMapped(full, info, out SafetensorsFile file, out ReadOnlySpan<float> values);
+                matrix = new CpuWeightMatrix(CpuGemm.PackB(values, rows, columns, transposed: true));
+                file.DropPages(full);
+            }
+            else
+            {
+                float[] stacked = GC.AllocateUninitializedArray<float>(rows * columns);
+                int at = 0;
+                foreach (var (full, info) in tensors)
                 {
+                    _ = TryMapped(full, info, out SafetensorsFile file, out ReadOnlySpan<float> values);
                     values.CopyTo(stacked.AsSpan(at));
                     at += values.Length;
                     file.DropPages(full);
                 }
+                matrix = new CpuWeightMatrix(CpuGemm.PackB(stacked, rows, columns, transposed: true));
             }
             Resident(WeightFormat.Float32, (long)rows * columns);
-            if (stacked is not null) return new CpuWeightMatrix(CpuGemm.PackB(stacked, rows, columns, transposed: true));
-            var (only, _, onlyFile) = tensors[0];
-            var matrix = new CpuWeightMatrix(CpuGemm.PackB(onlyFile.GetFloat32Span(only), rows, columns, transposed: true));
-            onlyFile.DropPages(only);
             return matrix;
         }
 
@@ -526,14 +548,8 @@ internal sealed class TransformerWeights : IDisposable
         private CpuMappedTable? InPlace(string name, params Dim[] dims)
         {
             string full = _prefix + name;
-            SafetensorsTensorInfo info = CheckedInfo(full, dims);
-            SafetensorsFile file = store.FileOf(full);
-            if (info.DType != SafetensorsDType.F32 || !file.IsFloat32Aligned(full)) return null;
-            ReadOnlySpan<float> values = file.GetFloat32Span(full);
-            CheckFinite(file.FilePath, full, info, values);
+            if (!TryMapped(full, CheckedInfo(full, dims), out SafetensorsFile file, out ReadOnlySpan<float> values)) return null;
             file.DropPages(full); // the check read every page; only the rows a batch gathers need to stay in memory
-            _parameters += values.Length;
-            _dtypes[SafetensorsDTypes.ToName(info.DType)] = SafetensorsDTypes.ToName(info.DType);
             Resident(WeightFormat.Float32, values.Length);
             return new CpuMappedTable(values, file.Lease());
         }
@@ -545,15 +561,9 @@ internal sealed class TransformerWeights : IDisposable
         {
             int outputs = (int)outputDim.Size, inputs = (int)inputDim.Size;
             string full = _prefix + name;
-            SafetensorsTensorInfo info = CheckedInfo(full, [outputDim, inputDim]);
-            SafetensorsFile file = store.FileOf(full);
-            if (info.DType == SafetensorsDType.F32 && file.IsFloat32Aligned(full))
+            if (TryMapped(full, CheckedInfo(full, [outputDim, inputDim]), out SafetensorsFile file, out ReadOnlySpan<float> mapped))
             {
                 // Transposed straight from the mapping: a copy first would allocate and fill the weight once more.
-                ReadOnlySpan<float> mapped = file.GetFloat32Span(full);
-                CheckFinite(file.FilePath, full, info, mapped);
-                _parameters += mapped.Length;
-                _dtypes[SafetensorsDTypes.ToName(info.DType)] = SafetensorsDTypes.ToName(info.DType);
                 float[] transposed = Transpose(mapped, outputs, inputs);
                 file.DropPages(full);
                 return transposed;

@@ -165,10 +165,13 @@ public class CpuGemmTests
     }
 
     /// <summary>
-    /// A few rows against pre-packed B (one sentence through minilm's projections) pack A on the calling thread, many
-    /// rows pack it in parallel; each row of C must have the same bits either way.
+    /// A few rows against pre-packed B (one sentence through minilm's projections) pack A on the calling thread and are
+    /// tiled by column ranges alone, each B panel used by every row panel in turn; many rows pack A in parallel and tile
+    /// C by row and column blocks. Each row of C must have the same bits either way.
     /// </summary>
     [Theory]
+    [InlineData(24, 384, 1536)]
+    [InlineData(3, 384, 32)]
     [InlineData(10, 384, 1152)]
     [InlineData(10, 384, 384)]
     [InlineData(10, 384, 1536)]

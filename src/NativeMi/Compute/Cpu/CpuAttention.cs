@@ -44,7 +44,7 @@ internal static class CpuAttention
         }
         // Contiguous ranges of items, one per worker, so that the thread pool is entered once per worker.
         int workers = Math.Min(Environment.ProcessorCount, items);
-        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+        CpuWorkers.For(workers, w =>
         {
             var scratch = new Scratch(seq, headDim);
             int start = (int)((long)w * items / workers), end = (int)((long)(w + 1) * items / workers);

@@ -277,7 +277,7 @@ internal sealed partial class CpuBackend
         if (m.LongLength < rows) throw new ArgumentException("mask too small", nameof(mask));
         double scale = 1 / Math.Sqrt(headDim);
         // One (sentence, head) pair per item: each writes only its own head's columns of its sentence's rows.
-        Parallel.For(0, batch * heads, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, item =>
+        CpuWorkers.For(batch * heads, item =>
         {
             int b = item / heads, h = item % heads;
             long rowBase = (long)b * seq;
@@ -460,10 +460,10 @@ internal sealed partial class CpuBackend
     {
         const int Chunk = 1 << 14;
         if (count < 2 * Chunk) { for (long i = 0; i < count; i++) body(i); return; }
-        Parallel.For(0, (count + Chunk - 1) / Chunk, c =>
+        CpuWorkers.For(checked((int)((count + Chunk - 1) / Chunk)), c =>
         {
-            long end = Math.Min(count, (c + 1) * Chunk);
-            for (long i = c * Chunk; i < end; i++) body(i);
+            long end = Math.Min(count, (c + 1L) * Chunk);
+            for (long i = (long)c * Chunk; i < end; i++) body(i);
         });
     }
 
@@ -471,6 +471,6 @@ internal sealed partial class CpuBackend
     private static void ColumnPass(int width, Action<int> column)
     {
         if (width < 64) { for (int j = 0; j < width; j++) column(j); return; }
-        Parallel.For(0, width, column);
+        CpuWorkers.For(width, column);
     }
 }

@@ -78,7 +78,7 @@ internal sealed partial class CpuBackend : IFusedProbeOps
             }
         }
         if ((long)rows * width < 65_536 || blocks < 2) for (int block = 0; block < blocks; block++) Block(block);
-        else Parallel.For(0, blocks, Block);
+        else CpuWorkers.For(blocks, Block);
     }
 
     /// <summary>target += addend, element by element.</summary>

@@ -373,7 +373,7 @@ internal sealed partial class CpuBackend : IComputeBackend
         int n = checked((int)count);
         const int Chunk = 1 << 14;
         if (n < 2 * Chunk) { CpuProbeKernels.GeluBackward(u.AsSpan(0, n), g.AsSpan(0, n), d.AsSpan(0, n)); return; }
-        Parallel.For(0, (n + Chunk - 1) / Chunk, c =>
+        CpuWorkers.For((n + Chunk - 1) / Chunk, c =>
         {
             int begin = c * Chunk, length = Math.Min(Chunk, n - begin);
             CpuProbeKernels.GeluBackward(u.AsSpan(begin, length), g.AsSpan(begin, length), d.AsSpan(begin, length));
@@ -423,14 +423,14 @@ internal sealed partial class CpuBackend : IComputeBackend
         int workers = Environment.ProcessorCount;
         if ((long)rows * width < 262_144 || workers == 1 || rows < 2) { body(0, rows); return; }
         int chunks = Math.Min(rows, 4 * workers);
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = workers },
+        CpuWorkers.For(chunks,
             i => body((int)((long)rows * i / chunks), (int)((long)rows * (i + 1) / chunks)));
     }
 
     private static void ParallelRows(int rows, int width, Action<int> body)
     {
         if ((long)rows * width < 65_536) { for (int r = 0; r < rows; r++) body(r); return; }
-        Parallel.For(0, rows, body);
+        CpuWorkers.For(rows, body);
     }
 
     /// <summary>Nothing to release: buffers are managed arrays.</summary>

@@ -64,6 +64,10 @@ internal static class CpuGemm
     private const long SerialPackAElements = 32_768;
     private const int BlockBytes = 512 * 1024;
     private const int MaxRowPanels = 8;
+    // A product with at most this many row panels (one or a few sentences) is memory-bound on B, which each row panel
+    // would otherwise stream again: its tiles are column ranges only and every packed B panel, once in L1, is used by
+    // all of its row panels before the next is loaded.
+    private const int FewRowPanels = 4;
 
     /// <summary>The instruction-set path the micro-kernel uses on this process: "avx512", "avx2", "vector128" or "scalar".</summary>
     public static string ActivePath => Name(Selected);
@@ -365,7 +369,7 @@ internal static class CpuGemm
     };
 
     /// <summary>One multiplication: operand pointers, packed panels and the tiling of C.</summary>
-    private sealed unsafe class Job
+    private sealed unsafe class Job : IParallelBody
     {
         public float* A, B, C, Bias, PackedA, PackedB;
         /// <summary>16-bit packed B (instead of <see cref="PackedB"/>), widened per KC slab in <see cref="Tile"/>.</summary>
@@ -376,6 +380,7 @@ internal static class CpuGemm
         public bool TransposeA, TransposeB, Accumulate, BIsPacked;
         public Activation Activation;
         private int _rowBlocks, _columnBlocks, _tiles;
+        private bool _tilePhase;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run()
@@ -393,26 +398,41 @@ internal static class CpuGemm
                 while (_rowBlocks * _columnBlocks % workers != 0 && _rowBlocks < MPanels) _rowBlocks++;
             }
             _rowBlocks = Math.Min(_rowBlocks, MPanels);
+            if (MPanels <= FewRowPanels)
+            {
+                _rowBlocks = 1;
+                if (workers > 1) _columnBlocks = Math.Max(_columnBlocks, Math.Min(NPanels, 4 * workers));
+            }
             _tiles = _rowBlocks * _columnBlocks;
 
             int packItems = MPanels + (BIsPacked ? 0 : NPanels);
             if (workers > 1)
             {
-                var options = new ParallelOptions { MaxDegreeOfParallelism = workers };
                 // A few rows of A against pre-packed B (one sentence: M ≈ 10) pack in microseconds, less than a fork-join
                 // costs, so they are packed here and the product pays one fork-join instead of two. Packing is a copy:
                 // which thread does it does not change C.
                 if (BIsPacked && (long)MPanels * Mr * K <= SerialPackAElements)
                     for (int i = 0; i < packItems; i++) Pack(i);
                 else
-                    Parallel.For(0, packItems, options, Pack);
-                Parallel.For(0, _tiles, options, Tile);
+                {
+                    _tilePhase = false;
+                    CpuWorkers.For(packItems, this);
+                }
+                _tilePhase = true;
+                CpuWorkers.For(_tiles, this);
             }
             else
             {
                 for (int i = 0; i < packItems; i++) Pack(i);
                 for (int t = 0; t < _tiles; t++) Tile(t);
             }
+        }
+
+        /// <summary>One packing item or one tile of C, whichever phase <see cref="Run"/> is in.</summary>
+        public void Invoke(int index)
+        {
+            if (_tilePhase) Tile(index);
+            else Pack(index);
         }
 
         private void Pack(int item)
@@ -522,13 +542,22 @@ internal static class CpuGemm
                             for (int jp = jp0; jp < jp1; jp++)
                                 SixteenBitWeights.Widen(new ReadOnlySpan<ushort>(PackedB16 + (long)jp * nr * k + (long)kb * nr, kc * nr),
                                     new Span<float>(slab + (long)(jp - jp0) * kc * nr, kc * nr), Format16);
-                        // The row panel (MR × KC, broadcast operand) stays in L1 while the column panels stream from L2.
-                        for (int ip = ip0; ip < ip1; ip++)
+                        // The row panel (MR × KC, broadcast operand) stays in L1 while the column panels stream from L2;
+                        // with few row panels, each column panel stays in L1 for all of them instead. Either order sums
+                        // every element of C in the same order.
+                        if (ip1 - ip0 <= FewRowPanels)
                             for (int jp = jp0; jp < jp1; jp++)
                             {
                                 float* pb = slab != null ? slab + (long)(jp - jp0) * kc * nr : PackedB + (long)jp * nr * k + (long)kb * nr;
-                                Block(ip, jp, pb, kb, kc, load, bias, edge);
+                                for (int ip = ip0; ip < ip1; ip++) Block(ip, jp, pb, kb, kc, load, bias, edge);
                             }
+                        else
+                            for (int ip = ip0; ip < ip1; ip++)
+                                for (int jp = jp0; jp < jp1; jp++)
+                                {
+                                    float* pb = slab != null ? slab + (long)(jp - jp0) * kc * nr : PackedB + (long)jp * nr * k + (long)kb * nr;
+                                    Block(ip, jp, pb, kb, kc, load, bias, edge);
+                                }
                     }
                 }
             }

@@ -115,7 +115,7 @@ internal static class CpuProbeKernels
             {
                 nint pp = (nint)p, gp = (nint)g, mp = (nint)m1, vp = (nint)m2;
                 int chunks = (count + ParallelChunk - 1) / ParallelChunk;
-                Parallel.For(0, chunks, c =>
+                CpuWorkers.For(chunks, c =>
                 {
                     int begin = c * ParallelChunk, length = Math.Min(ParallelChunk, count - begin);
                     AdamWRange(new Span<float>((float*)pp + begin, length), new ReadOnlySpan<float>((float*)gp + begin, length),
@@ -196,7 +196,7 @@ internal static class CpuProbeKernels
             {
                 nint sp = (nint)s;
                 int blocks = (width + Block - 1) / Block;
-                Parallel.For(0, blocks, b =>
+                CpuWorkers.For(blocks, b =>
                 {
                     int begin = b * Block, length = Math.Min(Block, width - begin);
                     var sums = new Span<float>((float*)sp + begin, length);

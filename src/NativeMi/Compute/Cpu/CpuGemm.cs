@@ -586,6 +586,11 @@ internal static class CpuGemm
             {
                 Kernel(Path, kc, pa, pb, c, n, load, bias == null ? null : bias + col0);
             }
+            else if (cols == nr && Path == GemmPath.Vector256)
+            {
+                // A short last panel (a sentence of 10 tokens is 6 + 4 rows) computes and stores only its real rows.
+                Kernel256Rows(rows, kc, pa, pb, c, n, load, bias == null ? null : bias + col0);
+            }
             else
             {
                 Kernel(Path, kc, pa, pb, edge, nr, false, null);
@@ -604,13 +609,40 @@ internal static class CpuGemm
         }
     }
 
+    /// <summary>The AVX2 micro-kernel on the first <paramref name="rows"/> (1 to 6) rows of a panel, stored straight to C.</summary>
+    private static unsafe void Kernel256Rows(int rows, int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
+    {
+        switch (rows)
+        {
+            case 1: Kernel256<OneRow>(kc, pa, pb, c, ldc, load, bias); break;
+            case 2: Kernel256<TwoRows>(kc, pa, pb, c, ldc, load, bias); break;
+            case 3: Kernel256<ThreeRows>(kc, pa, pb, c, ldc, load, bias); break;
+            case 4: Kernel256<FourRows>(kc, pa, pb, c, ldc, load, bias); break;
+            case 5: Kernel256<FiveRows>(kc, pa, pb, c, ldc, load, bias); break;
+            default: Kernel256<SixRows>(kc, pa, pb, c, ldc, load, bias); break;
+        }
+    }
+
+    /// <summary>How many rows of a micro-kernel's panel are real, as a type, so that each count compiles to its own kernel.</summary>
+    private interface IRowCount
+    {
+        static abstract int Count { get; }
+    }
+
+    private struct OneRow : IRowCount { public static int Count => 1; }
+    private struct TwoRows : IRowCount { public static int Count => 2; }
+    private struct ThreeRows : IRowCount { public static int Count => 3; }
+    private struct FourRows : IRowCount { public static int Count => 4; }
+    private struct FiveRows : IRowCount { public static int Count => 5; }
+    private struct SixRows : IRowCount { public static int Count => 6; }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Kernel(GemmPath path, int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
     {
         switch (path)
         {
             case GemmPath.Vector512: Kernel512(kc, pa, pb, c, ldc, load, bias); break;
-            case GemmPath.Vector256: Kernel256(kc, pa, pb, c, ldc, load, bias); break;
+            case GemmPath.Vector256: Kernel256<SixRows>(kc, pa, pb, c, ldc, load, bias); break;
             case GemmPath.Vector128: Kernel128(kc, pa, pb, c, ldc, load, bias); break;
             default: KernelScalar(kc, pa, pb, c, ldc, load, bias); break;
         }
@@ -802,9 +834,12 @@ internal static class CpuGemm
         Store512(c + 11 * ldc, cB0, cB1, load, bias);
     }
 
-    /// <summary>6×16 micro-kernel: 12 Vector256 accumulators over <paramref name="kc"/> packed steps.</summary>
+    /// <summary>
+    /// 6×16 micro-kernel: 12 Vector256 accumulators over <paramref name="kc"/> packed steps, for the first
+    /// <typeparamref name="TRows"/> rows of the panel (the others are padding; a row's sums do not depend on them).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Kernel256(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias)
+    private static unsafe void Kernel256<TRows>(int kc, float* pa, float* pb, float* c, nint ldc, bool load, float* bias) where TRows : struct, IRowCount
     {
         Vector256<float> c00 = default, c01 = default;
         Vector256<float> c10 = default, c11 = default;
@@ -819,21 +854,21 @@ internal static class CpuGemm
                 Vector256<float> b0 = Vector256.Load(pb + 0), b1 = Vector256.Load(pb + 8);
                 Vector256<float> x;
                 x = Vector256.Create(pa[0]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
-                x = Vector256.Create(pa[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
-                x = Vector256.Create(pa[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
-                x = Vector256.Create(pa[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
-                x = Vector256.Create(pa[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
-                x = Vector256.Create(pa[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+                if (TRows.Count > 1) { x = Vector256.Create(pa[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11); }
+                if (TRows.Count > 2) { x = Vector256.Create(pa[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21); }
+                if (TRows.Count > 3) { x = Vector256.Create(pa[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31); }
+                if (TRows.Count > 4) { x = Vector256.Create(pa[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41); }
+                if (TRows.Count > 5) { x = Vector256.Create(pa[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51); }
             }
             {
                 Vector256<float> b0 = Vector256.Load(pb + 16), b1 = Vector256.Load(pb + 24);
                 Vector256<float> x;
                 x = Vector256.Create(pa[6]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
-                x = Vector256.Create(pa[7]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
-                x = Vector256.Create(pa[8]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
-                x = Vector256.Create(pa[9]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
-                x = Vector256.Create(pa[10]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
-                x = Vector256.Create(pa[11]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+                if (TRows.Count > 1) { x = Vector256.Create(pa[7]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11); }
+                if (TRows.Count > 2) { x = Vector256.Create(pa[8]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21); }
+                if (TRows.Count > 3) { x = Vector256.Create(pa[9]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31); }
+                if (TRows.Count > 4) { x = Vector256.Create(pa[10]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41); }
+                if (TRows.Count > 5) { x = Vector256.Create(pa[11]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51); }
             }
             pa += 12;
             pb += 32;
@@ -843,18 +878,18 @@ internal static class CpuGemm
             Vector256<float> b0 = Vector256.Load(pb + 0), b1 = Vector256.Load(pb + 8);
             Vector256<float> x;
             x = Vector256.Create(pa[0]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
-            x = Vector256.Create(pa[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
-            x = Vector256.Create(pa[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
-            x = Vector256.Create(pa[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
-            x = Vector256.Create(pa[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
-            x = Vector256.Create(pa[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+            if (TRows.Count > 1) { x = Vector256.Create(pa[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11); }
+            if (TRows.Count > 2) { x = Vector256.Create(pa[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21); }
+            if (TRows.Count > 3) { x = Vector256.Create(pa[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31); }
+            if (TRows.Count > 4) { x = Vector256.Create(pa[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41); }
+            if (TRows.Count > 5) { x = Vector256.Create(pa[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51); }
         }
         Store256(c + 0 * ldc, c00, c01, load, bias);
-        Store256(c + 1 * ldc, c10, c11, load, bias);
-        Store256(c + 2 * ldc, c20, c21, load, bias);
-        Store256(c + 3 * ldc, c30, c31, load, bias);
-        Store256(c + 4 * ldc, c40, c41, load, bias);
-        Store256(c + 5 * ldc, c50, c51, load, bias);
+        if (TRows.Count > 1) Store256(c + 1 * ldc, c10, c11, load, bias);
+        if (TRows.Count > 2) Store256(c + 2 * ldc, c20, c21, load, bias);
+        if (TRows.Count > 3) Store256(c + 3 * ldc, c30, c31, load, bias);
+        if (TRows.Count > 4) Store256(c + 4 * ldc, c40, c41, load, bias);
+        if (TRows.Count > 5) Store256(c + 5 * ldc, c50, c51, load, bias);
     }
 
     /// <summary>The element width of the activation: the micro-kernel's, so a forced path forces both.</summary>

@@ -96,4 +96,31 @@ public sealed class CpuWorkersTests
         });
         foreach (int r in runs) Assert.Equal(20, r);
     }
+
+    [Theory]
+    [InlineData(null, CpuWorkers.DefaultSpinMicroseconds)]
+    [InlineData("", CpuWorkers.DefaultSpinMicroseconds)]
+    [InlineData("0", 0)]
+    [InlineData("250", 250)]
+    [InlineData("1000000", 1_000_000)]
+    public void TheSpinTimeIsReadFromTheEnvironment(string? value, int expected)
+    {
+        var (microseconds, error) = CpuWorkers.ParseSpin(value);
+        Assert.Equal(expected, microseconds);
+        Assert.Null(error);
+    }
+
+    [Theory]
+    [InlineData("fast")]
+    [InlineData("-5")]
+    [InlineData("2.5")]
+    [InlineData("1000001")]
+    public void AnInvalidSpinTimeNamesTheVariableAndWhatWasExpected(string value)
+    {
+        var (microseconds, error) = CpuWorkers.ParseSpin(value);
+        Assert.Equal(CpuWorkers.DefaultSpinMicroseconds, microseconds);
+        Assert.Contains(CpuWorkers.SpinVariable, error);
+        Assert.Contains($"'{value}'", error);
+        Assert.Contains("0 to 1000000", error);
+    }
 }

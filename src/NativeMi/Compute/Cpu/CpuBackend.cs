@@ -87,6 +87,10 @@ internal sealed unsafe class CpuMappedTable : DeviceBuffer<float>
 /// <summary>The CPU backend: managed SIMD kernels spread over the thread pool.</summary>
 internal sealed partial class CpuBackend : IComputeBackend
 {
+    /// <summary>Creates the backend.</summary>
+    /// <exception cref="InputException">The worker threads' spin time (NATIVEMI_SPIN_MICROSECONDS) is set to something invalid.</exception>
+    public CpuBackend() => CpuWorkers.ThrowIfMisconfigured();
+
     /// <inheritdoc />
     public string Name => "cpu";
 

@@ -21,10 +21,21 @@ internal interface IParallelBody
 /// </summary>
 internal static class CpuWorkers
 {
+    /// <summary>The environment variable that sets <see cref="SpinMicroseconds"/> (0: block as soon as a loop ends).</summary>
+    internal const string SpinVariable = "NATIVEMI_SPIN_MICROSECONDS";
+
+    /// <summary>How long an idle worker polls for the next loop before it blocks when <see cref="SpinVariable"/> is unset.</summary>
+    internal const int DefaultSpinMicroseconds = 2_000;
+
+    private static readonly (int Microseconds, string? Error) Spin = ParseSpin(Environment.GetEnvironmentVariable(SpinVariable));
+
     /// <summary>How long an idle worker keeps polling for the next loop before it blocks.</summary>
-    internal const int SpinMicroseconds = 2_000;
+    internal static int SpinMicroseconds => Spin.Microseconds;
 
     private static readonly long SpinTicks = Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
+    // While it polls, a worker gives its core to any other runnable thread this often (a GC thread, the caller's own
+    // threads, another process), so that polling never holds a core someone is waiting for.
+    private static readonly long YieldTicks = Stopwatch.Frequency * 50 / 1_000_000;
     private static readonly Lock StartLock = new();
     private static Worker[]? s_workers;
     private static Batch? s_current;
@@ -121,14 +132,38 @@ internal static class CpuWorkers
 
     private static bool SpinUntilChanged(Batch? seen)
     {
-        long deadline = Stopwatch.GetTimestamp() + SpinTicks;
-        do
+        long now = Stopwatch.GetTimestamp(), deadline = now + SpinTicks, nextYield = now + YieldTicks;
+        while (now < deadline)
         {
             Thread.SpinWait(16);
             if (Volatile.Read(ref s_current) != seen) return true;
+            now = Stopwatch.GetTimestamp();
+            if (now >= nextYield)
+            {
+                Thread.Yield();
+                nextYield = now + YieldTicks;
+            }
         }
-        while (Stopwatch.GetTimestamp() < deadline);
         return false;
+    }
+
+    /// <summary>
+    /// The value of <see cref="SpinVariable"/>: unset or empty gives the default, otherwise a whole number of
+    /// microseconds from 0 to 1,000,000; anything else gives the default and the message that says so.
+    /// </summary>
+    internal static (int Microseconds, string? Error) ParseSpin(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value)) return (DefaultSpinMicroseconds, null);
+        if (int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int microseconds) && microseconds <= 1_000_000)
+            return (microseconds, null);
+        return (DefaultSpinMicroseconds, $"the environment variable {SpinVariable} is '{value}'; expected a whole number of microseconds from 0 to 1000000");
+    }
+
+    /// <summary>Fails when <see cref="SpinVariable"/> holds something other than a spin time, so that a typo is not ignored.</summary>
+    /// <exception cref="InputException">The variable's value is not a whole number of microseconds from 0 to 1,000,000.</exception>
+    internal static void ThrowIfMisconfigured()
+    {
+        if (Spin.Error is not null) throw new InputException(Spin.Error);
     }
 
     private sealed class Worker

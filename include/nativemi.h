@@ -35,6 +35,11 @@
  *   same handle from several threads are safe and run one at a time (the handle holds a lock). The progress
  *   callback of nativemi_measure is called on the thread that called nativemi_measure, never concurrently
  *   with itself, and never after nativemi_measure has returned.
+ *   On the CPU backend the calling thread and ProcessorCount - 1 worker threads of the library share each
+ *   operation. The workers start with the first operation and live as long as the process; after an operation
+ *   they poll for the next one for NATIVEMI_SPIN_MICROSECONDS (environment variable, default 2000, 0 to block
+ *   at once), yielding their core every 50 us, then block. Calls from several threads at once all complete;
+ *   only one of them uses the workers at a time.
  *
  * SHAPES
  *   Hidden-state entries are numbered as the CLI numbers layers: 0 is the embedding output, 1..L the

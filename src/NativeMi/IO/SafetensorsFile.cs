@@ -364,7 +364,7 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
     private void DropPages(SafetensorsTensorInfo info)
     {
         if (!OperatingSystem.IsLinux() || info.ByteLength < 1 << 16) return;
-        _ = Madvise(info, MadviseDontNeed); // advisory: a failure only costs memory
+        _ = Madvise(info, PageAdvice.DontNeed); // advisory: a failure only costs memory
     }
 
     /// <summary>
@@ -376,23 +376,12 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
     private void PopulateForReading(SafetensorsTensorInfo info)
     {
         if (!OperatingSystem.IsLinux() || info.ByteLength < 1 << 20) return;
-        _ = Madvise(info, MadvisePopulateRead);
+        _ = Madvise(info, PageAdvice.PopulateRead);
     }
 
     /// <summary>madvise over the whole pages that hold the tensor.</summary>
-    private int Madvise(SafetensorsTensorInfo info, int advice)
-    {
-        const long Page = 4096;
-        long begin = (long)(_base + _dataStart + info.Begin), end = begin + info.ByteLength;
-        long alignedBegin = begin & ~(Page - 1), alignedEnd = (end + Page - 1) & ~(Page - 1);
-        return Madvise((nint)alignedBegin, (nuint)(alignedEnd - alignedBegin), advice);
-    }
-
-    private const int MadviseDontNeed = 4;
-    private const int MadvisePopulateRead = 22;
-
-    [LibraryImport("libc", EntryPoint = "madvise")]
-    private static partial int Madvise(nint address, nuint length, int advice);
+    private unsafe int Madvise(SafetensorsTensorInfo info, int advice) =>
+        PageAdvice.Apply((void*)(_base + _dataStart + info.Begin), info.ByteLength, advice);
 
     /// <summary>Reads the tensor as a new F32 array (converting F16, BF16 and F64).</summary>
     public float[] ReadFloat32(string name)

@@ -89,6 +89,36 @@ public sealed class InPlaceWeightTests : IDisposable
         table.Dispose(); // a second release is harmless
     }
 
+    /// <summary>
+    /// A mapped table's pages leave the resident set every <see cref="CpuMappedTable.ReleaseRows"/> rows gathered; the
+    /// rows read afterwards must still be the file's values (dropping the pages of anonymous memory would give zeros).
+    /// </summary>
+    [Fact]
+    public void Gathers_after_the_table_pages_are_dropped_read_the_file_values()
+    {
+        const int rows = 3000, width = 8;
+        string path = Path.Combine(_root, "table.safetensors");
+        var random = new Random(5);
+        float[] values = Enumerable.Range(0, rows * width).Select(_ => (float)random.NextDouble() + 0.5f).ToArray();
+        SafetensorsWriter.Write(path, [SafetensorsEntry.FromFloat32("t", [rows, width], values)]);
+        using var file = SafetensorsFile.Open(path);
+        using var table = new CpuMappedTable(file.GetFloat32Span("t"), file.Lease());
+        var backend = new CpuBackend();
+        int gathered = 2 * CpuMappedTable.ReleaseRows + 100;
+        int[] order = Enumerable.Range(0, gathered).Select(i => (int)((i * 7919L) % rows)).ToArray();
+        using var indices = backend.Upload<int>(order);
+        using var output = backend.Allocate<float>((long)gathered * width);
+        for (int pass = 0; pass < 3; pass++)
+        {
+            backend.GatherRows(table, indices, output, gathered, width);
+            float[] host = new float[gathered * width];
+            backend.Download(output, host);
+            for (int r = 0; r < gathered; r++)
+                for (int j = 0; j < width; j++)
+                    Assert.Equal(BitConverter.SingleToInt32Bits(values[order[r] * width + j]), BitConverter.SingleToInt32Bits(host[r * width + j]));
+        }
+    }
+
     [Theory]
     [InlineData(384, 384)]
     [InlineData(384, 1536)]

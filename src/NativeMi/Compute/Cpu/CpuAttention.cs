@@ -42,12 +42,13 @@ internal static class CpuAttention
             for (int item = 0; item < items; item++) Item(qkv, mask, output, item, seq, heads, headDim, causal, scratch);
             return;
         }
-        // Contiguous ranges of items, one per worker, so that the thread pool is entered once per worker.
-        int workers = Math.Min(Environment.ProcessorCount, items);
-        CpuWorkers.For(workers, w =>
+        // Contiguous ranges of items, four per thread: a thread that starts late leaves the ranges it has not claimed
+        // to the others.
+        int chunks = Math.Min(4 * CpuWorkers.Parallelism, items);
+        CpuWorkers.For(chunks, w =>
         {
             var scratch = new Scratch(seq, headDim);
-            int start = (int)((long)w * items / workers), end = (int)((long)(w + 1) * items / workers);
+            int start = (int)((long)w * items / chunks), end = (int)((long)(w + 1) * items / chunks);
             for (int item = start; item < end; item++) Item(qkv, mask, output, item, seq, heads, headDim, causal, scratch);
         });
     }

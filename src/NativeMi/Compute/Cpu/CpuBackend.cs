@@ -51,12 +51,18 @@ internal sealed class CpuSixteenBitTable(ushort[] data, WeightFormat format) : D
 /// copied: opening a model then skips allocating, faulting in and filling the table (the word embeddings are ~45 MiB of
 /// minilm's 87), and only the rows a batch reads are in memory. Read only by <see cref="CpuBackend.EmbeddingGather"/>,
 /// <see cref="CpuBackend.GatherRows"/> and <see cref="CpuBackend.Download{T}"/>; disposing it releases the mapping's lease.
+/// Its pages are advised MADV_RANDOM, since the kernel would otherwise map 64 KiB around every row a gather reads (the
+/// whole table after a few batches), and are dropped from the resident set after every <see cref="ReleaseRows"/> rows read.
 /// </summary>
 internal sealed unsafe class CpuMappedTable : DeviceBuffer<float>
 {
+    /// <summary>Rows read between two drops of the table's resident pages (at most this many pages stay mapped).</summary>
+    internal const int ReleaseRows = 4096;
+
     private readonly float* _data;
     private readonly long _length;
     private IDisposable? _lease;
+    private int _rowsSinceRelease;
 
     /// <param name="data">The table in a mapping that <paramref name="lease"/> keeps valid.</param>
     /// <param name="lease">Released when the table is disposed.</param>
@@ -65,6 +71,19 @@ internal sealed unsafe class CpuMappedTable : DeviceBuffer<float>
         _data = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(data));
         _length = data.Length;
         _lease = lease;
+        _ = NativeMi.IO.PageAdvice.Apply(_data, _length * sizeof(float), NativeMi.IO.PageAdvice.Random);
+    }
+
+    /// <summary>
+    /// Counts rows a gather read; every <see cref="ReleaseRows"/> rows the table's pages leave the resident set (the
+    /// mapping is read-only and file-backed, so the next read faults a page in again from the page cache).
+    /// </summary>
+    public void NoteRowsRead(int rows)
+    {
+        if (Interlocked.Add(ref _rowsSinceRelease, rows) < ReleaseRows) return;
+        Volatile.Write(ref _rowsSinceRelease, 0);
+        ObjectDisposedException.ThrowIf(_lease is null, this);
+        _ = NativeMi.IO.PageAdvice.Apply(_data, _length * sizeof(float), NativeMi.IO.PageAdvice.DontNeed);
     }
 
     public override long Length => _length;
@@ -309,6 +328,7 @@ internal sealed partial class CpuBackend : IComputeBackend
                 AddRow(dst, types, typeId, width);
             }
         });
+        (words as CpuMappedTable)?.NoteRowsRead(rows);
     }
 
     /// <inheritdoc />
@@ -335,6 +355,7 @@ internal sealed partial class CpuBackend : IComputeBackend
                 throw new ArgumentOutOfRangeException(nameof(indices), $"index {index[r]} at row {r} is outside the source ({sourceRows} rows of {width})");
             ReadRow(source, index[r], width, dst.AsSpan(r * width, width));
         }
+        (source as CpuMappedTable)?.NoteRowsRead(rows);
     }
 
     /// <inheritdoc />

@@ -5,8 +5,6 @@ namespace NativeMi.IO;
 /// <summary>madvise over the whole pages that hold a range of a memory mapping; advisory, so a failure only costs memory or time.</summary>
 internal static partial class PageAdvice
 {
-    /// <summary>MADV_RANDOM: no read-ahead and no fault-around, so a read maps only the page it touches.</summary>
-    public const int Random = 1;
     /// <summary>MADV_DONTNEED: unmap the pages; a file-backed read-only mapping stays valid and faults them in again from the page cache.</summary>
     public const int DontNeed = 4;
     /// <summary>MADV_POPULATE_READ (Linux 5.14 and later): map every page now, in one call.</summary>

@@ -302,6 +302,9 @@ internal sealed unsafe partial class SafetensorsFile : IDisposable
         return MemoryMarshal.Cast<byte, float>(GetBytes(name));
     }
 
+    /// <summary>Where the tensor's first byte lies in the file (for reads that bypass the mapping).</summary>
+    public long FileOffset(string name) => _dataStart + GetInfo(name).Begin;
+
     /// <summary>Whether the tensor starts at a 4-byte boundary of the mapping, as an in-place F32 view needs.</summary>
     public bool IsFloat32Aligned(string name) => ((nuint)(_base + _dataStart + GetInfo(name).Begin) & 3) == 0;
 

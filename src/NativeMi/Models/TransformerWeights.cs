@@ -549,9 +549,9 @@ internal sealed class TransformerWeights : IDisposable
         {
             string full = _prefix + name;
             if (!TryMapped(full, CheckedInfo(full, dims), out SafetensorsFile file, out ReadOnlySpan<float> values)) return null;
-            file.DropPages(full); // the check read every page; only the rows a batch gathers need to stay in memory
+            file.DropPages(full); // the check read every page; the rows a batch gathers are read from the file
             Resident(WeightFormat.Float32, values.Length);
-            return new CpuMappedTable(values, file.Lease());
+            return new CpuMappedTable(values, file.Lease(), file.FilePath, file.FileOffset(full));
         }
 
         private DeviceBuffer<float> Vector(string name, Dim length) => Upload(Read(name, length));

@@ -90,33 +90,58 @@ public sealed class InPlaceWeightTests : IDisposable
     }
 
     /// <summary>
-    /// A mapped table's pages leave the resident set every <see cref="CpuMappedTable.ReleaseRows"/> rows gathered; the
-    /// rows read afterwards must still be the file's values (dropping the pages of anonymous memory would give zeros).
+    /// A large mapped table reads the rows a gather asks for from the file, not through the mapping; they must be the
+    /// file's values bit for bit, through both gathers, and the whole table through Download.
     /// </summary>
     [Fact]
-    public void Gathers_after_the_table_pages_are_dropped_read_the_file_values()
+    public void A_large_table_reads_its_rows_from_the_file()
     {
-        const int rows = 3000, width = 8;
+        const int rows = 3000, width = 96;
         string path = Path.Combine(_root, "table.safetensors");
         var random = new Random(5);
-        float[] values = Enumerable.Range(0, rows * width).Select(_ => (float)random.NextDouble() + 0.5f).ToArray();
+        float[] values = Enumerable.Range(0, rows * width).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         SafetensorsWriter.Write(path, [SafetensorsEntry.FromFloat32("t", [rows, width], values)]);
         using var file = SafetensorsFile.Open(path);
-        using var table = new CpuMappedTable(file.GetFloat32Span("t"), file.Lease());
+        using var table = new CpuMappedTable(file.GetFloat32Span("t"), file.Lease(), file.FilePath, file.FileOffset("t"));
+        Assert.True(table.ReadsRowsFromFile);
         var backend = new CpuBackend();
-        int gathered = 2 * CpuMappedTable.ReleaseRows + 100;
+        const int gathered = 500;
         int[] order = Enumerable.Range(0, gathered).Select(i => (int)((i * 7919L) % rows)).ToArray();
         using var indices = backend.Upload<int>(order);
         using var output = backend.Allocate<float>((long)gathered * width);
-        for (int pass = 0; pass < 3; pass++)
-        {
-            backend.GatherRows(table, indices, output, gathered, width);
-            float[] host = new float[gathered * width];
-            backend.Download(output, host);
-            for (int r = 0; r < gathered; r++)
-                for (int j = 0; j < width; j++)
-                    Assert.Equal(BitConverter.SingleToInt32Bits(values[order[r] * width + j]), BitConverter.SingleToInt32Bits(host[r * width + j]));
-        }
+        backend.GatherRows(table, indices, output, gathered, width);
+        float[] host = new float[gathered * width];
+        backend.Download(output, host);
+        for (int r = 0; r < gathered; r++)
+            for (int j = 0; j < width; j++)
+                Assert.Equal(BitConverter.SingleToInt32Bits(values[order[r] * width + j]), BitConverter.SingleToInt32Bits(host[r * width + j]));
+        // EmbeddingGather: word row + position row (a small table, read through the mapping) + nothing else.
+        using var positions = backend.Upload<float>(values.AsSpan(0, 4 * width));
+        using var ids = backend.Upload<int>(order.AsSpan(0, 4));
+        using var positionIds = backend.Upload<int>([0, 1, 2, 3]);
+        using var embedded = backend.Allocate<float>(4L * width);
+        backend.EmbeddingGather(ids, positionIds, null, table, positions, null, embedded, 4, width);
+        float[] embeddedHost = new float[4 * width];
+        backend.Download(embedded, embeddedHost);
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < width; j++)
+                Assert.Equal(BitConverter.SingleToInt32Bits(values[order[r] * width + j] + values[r * width + j]), BitConverter.SingleToInt32Bits(embeddedHost[r * width + j]));
+        float[] whole = new float[rows * width];
+        backend.Download(table, whole);
+        Assert.Equal(values, whole);
+    }
+
+    [Fact]
+    public void A_table_outside_the_file_it_names_fails_with_the_reason()
+    {
+        const int rows = 3000, width = 96;
+        string path = Path.Combine(_root, "short.safetensors");
+        SafetensorsWriter.Write(path, [SafetensorsEntry.FromFloat32("t", [rows, width], new float[rows * width])]);
+        using var file = SafetensorsFile.Open(path);
+        // The offset claims the table starts near the file's end, so its last rows lie past it.
+        using var table = new CpuMappedTable(file.GetFloat32Span("t"), file.Lease(), file.FilePath, file.FileLength - 100);
+        var error = Assert.Throws<IOException>(() => table.CopyTo((long)(rows - 1) * width, new float[width]));
+        Assert.Contains("ended", error.Message);
     }
 
     [Theory]

@@ -47,58 +47,87 @@ internal sealed class CpuSixteenBitTable(ushort[] data, WeightFormat format) : D
 }
 
 /// <summary>
-/// A constant fp32 table (an embedding table) read where it lies in the weights file's memory mapping instead of being
-/// copied: opening a model then skips allocating, faulting in and filling the table (the word embeddings are ~45 MiB of
-/// minilm's 87), and only the rows a batch reads are in memory. Read only by <see cref="CpuBackend.EmbeddingGather"/>,
-/// <see cref="CpuBackend.GatherRows"/> and <see cref="CpuBackend.Download{T}"/>; disposing it releases the mapping's lease.
-/// Its pages are advised MADV_RANDOM, since the kernel would otherwise map 64 KiB around every row a gather reads (the
-/// whole table after a few batches), and are dropped from the resident set after every <see cref="ReleaseRows"/> rows read.
+/// A constant fp32 table (an embedding table) read where it lies in the weights file instead of being copied: opening a
+/// model then skips allocating, faulting in and filling the table (the word embeddings are ~45 MiB of minilm's 87).
+/// Read only by <see cref="CpuBackend.EmbeddingGather"/>, <see cref="CpuBackend.GatherRows"/> and
+/// <see cref="CpuBackend.Download{T}"/>; disposing it releases the mapping's lease. A large table's rows are read with
+/// positioned reads of the file (through the page cache) rather than through the mapping: the kernel maps 64 KiB around
+/// every page a read of the mapping faults in, whatever the madvise, so after a batch or two the whole table counted in
+/// the process's resident set.
 /// </summary>
 internal sealed unsafe class CpuMappedTable : DeviceBuffer<float>
 {
-    /// <summary>Rows read between two drops of the table's resident pages (at most this many pages stay mapped).</summary>
-    internal const int ReleaseRows = 4096;
+    /// <summary>Tables at least this large read their rows from the file.</summary>
+    internal const long ReadRowsFromFileBytes = 1 << 20;
 
     private readonly float* _data;
     private readonly long _length;
+    private readonly Microsoft.Win32.SafeHandles.SafeFileHandle? _file;
+    private readonly long _fileOffset;
     private IDisposable? _lease;
-    private int _rowsSinceRelease;
 
     /// <param name="data">The table in a mapping that <paramref name="lease"/> keeps valid.</param>
     /// <param name="lease">Released when the table is disposed.</param>
-    public CpuMappedTable(ReadOnlySpan<float> data, IDisposable lease)
+    /// <param name="filePath">The file the mapping is of; a table of at least <see cref="ReadRowsFromFileBytes"/> reads its rows from it.</param>
+    /// <param name="fileOffset">Where <paramref name="data"/> starts in that file.</param>
+    public CpuMappedTable(ReadOnlySpan<float> data, IDisposable lease, string? filePath = null, long fileOffset = 0)
     {
         _data = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(data));
         _length = data.Length;
         _lease = lease;
-        _ = NativeMi.IO.PageAdvice.Apply(_data, _length * sizeof(float), NativeMi.IO.PageAdvice.Random);
-    }
-
-    /// <summary>
-    /// Counts rows a gather read; every <see cref="ReleaseRows"/> rows the table's pages leave the resident set (the
-    /// mapping is read-only and file-backed, so the next read faults a page in again from the page cache).
-    /// </summary>
-    public void NoteRowsRead(int rows)
-    {
-        if (Interlocked.Add(ref _rowsSinceRelease, rows) < ReleaseRows) return;
-        Volatile.Write(ref _rowsSinceRelease, 0);
-        ObjectDisposedException.ThrowIf(_lease is null, this);
-        _ = NativeMi.IO.PageAdvice.Apply(_data, _length * sizeof(float), NativeMi.IO.PageAdvice.DontNeed);
+        if (filePath is not null && _length * sizeof(float) >= ReadRowsFromFileBytes)
+        {
+            _file = File.OpenHandle(filePath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+            _fileOffset = fileOffset;
+        }
     }
 
     public override long Length => _length;
+
+    /// <summary>Whether rows are read from the file rather than through the mapping.</summary>
+    internal bool ReadsRowsFromFile => _file is not null;
 
     /// <summary><paramref name="count"/> elements from <paramref name="start"/>.</summary>
     public ReadOnlySpan<float> Slice(long start, int count)
     {
         ObjectDisposedException.ThrowIf(_lease is null, this);
-        if (start < 0 || count < 0 || start + count > _length) throw new ArgumentOutOfRangeException(nameof(start), $"elements {start}..{start + count} of a table of {_length}");
+        CheckRange(start, count);
         return new ReadOnlySpan<float>(_data + start, count);
+    }
+
+    /// <summary>Copies <paramref name="destination"/>.Length elements from <paramref name="start"/> into it.</summary>
+    public void CopyTo(long start, Span<float> destination)
+    {
+        ObjectDisposedException.ThrowIf(_lease is null, this);
+        CheckRange(start, destination.Length);
+        if (_file is null)
+        {
+            new ReadOnlySpan<float>(_data + start, destination.Length).CopyTo(destination);
+            return;
+        }
+        Span<byte> bytes = MemoryMarshal.AsBytes(destination);
+        long offset = _fileOffset + start * sizeof(float);
+        while (!bytes.IsEmpty)
+        {
+            int read = RandomAccess.Read(_file, bytes, offset);
+            if (read <= 0) throw new IOException($"the weights file ended {offset} bytes in, inside an embedding table it held when it was opened");
+            bytes = bytes[read..];
+            offset += read;
+        }
+    }
+
+    private void CheckRange(long start, int count)
+    {
+        if (start < 0 || count < 0 || start + count > _length) throw new ArgumentOutOfRangeException(nameof(start), $"elements {start}..{start + count} of a table of {_length}");
     }
 
     protected override void Dispose(bool disposing)
     {
-        Interlocked.Exchange(ref _lease, null)?.Dispose();
+        if (Interlocked.Exchange(ref _lease, null) is { } lease)
+        {
+            lease.Dispose();
+            _file?.Dispose();
+        }
         base.Dispose(disposing);
     }
 }
@@ -165,7 +194,14 @@ internal sealed partial class CpuBackend : IComputeBackend
             TensorPrimitives.Add(accumulator, widened.AsSpan(0, width), accumulator);
             System.Buffers.ArrayPool<float>.Shared.Return(widened);
         }
-        else if (table is CpuMappedTable mapped) TensorPrimitives.Add(accumulator, mapped.Slice(row * width, width), accumulator);
+        else if (table is CpuMappedTable { ReadsRowsFromFile: false } inMapping) TensorPrimitives.Add(accumulator, inMapping.Slice(row * width, width), accumulator);
+        else if (table is CpuMappedTable mapped)
+        {
+            float[] read = System.Buffers.ArrayPool<float>.Shared.Rent(width);
+            mapped.CopyTo(row * width, read.AsSpan(0, width));
+            TensorPrimitives.Add(accumulator, read.AsSpan(0, width), accumulator);
+            System.Buffers.ArrayPool<float>.Shared.Return(read);
+        }
         else TensorPrimitives.Add(accumulator, Array(table).AsSpan(checked((int)(row * width)), width), accumulator);
     }
 
@@ -173,7 +209,7 @@ internal sealed partial class CpuBackend : IComputeBackend
     private static void ReadRow(DeviceBuffer<float> table, long row, int width, Span<float> destination)
     {
         if (table is CpuSixteenBitTable sixteen) sixteen.WidenRow(row, width, destination);
-        else if (table is CpuMappedTable mapped) mapped.Slice(row * width, width).CopyTo(destination);
+        else if (table is CpuMappedTable mapped) mapped.CopyTo(row * width, destination[..width]);
         else Array(table).AsSpan(checked((int)(row * width)), width).CopyTo(destination);
     }
 
@@ -328,7 +364,6 @@ internal sealed partial class CpuBackend : IComputeBackend
                 AddRow(dst, types, typeId, width);
             }
         });
-        (words as CpuMappedTable)?.NoteRowsRead(rows);
     }
 
     /// <inheritdoc />
@@ -355,7 +390,6 @@ internal sealed partial class CpuBackend : IComputeBackend
                 throw new ArgumentOutOfRangeException(nameof(indices), $"index {index[r]} at row {r} is outside the source ({sourceRows} rows of {width})");
             ReadRow(source, index[r], width, dst.AsSpan(r * width, width));
         }
-        (source as CpuMappedTable)?.NoteRowsRead(rows);
     }
 
     /// <inheritdoc />

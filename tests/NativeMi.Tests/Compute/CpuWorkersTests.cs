@@ -78,6 +78,20 @@ public sealed class CpuWorkersTests
         }));
         Assert.Equal("item 5 failed", failure.Message);
         Assert.All(body.Runs, runs => Assert.Equal(1, runs));
+        // The same from a second caller while the workers are busy (it runs on the .NET pool instead).
+        var fromSecondCaller = new CountingBody(64);
+        Exception? second = null;
+        CpuWorkers.For(2, outer =>
+        {
+            if (outer != 0) return;
+            second = Record.Exception(() => CpuWorkers.For(64, i =>
+            {
+                fromSecondCaller.Invoke(i);
+                if (i == 9) throw new InvalidOperationException("item 9 failed");
+            }));
+        });
+        Assert.Equal("item 9 failed", Assert.IsType<InvalidOperationException>(second).Message);
+        Assert.All(fromSecondCaller.Runs, runs => Assert.Equal(1, runs));
         // The workers are still usable after a failed loop.
         var next = new CountingBody(64);
         CpuWorkers.For(64, next);

@@ -48,18 +48,24 @@ internal static class CpuWorkers
     public static int Parallelism => Environment.ProcessorCount;
 
     /// <summary>Runs <paramref name="body"/> for every index in [0, <paramref name="count"/>) and returns when all have run.</summary>
-    /// <exception cref="Exception">The first exception an item threw, rethrown on the calling thread after every claimed item finished.</exception>
+    /// <exception cref="Exception">The first exception an item threw, rethrown as itself on the calling thread once every item has run.</exception>
     public static void For(int count, IParallelBody body)
     {
         if (count <= 0) return;
         if (count == 1 || Parallelism == 1 || t_isWorker)
         {
-            for (int i = 0; i < count; i++) body.Invoke(i);
+            var alone = new Batch(body, count);
+            alone.Help();
+            alone.ThrowIfFailed();
             return;
         }
         if (Interlocked.CompareExchange(ref s_busy, 1, 0) != 0)
         {
-            Parallel.For(0, count, body.Invoke);
+            // The same claiming on the .NET pool: every item still runs after one fails, and the failure surfaces
+            // as itself, not wrapped, just as on the workers.
+            var shared = new Batch(body, count);
+            Parallel.For(0, Math.Min(count, Parallelism), _ => shared.Help());
+            shared.ThrowIfFailed();
             return;
         }
         try

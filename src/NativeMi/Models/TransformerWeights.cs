@@ -348,12 +348,16 @@ internal sealed class TransformerWeights : IDisposable
         {
             file = store.FileOf(full);
             values = default;
-            if (info.DType != SafetensorsDType.F32 || !file.IsFloat32Aligned(full)) return false;
+            if (!Mappable(full, info)) return false;
             values = file.GetFloat32Span(full);
             CheckFinite(file.FilePath, full, info, values);
             Count(info, values.Length);
             return true;
         }
+
+        /// <summary>Whether <see cref="TryMapped"/> can use the tensor where it lies: F32 and 4-byte aligned in the mapping.</summary>
+        private bool Mappable(string full, SafetensorsTensorInfo info) =>
+            info.DType == SafetensorsDType.F32 && store.FileOf(full).IsFloat32Aligned(full);
 
         private void Count(SafetensorsTensorInfo info, long elements)
         {
@@ -480,7 +484,7 @@ internal sealed class TransformerWeights : IDisposable
             {
                 string full = _prefix + name + ".weight";
                 SafetensorsTensorInfo info = CheckedInfo(full, [output, input]);
-                if (info.DType != SafetensorsDType.F32 || !store.FileOf(full).IsFloat32Aligned(full)) return null;
+                if (!Mappable(full, info)) return null;
                 tensors.Add((full, info));
             }
             // Every part was checked to map above, so nothing is counted for a projection that then falls back to copying.

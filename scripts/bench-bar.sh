@@ -22,7 +22,10 @@ if [ -z "${NATIVEMI_TORCH_LD_LIBRARY_PATH:-}" ]; then
   if [ -f "$lib/libopenblas.so.0" ]; then export NATIVEMI_TORCH_LD_LIBRARY_PATH="$lib"; fi
 fi
 
+# A day's earlier bar is kept: a second run that day writes <date>-bar-2.md, then -3, and so on.
 out="benchmarks/results/$(date -u +%Y-%m-%d)-bar.md"
+n=2
+while [ -e "$out" ]; do out="benchmarks/results/$(date -u +%Y-%m-%d)-bar-$n.md"; n=$((n + 1)); done
 dotnet benchmarks/NativeMi.Benchmarks/bin/Release/net10.0/NativeMi.Benchmarks.dll bar --out "$out" \
   --nativemi src/NativeMi.Cli/bin/Release/net10.0/nativemi "$@"
 echo "wrote $out"

@@ -45,12 +45,30 @@ internal static class ProbeProfile
         return report.ToString();
     }
 
+    /// <summary>What the default measure computed, counted by the timing backend over one run.</summary>
+    /// <param name="Seconds">The run's wall time.</param>
+    /// <param name="Timings">The run's own phase timings (results.json's timings_s).</param>
+    /// <param name="WeightProductFlops">2·m·k·n over the forward pass's products with model weights (zero with the embeddings cached).</param>
+    /// <param name="AttentionFlops">The attention op's products over padded queries and keys.</param>
+    /// <param name="ProbeProductFlops">2·m·k·n over the probes' and the control's products, forward and backward.</param>
+    /// <param name="FirstStageEpochs">Epochs of the linear stage over every probe.</param>
+    /// <param name="SecondStageEpochs">Epochs of the MLP stage over every probe.</param>
+    public sealed record MeasureWork(double Seconds, IReadOnlyDictionary<string, double> Timings, double WeightProductFlops, double AttentionFlops,
+        double ProbeProductFlops, int FirstStageEpochs, int SecondStageEpochs)
+    {
+        /// <summary>Every counted product.</summary>
+        public double TotalFlops => WeightProductFlops + AttentionFlops + ProbeProductFlops;
+    }
+
     /// <summary>
-    /// The default <c>nativemi measure</c> on the embeddings cached under <paramref name="cacheDirectory"/> (run the CLI once
-    /// with <c>--cache</c> to fill it), every probe through the timing backend: how many epochs each stage of each probe ran,
-    /// their wall times, and the ops over all probes.
+    /// The default <c>nativemi measure</c> with its cache under <paramref name="cacheDirectory"/> (embeddings cached there by
+    /// a CLI run are reused; an empty folder runs the forward pass too), every op through the timing backend: how many epochs
+    /// each stage of each probe ran, their wall times, and the ops over all probes.
     /// </summary>
-    public static string RunMeasure(string cacheDirectory)
+    public static string RunMeasure(string cacheDirectory) => RunMeasure(cacheDirectory, out _);
+
+    /// <summary>As <see cref="RunMeasure(string)"/>, also returning the counted work.</summary>
+    public static string RunMeasure(string cacheDirectory, out MeasureWork work)
     {
         var inner = new CpuBackend();
         var timed = new TimedBackend(inner);
@@ -67,11 +85,14 @@ internal static class ProbeProfile
         var total = Stopwatch.StartNew();
         var result = Measurement.MeasurementRunner.Run(new Measurement.MeasureOptions { CacheDirectory = cacheDirectory }, progress, timed);
         double totalSeconds = total.Elapsed.TotalSeconds;
+        work = new MeasureWork(totalSeconds, result.TimingsSeconds, timed.WeightProductFlops, timed.AttentionFlops, timed.ProbeProductFlops,
+            probes.Sum(p => p.Stages.Count(s => s == 1)), probes.Sum(p => p.Stages.Count(s => s == 2)));
         var report = new StringBuilder();
         report.AppendLine("# Probe training profile of the default measure");
         report.AppendLine();
         report.AppendLine(CultureInfo.InvariantCulture, $"- date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}; {Environment.ProcessorCount} cores; {inner.Description}; load average {LoadAverage()}");
         report.AppendLine(CultureInfo.InvariantCulture, $"- the whole run {totalSeconds:F1} s; its timings: {string.Join(", ", result.TimingsSeconds.Select(t => $"{t.Key} {t.Value:F1} s"))}");
+        report.AppendLine(CultureInfo.InvariantCulture, $"- products counted: forward linear layers {work.WeightProductFlops / 1e12:F3} TFLOP, attention {work.AttentionFlops / 1e12:F3} TFLOP, probes and control {work.ProbeProductFlops / 1e12:F3} TFLOP");
         report.AppendLine();
         report.AppendLine("| probe | stage 1 epochs | stage 2 epochs |");
         report.AppendLine("|---|---:|---:|");
@@ -244,9 +265,19 @@ internal static class ProbeProfile
         private readonly Dictionary<int, int> _epochs = [];
         private readonly List<(int Stage, double Seconds)> _walls = [];
         private Phase? _phase;
+        private long _weightProductFlops, _attentionFlops, _probeProductFlops;
         private long _lastEnd = Stopwatch.GetTimestamp(), _epochStart = Stopwatch.GetTimestamp();
 
         public int Epochs(int stage) => _epochs.GetValueOrDefault(stage);
+
+        /// <summary>2·m·k·n summed over every product with a model weight (<see cref="Gemm"/>: the forward pass's linear layers).</summary>
+        public double WeightProductFlops => Interlocked.Read(ref _weightProductFlops);
+
+        /// <summary>The attention op's two products over every padded query and key.</summary>
+        public double AttentionFlops => Interlocked.Read(ref _attentionFlops);
+
+        /// <summary>2·m·k·n summed over every general product (<see cref="GemmEx"/>: the probes' forward and backward).</summary>
+        public double ProbeProductFlops => Interlocked.Read(ref _probeProductFlops);
 
         public double PhaseSeconds(int stage, Phase phase) =>
             _closed.Where(p => p.Key.Stage == stage && p.Key.Phase == phase).Sum(p => p.Value.Ticks) / (double)Stopwatch.Frequency;
@@ -394,8 +425,11 @@ internal static class ProbeProfile
             End("Download", start);
         }
 
-        public void Gemm(DeviceBuffer<float> input, DeviceBuffer<float> weight, DeviceBuffer<float>? bias, DeviceBuffer<float> output, int m, int k, int n, Activation activation) =>
+        public void Gemm(DeviceBuffer<float> input, DeviceBuffer<float> weight, DeviceBuffer<float>? bias, DeviceBuffer<float> output, int m, int k, int n, Activation activation)
+        {
+            Interlocked.Add(ref _weightProductFlops, 2L * m * k * n);
             inner.Gemm(input, weight, bias, output, m, k, n, activation);
+        }
 
         public void LayerNorm(DeviceBuffer<float> input, DeviceBuffer<float>? residual, DeviceBuffer<float> gamma, DeviceBuffer<float> beta, DeviceBuffer<float> output, int rows, int width, float epsilon) =>
             inner.LayerNorm(input, residual, gamma, beta, output, rows, width, epsilon);
@@ -428,11 +462,16 @@ internal static class ProbeProfile
             DeviceBuffer<float>? types, DeviceBuffer<float> output, int rows, int width) =>
             inner.EmbeddingGather(ids, positionIds, typeIds, words, positions, types, output, rows, width);
 
-        public void Attention(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> output, int batch, int seq, int heads, int headDim, bool causal) =>
+        public void Attention(DeviceBuffer<float> qkv, DeviceBuffer<int> mask, DeviceBuffer<float> output, int batch, int seq, int heads, int headDim, bool causal)
+        {
+            // Q·Kᵀ and P·V over every (padded) query and key, as the kernel computes them.
+            Interlocked.Add(ref _attentionFlops, 4L * batch * heads * seq * seq * headDim);
             inner.Attention(qkv, mask, output, batch, seq, heads, headDim, causal);
+        }
 
         public void GemmEx(DeviceBuffer<float> a, bool transposeA, DeviceBuffer<float> b, bool transposeB, DeviceBuffer<float> c, int m, int k, int n, bool accumulate)
         {
+            Interlocked.Add(ref _probeProductFlops, 2L * m * k * n);
             long start = Begin();
             inner.GemmEx(a, transposeA, b, transposeB, c, m, k, n, accumulate);
             End($"GemmEx {Dim(m)}×{Dim(k)}×{Dim(n)}{(transposeA ? " Aᵀ" : "")}{(transposeB ? " Bᵀ" : "")}{(accumulate ? " +=" : "")}", start);

@@ -233,6 +233,7 @@ internal static class CpuGemm
     }
 
     /// <summary>Columns [panel·NR, +NR) of B as K steps of NR values, zero columns past N (the layout <see cref="Job"/> reads).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void PackPanel<T>(T* b, T* packed, int k, int n, int nr, int panel, bool transposed) where T : unmanaged
     {
         int col0 = panel * nr, cols = Math.Min(nr, n - col0);

@@ -61,6 +61,7 @@ public static class Bar
             double share = gemm.GflopsPerSecond / peak.GflopsPerSecond;
             goals.Add(new Goal($"{gemm.Name}: share of the FMA peak >= {GemmPeakShareGoal:P0}", $"{share:P0} ({gemm.GflopsPerSecond:F1} GFLOP/s)", share >= GemmPeakShareGoal));
         }
+        AppendOneThreadGemm(details, timings, peak, quick ? 7 : 15);
 
         AppendForwardProductTimes(details, forwardCells, timings);
 
@@ -121,6 +122,53 @@ public static class Bar
         if (outPath is not null) NativeMi.IO.AtomicFile.WriteAllText(outPath, text);
         Console.WriteLine(text);
         return 0;
+    }
+
+    /// <summary>
+    /// The same GEMM shapes in a child process that sees one core (DOTNET_PROCESSOR_COUNT=1), against the one-thread FMA
+    /// peak: what the micro-kernel, packing and blocking reach on their own, beside what two threads reach of the
+    /// two-thread peak. A one-thread share below the goal puts the shortfall in the single-core code; a one-thread share
+    /// above it with a two-thread share below puts it in the second core.
+    /// </summary>
+    private static void AppendOneThreadGemm(StringBuilder details, List<QuickKernels.Timing> timings, QuickKernels.Timing peak, int rounds)
+    {
+        Progress("GEMM shapes on one thread");
+        string self = typeof(Bar).Assembly.Location;
+        string host = Environment.ProcessPath ?? "dotnet";
+        var start = new ProcessStartInfo(host) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") start.ArgumentList.Add(self);
+        foreach (string a in new[] { "kernels", rounds.ToString(Invariant), "FMA peak|GEMM packed" }) start.ArgumentList.Add(a);
+        start.Environment["DOTNET_PROCESSOR_COUNT"] = "1";
+        string output;
+        try
+        {
+            using var child = Process.Start(start) ?? throw new InvalidOperationException($"could not start {host}");
+            Task<string> stderr = child.StandardError.ReadToEndAsync();
+            output = child.StandardOutput.ReadToEnd();
+            child.WaitForExit();
+            if (child.ExitCode != 0) throw new InvalidOperationException($"the one-thread kernels run exited {child.ExitCode}: {stderr.Result.Trim()}");
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            details.AppendLine(CultureInfo.InvariantCulture, $"The one-thread GEMM run failed: {e.Message}").AppendLine();
+            return;
+        }
+        // Rows of the child's table: | name | median ms | min ms | GFLOP/s (median) | GFLOP/s (min) |
+        var oneThread = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (string line in output.Split('\n'))
+        {
+            string[] cells = line.Split('|', StringSplitOptions.TrimEntries);
+            if (cells.Length >= 6 && double.TryParse(cells[4], NumberStyles.Float, Invariant, out double gflops)) oneThread[cells[1]] = gflops;
+        }
+        double onePeak = oneThread.Where(p => p.Key.StartsWith("FMA peak", StringComparison.Ordinal)).Select(p => p.Value).DefaultIfEmpty(0).Max();
+        if (onePeak <= 0) return;
+        details.AppendLine("### The same shapes on one thread").AppendLine()
+            .AppendLine(CultureInfo.InvariantCulture, $"A child process seeing one core ran the same cases ({rounds} rounds); its FMA peak read {onePeak:F1} GFLOP/s. Shares at the medians:").AppendLine()
+            .AppendLine("| case | one thread: share of the one-thread peak | two threads: share of the two-thread peak |").AppendLine("|---|---:|---:|");
+        foreach (QuickKernels.Timing gemm in timings.Where(t => t.Name.StartsWith("GEMM packed", StringComparison.Ordinal) && !t.Name.EndsWith("x32", StringComparison.Ordinal)))
+            if (oneThread.TryGetValue(gemm.Name, out double one))
+                details.AppendLine(CultureInfo.InvariantCulture, $"| {gemm.Name} | {one / onePeak:P0} | {gemm.GflopsPerSecond / peak.GflopsPerSecond:P0} |");
+        details.AppendLine();
     }
 
     /// <summary>

@@ -76,6 +76,13 @@ internal static class ProbeProfile
         string? current = null;
         var progress = new SynchronousProgress<Measurement.MeasureEvent>(e =>
         {
+            // Import, tokenising and the forward pass are not probe training: the clocks start again after each of their
+            // events, so the first epoch's wall time and host share begin with the first probe (the forward's last batch).
+            if (probes.Count == 0 && e.Phase is "import" or "sample" or "pooling" or "tokenise" or "forward")
+            {
+                timed.Restart();
+                return;
+            }
             if (e.Message is not { } message || !message.Contains("val CE", StringComparison.Ordinal)) return;
             int colon = message.IndexOf(": val CE", StringComparison.Ordinal);
             string probe = colon < 0 ? e.Phase : e.Phase + " " + message[..colon];
@@ -269,6 +276,15 @@ internal static class ProbeProfile
         private long _lastEnd = Stopwatch.GetTimestamp(), _epochStart = Stopwatch.GetTimestamp();
 
         public int Epochs(int stage) => _epochs.GetValueOrDefault(stage);
+
+        /// <summary>Forgets the ops booked so far and starts the epoch clock and the host gap now.</summary>
+        public void Restart()
+        {
+            _pending.Clear();
+            _epoch.Clear();
+            _phase = null;
+            _lastEnd = _epochStart = Stopwatch.GetTimestamp();
+        }
 
         /// <summary>2·m·k·n summed over every product with a model weight (<see cref="Gemm"/>: the forward pass's linear layers).</summary>
         public double WeightProductFlops => Interlocked.Read(ref _weightProductFlops);

@@ -232,9 +232,9 @@ public static class Bar
                 .AppendLine("Only less work (fewer sentences or probe epochs: other figures), more cores or the CUDA backend (`--backend cuda`) would close it.").AppendLine()
                 .AppendLine("<details><summary>probe profile of that run</summary>").AppendLine().AppendLine(Demote(profile)).AppendLine("</details>").AppendLine();
         }
-        catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // A late failure keeps the figures already measured.
+            // A late failure keeps the figures already measured (the report is written after this step).
             details.AppendLine(CultureInfo.InvariantCulture, $"The counted in-process run failed: {e.Message}").AppendLine();
         }
         finally

@@ -43,10 +43,11 @@ public static class Bar
             string report = OrtComparison.Run(forwardRuns, [1, 8, 32], sequenceWords: 8, gap, spinning, out List<OrtComparison.Cell> cells);
             details.AppendLine(CultureInfo.InvariantCulture, $"## Forward pass, {label}").AppendLine().AppendLine(Demote(report)).AppendLine();
             foreach (OrtComparison.Cell cell in cells.Where(c => c.Batch is 8 or 32))
+            {
                 forwardCells.Add((label, cell));
-            foreach (OrtComparison.Cell cell in cells.Where(c => c.Batch is 8 or 32))
                 goals.Add(new Goal($"forward {cell.Model} batch {cell.Batch}, {label}: NativeMi / ORT <= {ForwardRatioGoal:F2}",
                     $"{cell.Ratio:F2} ({cell.OursMedianMs:F1} / {cell.OrtMedianMs:F1} ms)", cell.Ratio <= ForwardRatioGoal));
+            }
         }
 
         Progress("GEMM shapes against the FMA peak");
@@ -56,7 +57,7 @@ public static class Bar
         details.AppendLine("## GEMM against the FMA peak").AppendLine()
             .AppendLine(CultureInfo.InvariantCulture, $"The peak is the `{peak.Name}` loop: {peak.GflopsPerSecond:F1} GFLOP/s at its median. The GEMM rows are the forward pass's shapes (M = 216 and 864: batch 8 and 32 of 27 tokens) with packed weights.")
             .AppendLine().AppendLine("```").Append(kernels).AppendLine("```").AppendLine();
-        foreach (QuickKernels.Timing gemm in timings.Where(t => t.Name.StartsWith("GEMM packed", StringComparison.Ordinal) && !t.Name.EndsWith("x32", StringComparison.Ordinal)))
+        foreach (QuickKernels.Timing gemm in ForwardGemms(timings))
         {
             double share = gemm.GflopsPerSecond / peak.GflopsPerSecond;
             goals.Add(new Goal($"{gemm.Name}: share of the FMA peak >= {GemmPeakShareGoal:P0}", $"{share:P0} ({gemm.GflopsPerSecond:F1} GFLOP/s)", share >= GemmPeakShareGoal));
@@ -124,6 +125,10 @@ public static class Bar
         return 0;
     }
 
+    /// <summary>The packed GEMM cases with the forward pass's shapes (the narrow N = 32 probe-like cases left out).</summary>
+    private static IEnumerable<QuickKernels.Timing> ForwardGemms(List<QuickKernels.Timing> timings) =>
+        timings.Where(t => t.Name.StartsWith("GEMM packed", StringComparison.Ordinal) && !t.Name.EndsWith("x32", StringComparison.Ordinal));
+
     /// <summary>
     /// The same GEMM shapes in a child process that sees one core (DOTNET_PROCESSOR_COUNT=1), against the one-thread FMA
     /// peak: what the micro-kernel, packing and blocking reach on their own, beside what two threads reach of the
@@ -165,7 +170,7 @@ public static class Bar
         details.AppendLine("### The same shapes on one thread").AppendLine()
             .AppendLine(CultureInfo.InvariantCulture, $"A child process seeing one core ran the same cases ({rounds} rounds); its FMA peak read {onePeak:F1} GFLOP/s. Shares at the medians:").AppendLine()
             .AppendLine("| case | one thread: share of the one-thread peak | two threads: share of the two-thread peak |").AppendLine("|---|---:|---:|");
-        foreach (QuickKernels.Timing gemm in timings.Where(t => t.Name.StartsWith("GEMM packed", StringComparison.Ordinal) && !t.Name.EndsWith("x32", StringComparison.Ordinal)))
+        foreach (QuickKernels.Timing gemm in ForwardGemms(timings))
             if (oneThread.TryGetValue(gemm.Name, out double one))
                 details.AppendLine(CultureInfo.InvariantCulture, $"| {gemm.Name} | {one / onePeak:P0} | {gemm.GflopsPerSecond / peak.GflopsPerSecond:P0} |");
         details.AppendLine();
@@ -188,8 +193,9 @@ public static class Bar
                 int rows = cell.Tokens.Split('x').Select(int.Parse).Aggregate(1, (a, b) => a * b);
                 int d = config.HiddenSize, f = config.IntermediateSize;
                 string[] shapes = [$"{rows}x{d}x{3 * d}", $"{rows}x{d}x{d}", $"{rows}x{d}x{f}", $"{rows}x{f}x{d}"];
-                var medians = shapes.Select(shape => timings.FirstOrDefault(t => t.Name.StartsWith($"GEMM packed {shape}", StringComparison.Ordinal) &&
-                    (t.Name.Length == $"GEMM packed {shape}".Length || t.Name[$"GEMM packed {shape}".Length] == ' '))).ToList();
+                // A case is its shape's name, or that name and a suffix such as " +GELU".
+                var medians = shapes.Select(shape => $"GEMM packed {shape}")
+                    .Select(name => timings.FirstOrDefault(t => t.Name == name || t.Name.StartsWith(name + " ", StringComparison.Ordinal))).ToList();
                 if (medians.Any(m => m is null)) continue;
                 double products = config.NumLayers * medians.Sum(m => m!.MedianMs);
                 double share = products / cell.OrtMedianMs;

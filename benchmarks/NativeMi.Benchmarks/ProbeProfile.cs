@@ -129,7 +129,7 @@ internal static class ProbeProfile
         {
             new("FMA peak 256, 1 thread", 12.0 * 8 * 2 * 2_000_000, () => FmaPeakBenchmarks.Chains256(2_000_000)),
             new($"FMA peak 256, {Environment.ProcessorCount} threads", Environment.ProcessorCount * 12.0 * 8 * 2 * 2_000_000,
-                () => Parallel.For(0, Environment.ProcessorCount, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, _ => FmaPeakBenchmarks.Chains256(2_000_000))),
+                () => FmaPeakBenchmarks.AllThreads(() => FmaPeakBenchmarks.Chains256(2_000_000))),
         };
         void Gemm(string name, int m, int k, int n, bool transposeA, bool transposeB)
         {
@@ -260,7 +260,7 @@ internal static class ProbeProfile
     internal enum Phase { Train, Validation }
 
     /// <summary>
-    /// Forwards every op to the CPU backend and times it. An op belongs to the phase of the softmax-CE that follows it
+    /// Forwards every op to the CPU backend and times it (and counts the products' FLOPs). An op belongs to the phase of the softmax-CE that follows it
     /// (with or without gradient) until then; every op after a softmax-CE belongs to its phase until the next upload
     /// (a new batch). Host time between ops is booked the same way.
     /// </summary>

@@ -45,9 +45,7 @@ public static class QuickKernels
         string width = wide ? "512" : "256";
         cases.Add(new Case($"FMA peak {width}, 1 thread", 12.0 * lanes * 2 * PeakIterations, () => chains(PeakIterations)));
         cases.Add(new Case($"FMA peak {width}, {Environment.ProcessorCount} threads", Environment.ProcessorCount * 12.0 * lanes * 2 * PeakIterations,
-            // On the engine's own worker threads, as the GEMMs run: a loop on the .NET pool paid its wake-up inside the
-            // timing, which understated the peak and overstated every share of it.
-            () => CpuWorkers.For(Environment.ProcessorCount, _ => chains(PeakIterations))));
+            () => FmaPeakBenchmarks.AllThreads(() => chains(PeakIterations))));
         var rng = new Random(1);
         foreach (int m in new[] { 1024, 864, 216 })
             foreach (var (k, n) in new[] { (384, 1152), (384, 384), (384, 1536), (1536, 384) })

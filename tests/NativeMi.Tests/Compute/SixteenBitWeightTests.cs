@@ -142,6 +142,10 @@ public class SixteenBitWeightTests
         backend.EmbeddingGather(idBuffer, positionBuffer, typeBuffer, full, positionBufferF, typeBufferF, expected, rows, width);
         backend.EmbeddingGather(idBuffer, positionBuffer, typeBuffer, sixteen, positionBufferF, typeBufferF, actual, rows, width);
         Assert.Equal(CpuBackend.Array(expected), CpuBackend.Array(actual));
+        // The 16-bit table as the position and type tables too: their rows are widened before they are added.
+        backend.EmbeddingGather(idBuffer, positionBuffer, typeBuffer, full, full, full, expected, rows, width);
+        backend.EmbeddingGather(idBuffer, positionBuffer, typeBuffer, full, sixteen, sixteen, actual, rows, width);
+        Assert.Equal(CpuBackend.Array(expected), CpuBackend.Array(actual));
 
         var downloaded = new float[widened.Length];
         backend.Download(sixteen, downloaded.AsSpan());

@@ -126,6 +126,12 @@ public sealed class InPlaceWeightTests : IDisposable
         for (int r = 0; r < 4; r++)
             for (int j = 0; j < width; j++)
                 Assert.Equal(BitConverter.SingleToInt32Bits(values[order[r] * width + j] + values[r * width + j]), BitConverter.SingleToInt32Bits(embeddedHost[r * width + j]));
+        // The large table as the position table: its rows are read from the file before they are added.
+        backend.EmbeddingGather(positionIds, ids, null, positions, table, null, embedded, 4, width);
+        backend.Download(embedded, embeddedHost);
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < width; j++)
+                Assert.Equal(BitConverter.SingleToInt32Bits(values[r * width + j] + values[order[r] * width + j]), BitConverter.SingleToInt32Bits(embeddedHost[r * width + j]));
         float[] whole = new float[rows * width];
         backend.Download(table, whole);
         Assert.Equal(values, whole);

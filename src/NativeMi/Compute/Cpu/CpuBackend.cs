@@ -187,18 +187,12 @@ internal sealed partial class CpuBackend : IComputeBackend
     /// <summary>accumulator += row <paramref name="row"/> of a table (fp32 or 16-bit).</summary>
     private static void AddRow(Span<float> accumulator, DeviceBuffer<float> table, long row, int width)
     {
-        if (table is CpuSixteenBitTable sixteen)
+        if (table is CpuMappedTable { ReadsRowsFromFile: false } inMapping) TensorPrimitives.Add(accumulator, inMapping.Slice(row * width, width), accumulator);
+        else if (table is CpuSixteenBitTable or CpuMappedTable)
         {
-            float[] widened = System.Buffers.ArrayPool<float>.Shared.Rent(width);
-            sixteen.WidenRow(row, width, widened);
-            TensorPrimitives.Add(accumulator, widened.AsSpan(0, width), accumulator);
-            System.Buffers.ArrayPool<float>.Shared.Return(widened);
-        }
-        else if (table is CpuMappedTable { ReadsRowsFromFile: false } inMapping) TensorPrimitives.Add(accumulator, inMapping.Slice(row * width, width), accumulator);
-        else if (table is CpuMappedTable mapped)
-        {
+            // A 16-bit row is widened, a large table's row read from the file: either way into scratch first.
             float[] read = System.Buffers.ArrayPool<float>.Shared.Rent(width);
-            mapped.CopyTo(row * width, read.AsSpan(0, width));
+            ReadRow(table, row, width, read);
             TensorPrimitives.Add(accumulator, read.AsSpan(0, width), accumulator);
             System.Buffers.ArrayPool<float>.Shared.Return(read);
         }
